@@ -1,0 +1,133 @@
+"""The session agent: runs a session's program as the user and tells beamhub how it goes.
+
+Started by a backend as `python -m beamhub.agent --session ID --callback URL --port P
+[--ready-path PATH] -- PROGRAM ARGS...`, with the per-session secret in $BEAMHUB_AGENT_SECRET.
+It starts the program, waits until it answers HTTP on the port (when a ready path is given),
+reports "ready", sends activity heartbeats, and reports the program's exit. Stdlib only: it
+runs inside whatever environment the session's image provides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+SECRET_ENV = "BEAMHUB_AGENT_SECRET"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="beamhub.agent")
+    parser.add_argument("--session", required=True)
+    parser.add_argument("--callback", required=True, help="beamhub's base URL")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ready-path", default="", help="HTTP path that answers once the program is up")
+    parser.add_argument("--heartbeat", type=float, default=30.0)
+    parser.add_argument("program", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.program[:1] == ["--"]:
+        args.program = args.program[1:]
+    if not args.program:
+        parser.error("no program to run")
+    return args
+
+
+class Reporter:
+    """Posts the agent's events to beamhub; failures are retried by the caller."""
+
+    def __init__(self, callback: str, session: str, secret: str) -> None:
+        self.url = f"{callback.rstrip('/')}/api/v1/sessions/{session}/agent"
+        self.secret = secret
+
+    def send(self, event: dict[str, object]) -> bool:
+        request = urllib.request.Request(
+            self.url, data=json.dumps(event).encode(), method="POST",
+            headers={"Content-Type": "application/json", "X-Beamhub-Agent-Secret": self.secret},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status < 300
+        except (urllib.error.URLError, OSError):
+            return False
+
+
+def answers_http(port: int, path: str) -> bool:
+    """True once something on 127.0.0.1:port answers an HTTP request, whatever its status."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            return conn.recv(12).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process and its reaped children."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def supervise(args: argparse.Namespace, reporter: Reporter) -> int:
+    """Run the program until it exits or the agent is told to stop; return its status."""
+    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    child = subprocess.Popen(args.program, env=env, stdin=subprocess.DEVNULL)
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ready_sent = False
+    next_heartbeat = 0.0
+    while child.poll() is None:
+        now = time.monotonic()
+        if not ready_sent and (not args.ready_path or answers_http(args.port, args.ready_path)):
+            ready_sent = reporter.send({"event": "ready", "port": args.port})
+        elif ready_sent and now >= next_heartbeat:
+            reporter.send({"event": "activity", "cpu_seconds": cpu_seconds(child.pid)})
+            next_heartbeat = now + args.heartbeat
+        time.sleep(0.03 if not ready_sent else 0.5)
+    status = child.returncode
+    if not stopping:
+        reporter.send({"event": "exited", "status": status})
+    return 0 if stopping else (status if status >= 0 else 128 - status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    secret = os.environ.get(SECRET_ENV, "")
+    if not secret:
+        print(f"beamhub.agent: ${SECRET_ENV} is not set", file=sys.stderr)
+        return 2
+    if not port_is_free(args.port):
+        print(f"beamhub.agent: port {args.port} is already in use", file=sys.stderr)
+        return 3
+    return supervise(args, Reporter(args.callback, args.session, secret))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The FastAPI app factory: assembles the domains and runs the reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from beamhub import __version__
+from beamhub.compute.backend import Backend, BackendError
+from beamhub.compute.local import LocalBackend
+from beamhub.config import ConfigError, Settings
+from beamhub.db import Database, migrate
+from beamhub.deps import Services
+from beamhub.errors import BeamhubError
+from beamhub.heps.routes import router as heps_router
+from beamhub.identity.routes import router as users_router
+from beamhub.identity.service import IdentityService
+from beamhub.sessions.proxy import router as proxy_router
+from beamhub.sessions.reconciler import Reconciler
+from beamhub.sessions.routes import router as sessions_router
+from beamhub.sessions.service import SessionService
+from beamhub.sessions.workstations import WorkstationService
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(settings: Settings) -> Backend:
+    if settings.backend == "local":
+        return LocalBackend(settings)
+    raise ConfigError(f"unknown backend {settings.backend!r}; this build has: local")
+
+
+def build_services(settings: Settings) -> Services:
+    """The services of one beamhub instance, on a migrated database."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.sqlalchemy_url)
+    migrate(db.engine)
+    backend = make_backend(settings)
+    identity = IdentityService(db, settings)
+    sessions = SessionService(db, settings, backend, identity)
+    return Services(settings=settings, db=db, backend=backend, identity=identity, sessions=sessions,
+                    workstations=WorkstationService(db))
+
+
+def _error_response(status: int, detail: object) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
+    services = build_services(settings)
+    reconciler = Reconciler(services.sessions)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.proxy_client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10), follow_redirects=False)
+        task = asyncio.create_task(reconciler.run_forever()) if run_reconciler else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            reconciler.close()
+            await app.state.proxy_client.aclose()
+            services.db.dispose()
+
+    app = FastAPI(title="beamhub", version=__version__, lifespan=lifespan,
+                  description="Sessions, data and one identity for a synchrotron light source.")
+    app.state.services = services
+    app.state.reconciler = reconciler
+
+    @app.exception_handler(BeamhubError)
+    async def beamhub_error(_: Request, exc: BeamhubError) -> JSONResponse:
+        return _error_response(exc.status_code, str(exc))
+
+    @app.exception_handler(BackendError)
+    async def backend_error(_: Request, exc: BackendError) -> JSONResponse:
+        return _error_response(503, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(422, [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()])
+
+    @app.get("/api/v1/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for router in (users_router, sessions_router, heps_router, proxy_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""Where sessions run: the Backend protocol and its adapters."""

@@ -1,0 +1,1 @@
+"""Who you are: users, UID/GID, groups, tokens."""

@@ -1,0 +1,68 @@
+"""System accounts kept in step with beamhub's users (useradd/groupadd), idempotently."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+from beamhub.errors import Conflict
+
+
+def _run(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise Conflict(f"{argv[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+def ensure_group(name: str, gid: int | None = None) -> int:
+    """The GID of a system group, created when missing."""
+    try:
+        existing = grp.getgrnam(name)
+    except KeyError:
+        _run(["groupadd", *(["-g", str(gid)] if gid is not None else []), name])
+        return grp.getgrnam(name).gr_gid
+    if gid is not None and existing.gr_gid != gid:
+        raise Conflict(f"system group {name} exists with GID {existing.gr_gid}, not {gid}")
+    return existing.gr_gid
+
+
+def ensure_account(username: str, uid: int, gid: int, groups: list[str], home: Path) -> None:
+    """A system user with this UID, primary GID, supplementary groups and a private home."""
+    ensure_group(username, gid)
+    for group in groups:
+        ensure_group(group)
+    try:
+        existing = pwd.getpwnam(username)
+    except KeyError:
+        _run(["useradd", "-u", str(uid), "-g", str(gid), "-d", str(home), "-m", "-s", "/bin/bash",
+              *(["-G", ",".join(groups)] if groups else []), username])
+        return
+    if existing.pw_uid != uid:
+        raise Conflict(f"system user {username} exists with UID {existing.pw_uid}, not {uid}")
+    _run(["usermod", "-g", str(gid), "-G", ",".join(groups), username])
+    if not home.exists():
+        home.mkdir(mode=0o700, parents=True)
+        os.chown(home, uid, gid)
+
+
+def uid_taken(uid: int) -> bool:
+    """Whether a system account already uses this UID."""
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+def group_ids(names: list[str]) -> tuple[int, ...]:
+    """GIDs of the named groups that exist on this host."""
+    gids = []
+    for name in names:
+        try:
+            gids.append(grp.getgrnam(name).gr_gid)
+        except KeyError:
+            continue
+    return tuple(gids)

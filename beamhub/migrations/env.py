@@ -1,0 +1,12 @@
+"""Alembic environment: runs on the connection beamhub hands it."""
+
+from alembic import context
+
+from beamhub.identity import models as _identity  # noqa: F401  (registers tables)
+from beamhub.sessions import models as _sessions  # noqa: F401
+from beamhub.db import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

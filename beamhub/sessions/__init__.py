@@ -1,0 +1,1 @@
+"""What users run: sessions, their lifecycle, the reconciler and the proxy."""

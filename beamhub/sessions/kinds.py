@@ -1,0 +1,57 @@
+"""What each session kind runs inside the agent, given its image environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from beamhub.errors import Invalid
+
+
+@dataclass(frozen=True)
+class KindProgram:
+    """The program the agent starts, the path that answers once it is up, and extra env."""
+
+    argv: list[str]
+    ready_path: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def proxy_prefix(session_id: str) -> str:
+    return f"/s/{session_id}/"
+
+
+def jupyter(image: Path, session_id: str, port: int, token: str, command: str | None,
+            args: list[str]) -> KindProgram:
+    """JupyterLab on loopback, under the proxy's prefix, trusting only the session token."""
+    prefix = proxy_prefix(session_id)
+    return KindProgram(
+        argv=[str(image / "bin" / "jupyter-lab"), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+              f"--ServerApp.base_url={prefix}", "--ServerApp.allow_remote_access=True",
+              "--ServerApp.port_retries=0", "--ServerApp.quit_button=False"],
+        ready_path=f"{prefix}api/status",
+        env={"JUPYTER_TOKEN": token},
+    )
+
+
+def command(image: Path, session_id: str, port: int, token: str, command: str | None,
+            args: list[str]) -> KindProgram:
+    """The seed's single_cmd with its arguments, found on the image's PATH."""
+    if not command:
+        raise Invalid("a command session needs a command")
+    return KindProgram(argv=[command, *args],
+                       env={"BEAMHUB_PORT": str(port), "BEAMHUB_BASE_URL": proxy_prefix(session_id),
+                            "BEAMHUB_SESSION_TOKEN": token})
+
+
+KINDS = {"jupyter": jupyter, "command": command}
+
+
+def program_for(kind: str, image: Path, session_id: str, port: int, token: str, command: str | None,
+                args: list[str]) -> KindProgram:
+    """The program for a kind; Invalid for an unknown kind."""
+    try:
+        build = KINDS[kind]
+    except KeyError:
+        raise Invalid(f"unknown session kind {kind!r}; known: {', '.join(sorted(KINDS))}") from None
+    return build(image, session_id, port, token, command, args)

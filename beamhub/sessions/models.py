@@ -1,0 +1,101 @@
+"""Sessions, their events and the beamline workstations that hold them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from beamhub.db import Base, UTCDateTime, utcnow
+from beamhub.identity.models import User
+
+
+class SessionState(str, enum.Enum):
+    pending = "pending"
+    starting = "starting"
+    running = "running"
+    stopping = "stopping"
+    stopped = "stopped"
+    failed = "failed"
+    expired = "expired"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES = frozenset({SessionState.pending, SessionState.starting, SessionState.running, SessionState.stopping})
+
+
+class SessionRecord(Base):
+    """One session: what was asked, where it runs and what state it is in."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_active", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(32))
+    image: Mapped[str] = mapped_column(String(255))
+    ncores: Mapped[float] = mapped_column(Float)
+    memory: Mapped[int] = mapped_column(BigInteger)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    command: Mapped[str | None] = mapped_column(Text, nullable=True)
+    args: Mapped[list[str]] = mapped_column(JSON, default=list)
+    env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+    state: Mapped[SessionState] = mapped_column(Enum(SessionState, native_enum=False, length=16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    url: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    token: Mapped[str] = mapped_column(String(64))
+    agent_secret: Mapped[str] = mapped_column(String(64))
+    backend: Mapped[str] = mapped_column(String(32))
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    activity: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class SessionEvent(Base):
+    """A transition or notice in a session's life, streamed to clients."""
+
+    __tablename__ = "session_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="transition")
+    message: Mapped[str] = mapped_column(Text, default="")
+
+    session: Mapped[SessionRecord] = relationship()
+
+
+class Workstation(Base):
+    """A registered beamline workstation IP: it holds at most one session at a time."""
+
+    __tablename__ = "workstations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ip: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    beamline: Mapped[str] = mapped_column(String(64), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="SET NULL"), nullable=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

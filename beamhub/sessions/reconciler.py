@@ -1,0 +1,87 @@
+"""One idempotent loop that makes what runs agree with the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import Connection, text
+
+from beamhub.db import utcnow
+from beamhub.sessions.models import SessionRecord, SessionState
+from beamhub.sessions.service import SYSTEM, SessionService
+
+log = logging.getLogger(__name__)
+S = SessionState
+LEADER_LOCK_KEY = 0x6265616D  # "beam": one reconciler among replicas sharing a PostgreSQL
+
+
+class Reconciler:
+    def __init__(self, sessions: SessionService) -> None:
+        self.sessions = sessions
+        self.settings = sessions.settings
+        self._leader: Connection | None = None
+
+    def is_leader(self) -> bool:
+        """SQLite has one server; on PostgreSQL the holder of an advisory lock leads."""
+        engine = self.sessions.db.engine
+        if engine.dialect.name != "postgresql":
+            return True
+        if self._leader is None:
+            connection = engine.connect()
+            if connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK_KEY}):
+                self._leader = connection
+            else:
+                connection.close()
+        return self._leader is not None
+
+    def run_once(self) -> None:
+        """Fail dead sessions, expire old ones, warn before expiry, stop orphans."""
+        if not self.is_leader():
+            return
+        known: set[str] = set()
+        for record in self.sessions.active():
+            known.add(record.id)
+            try:
+                self._reconcile(record)
+            except Exception:
+                log.exception("reconciling session %s failed", record.id)
+        for handle in self.sessions.backend.list():
+            if handle.get("session_id") not in known:
+                log.warning("stopping orphan %s: no active session owns it", handle)
+                self.sessions.backend.stop(handle)
+
+    def _reconcile(self, record: SessionRecord) -> None:
+        now = utcnow()
+        if record.state is S.stopping:
+            self.sessions.stop(SYSTEM, record.id, reason=record.reason or "")
+            return
+        if record.handle is not None and record.state in (S.starting, S.running):
+            result = self.sessions.backend.poll(record.handle)
+            if not result.alive:
+                self.sessions.fail(record.id, result.reason or "the session's processes are gone")
+                return
+        if now >= record.expires_at:
+            self.sessions.stop(SYSTEM, record.id, final=S.expired, reason="the session reached its expiry time")
+            return
+        started_for = (now - record.created_at).total_seconds()
+        if record.state in (S.pending, S.starting) and started_for > self.settings.start_timeout:
+            self.sessions.fail(record.id, f"did not become ready within {self.settings.start_timeout} s")
+            return
+        warn_at = record.expires_at - timedelta(seconds=self.settings.expiry_warning)
+        if record.warned_at is None and now >= warn_at:
+            self.sessions.warn_expiry(record.id)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.run_once)
+            except Exception:
+                log.exception("reconciler round failed")
+            await asyncio.sleep(self.settings.reconcile_interval)
+
+    def close(self) -> None:
+        if self._leader is not None:
+            self._leader.close()
+            self._leader = None

@@ -1,0 +1,88 @@
+"""/api/v1/sessions: create, list, read, extend, stop, events; and the agent's report endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Header, Query, status
+from starlette.responses import StreamingResponse
+
+from beamhub.db import utcnow
+from beamhub.deps import CurrentPrincipal, Sessions
+from beamhub.sessions.models import SessionRecord
+from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
+
+router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+
+
+def session_out(record: SessionRecord) -> SessionOut:
+    """The public view of a session; its tokens and handle stay inside."""
+    end = record.ended_at or utcnow()
+    return SessionOut(
+        id=record.id, user=record.user.username, name=record.name, kind=record.kind, image=record.image,
+        ncores=record.ncores, memory=record.memory, gpus=record.gpus, gpu_ids=record.gpu_ids,
+        state=record.state.value, reason=record.reason, url=f"/s/{record.id}/", source_ip=record.source_ip,
+        description=record.description, created_at=record.created_at, started_at=record.started_at,
+        ended_at=record.ended_at, expires_at=record.expires_at,
+        running_seconds=(end - record.started_at).total_seconds() if record.started_at else None,
+        last_activity=record.last_activity,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
+def create_session(body: SessionCreate, principal: CurrentPrincipal, sessions: Sessions) -> SessionOut:
+    return session_out(sessions.create(principal, body.to_spec(), body.user))
+
+
+@router.get("", response_model=list[SessionOut])
+def list_sessions(principal: CurrentPrincipal, sessions: Sessions, user: str | None = None,
+                  active: bool = False) -> list[SessionOut]:
+    return [session_out(r) for r in sessions.list(principal, user, active_only=active)]
+
+
+@router.get("/{session_id}", response_model=SessionOut)
+def get_session(session_id: str, principal: CurrentPrincipal, sessions: Sessions) -> SessionOut:
+    return session_out(sessions.get(principal, session_id))
+
+
+@router.patch("/{session_id}", response_model=SessionOut)
+def extend_session(session_id: str, body: SessionUpdate, principal: CurrentPrincipal,
+                   sessions: Sessions) -> SessionOut:
+    return session_out(sessions.extend(principal, session_id, body.expires_at, body.runtime))
+
+
+@router.delete("/{session_id}", response_model=SessionOut)
+def stop_session(session_id: str, principal: CurrentPrincipal, sessions: Sessions) -> SessionOut:
+    return session_out(sessions.stop(principal, session_id))
+
+
+@router.get("/{session_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+def session_events(session_id: str, principal: CurrentPrincipal, sessions: Sessions,
+                   after: int = Query(0, ge=0), last_event_id: int | None = Header(None)) -> StreamingResponse:
+    """Server-sent events of a session, from the first (or after Last-Event-ID) until it ends."""
+    sessions.get(principal, session_id)
+    start = last_event_id if last_event_id is not None else after
+
+    async def stream() -> AsyncIterator[str]:
+        cursor = start
+        while True:
+            events = await asyncio.to_thread(sessions.events, principal, session_id, cursor)
+            for event in events:
+                cursor = event.id
+                payload = EventOut.model_validate(event, from_attributes=True).model_dump_json()
+                yield f"id: {event.id}\nevent: {event.kind}\ndata: {payload}\n\n"
+            record = await asyncio.to_thread(sessions.get, principal, session_id)
+            if not record.state.is_active and not events:
+                return
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/{session_id}/agent", status_code=status.HTTP_204_NO_CONTENT, include_in_schema=False)
+def agent_report(session_id: str, body: AgentReport, sessions: Sessions,
+                 x_beamhub_agent_secret: str = Header("")) -> None:
+    """Where a session's agent reports readiness, activity and exit."""
+    sessions.agent_report(session_id, x_beamhub_agent_secret, body)

@@ -1,0 +1,323 @@
+"""The session lifecycle: create, launch, report, extend, stop; the database is the truth."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import socket
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from beamhub.compute.backend import Backend, BackendError, LaunchSpec
+from beamhub.config import Settings
+from beamhub.db import Database, utcnow
+from beamhub.errors import Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady, Unauthenticated
+from beamhub.identity.models import User
+from beamhub.identity.service import IdentityService, Principal
+from beamhub.sessions import kinds
+from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
+from beamhub.sessions.schemas import AgentReport, SessionSpec
+from beamhub.units import format_size
+
+log = logging.getLogger(__name__)
+S = SessionState
+
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    S.pending: frozenset({S.starting, S.stopping, S.failed}),
+    S.starting: frozenset({S.running, S.stopping, S.failed, S.expired}),
+    S.running: frozenset({S.stopping, S.failed, S.expired}),
+    S.stopping: frozenset({S.stopped, S.failed, S.expired}),
+}
+
+SYSTEM = Principal(username="beamhub", user_id=None, is_admin=True)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class SessionService:
+    def __init__(self, db: Database, settings: Settings, backend: Backend, identity: IdentityService) -> None:
+        self.db = db
+        self.settings = settings
+        self.backend = backend
+        self.identity = identity
+        self._allocation = threading.Lock()
+
+    # --- reading -----------------------------------------------------------------------
+    def get(self, principal: Principal, session_id: str) -> SessionRecord:
+        """A session the principal may see: their own, or any for an administrator."""
+        with self.db.session() as db:
+            record = db.get(SessionRecord, session_id)
+        if record is None:
+            raise NotFound(f"no session {session_id}")
+        if not principal.may_act_for(record.user_id):
+            raise Forbidden("this session belongs to another user")
+        return record
+
+    def list(self, principal: Principal, username: str | None = None, active_only: bool = False) -> list[SessionRecord]:
+        """Sessions of one user (yourself by default), or of everyone for an administrator."""
+        query = select(SessionRecord).order_by(SessionRecord.created_at.desc())
+        if username is not None or not principal.is_admin:
+            user = self.identity.resolve_target(principal, username)
+            query = query.where(SessionRecord.user_id == user.id)
+        if active_only:
+            query = query.where(SessionRecord.state.in_(ACTIVE_STATES))
+        with self.db.session() as db:
+            return list(db.scalars(query))
+
+    def find_active(self, principal: Principal, username: str, name: str) -> SessionRecord:
+        """The active session of a user with this name."""
+        user = self.identity.resolve_target(principal, username)
+        with self.db.session() as db:
+            record = db.scalar(select(SessionRecord).where(
+                SessionRecord.user_id == user.id, SessionRecord.name == name,
+                SessionRecord.state.in_(ACTIVE_STATES)))
+        if record is None:
+            raise NotFound(f"{username} has no active session named {name}")
+        return record
+
+    def active(self) -> list[SessionRecord]:
+        with self.db.session() as db:
+            return list(db.scalars(select(SessionRecord).where(SessionRecord.state.in_(ACTIVE_STATES))))
+
+    def events(self, principal: Principal, session_id: str, after: int = 0) -> list[SessionEvent]:
+        self.get(principal, session_id)
+        with self.db.session() as db:
+            query = (select(SessionEvent).where(SessionEvent.session_id == session_id, SessionEvent.id > after)
+                     .order_by(SessionEvent.id))
+            return list(db.scalars(query))
+
+    def proxy_target(self, principal: Principal, session_id: str) -> tuple[int, str]:
+        """Port and private token of a running session the principal may reach."""
+        record = self.get(principal, session_id)
+        if record.state is not S.running or record.port is None:
+            raise NotReady(f"session {session_id} is {record.state.value}, not running")
+        return record.port, record.token
+
+    # --- creating ----------------------------------------------------------------------
+    def create(self, principal: Principal, spec: SessionSpec, username: str | None = None) -> SessionRecord:
+        """Record, place and launch a session; it answers once the agent reports it ready."""
+        user = self.identity.resolve_target(principal, username)
+        image = spec.image or self.settings.default_image
+        image_path = self._image_path(image)
+        if spec.kind not in kinds.KINDS:
+            raise Invalid(f"unknown session kind {spec.kind!r}; known: {', '.join(sorted(kinds.KINDS))}")
+        runtime = spec.runtime or self.settings.default_runtime
+        if runtime > self.settings.max_runtime:
+            raise Invalid(f"runtime {runtime} s exceeds the maximum of {self.settings.max_runtime} s")
+        if spec.source_ip:
+            self._release_workstation(spec.source_ip)
+        secret = secrets.token_urlsafe(32)
+        with self._allocation, self.db.session() as db:
+            name = spec.name or self._free_name(db, user.id, spec.kind)
+            if self._active_named(db, user.id, name):
+                raise Conflict(f"you already have an active session named {name}")
+            gpu_ids, port = self._allocate(db, spec)
+            record = SessionRecord(
+                id=secrets.token_hex(8), user_id=user.id, name=name, kind=spec.kind, image=image,
+                ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus, gpu_ids=gpu_ids, command=spec.command,
+                args=list(spec.args), env=dict(spec.env), source_ip=spec.source_ip, description=spec.description,
+                state=S.pending, port=port, token=secrets.token_hex(24), agent_secret=_digest(secret),
+                backend=self.backend.name, expires_at=utcnow() + timedelta(seconds=runtime),
+            )
+            db.add(record)
+            self._hold_workstation(db, spec.source_ip, record.id)
+            self._event(db, record, f"requested {spec.ncores:g} cores, {format_size(spec.memory)} memory, "
+                                    f"{spec.gpus} GPU(s) for {runtime} s")
+        self._launch(record, user, image_path, secret)
+        return self.get(SYSTEM, record.id)
+
+    def _release_workstation(self, ip: str) -> None:
+        """Stop the session a registered beamline workstation holds before it gets a new one."""
+        with self.db.session() as db:
+            held = db.scalar(select(Workstation.session_id).where(Workstation.ip == ip))
+        if held:
+            self.stop(SYSTEM, held, reason=f"workstation {ip} started a new session")
+
+    @staticmethod
+    def _hold_workstation(db: Session, ip: str | None, session_id: str) -> None:
+        workstation = db.scalar(select(Workstation).where(Workstation.ip == ip)) if ip else None
+        if workstation is not None:
+            db.flush()
+            workstation.session_id = session_id
+
+    def _image_path(self, image: str) -> Path:
+        path = self.settings.images.get(image)
+        if path is None:
+            raise Invalid(f"unknown image {image!r}; known: {', '.join(sorted(self.settings.images))}")
+        if not path.is_dir():
+            raise Invalid(f"image {image!r} is configured at {path}, which does not exist on this node")
+        return path
+
+    @staticmethod
+    def _active_named(db: Session, user_id: int, name: str) -> bool:
+        query = select(SessionRecord.id).where(SessionRecord.user_id == user_id, SessionRecord.name == name,
+                                               SessionRecord.state.in_(ACTIVE_STATES))
+        return db.scalar(query) is not None
+
+    def _free_name(self, db: Session, user_id: int, kind: str) -> str:
+        for n in range(1, 1000):
+            name = kind if n == 1 else f"{kind}-{n}"
+            if not self._active_named(db, user_id, name):
+                return name
+        raise Conflict("too many active sessions")
+
+    def _allocate(self, db: Session, spec: SessionSpec) -> tuple[list[str], int]:
+        """GPU ids and a port for a new session, if the node has room; else InsufficientResources."""
+        capacity = self.backend.capacity()
+        active = list(db.scalars(select(SessionRecord).where(SessionRecord.state.in_(ACTIVE_STATES))))
+        if not self.settings.overcommit:
+            _check_room("cores", spec.ncores, capacity.ncores, sum(r.ncores for r in active), lambda v: f"{v:g}")
+            _check_room("memory", spec.memory, capacity.memory, sum(r.memory for r in active), format_size)
+        used_gpus = {g for r in active for g in r.gpu_ids}
+        free_gpus = [g for g in capacity.gpu_ids if g not in used_gpus]
+        _check_room("GPUs", spec.gpus, len(capacity.gpu_ids), len(capacity.gpu_ids) - len(free_gpus), str)
+        used_ports = {r.port for r in active}
+        for port in range(self.settings.port_min, self.settings.port_max + 1):
+            if port not in used_ports and _port_is_free(port):
+                return free_gpus[: spec.gpus], port
+        raise InsufficientResources("no free port left for a new session on this node")
+
+    def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str) -> None:
+        program = kinds.program_for(record.kind, image_path, record.id, record.port or 0, record.token,
+                                    record.command, record.args)
+        argv = [str(self.settings.agent_python), "-m", "beamhub.agent", "--session", record.id,
+                "--callback", self.settings.callback_url, "--port", str(record.port),
+                "--ready-path", program.ready_path, "--heartbeat", str(self.settings.heartbeat_interval),
+                "--", *program.argv]
+        env = {"PATH": f"{image_path / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+               **record.env, **program.env, "BEAMHUB_SESSION_ID": record.id, "BEAMHUB_AGENT_SECRET": secret}
+        spec = LaunchSpec(session_id=record.id, account=self.identity.account(user), argv=argv, env=env,
+                          ncores=record.ncores, memory=record.memory, gpu_ids=record.gpu_ids)
+        try:
+            handle = self.backend.start(spec)
+        except BackendError as exc:
+            self.transition(record.id, S.failed, str(exc))
+            return
+        with self.db.session() as db:
+            live = db.get(SessionRecord, record.id)
+            assert live is not None
+            live.handle = handle
+            self._transition(db, live, S.starting, f"started on backend {self.backend.name}")
+
+    # --- changing ----------------------------------------------------------------------
+    def transition(self, session_id: str, state: SessionState, message: str = "") -> SessionRecord:
+        with self.db.session() as db:
+            record = db.get(SessionRecord, session_id)
+            if record is None:
+                raise NotFound(f"no session {session_id}")
+            self._transition(db, record, state, message)
+            return record
+
+    def _transition(self, db: Session, record: SessionRecord, state: SessionState, message: str) -> None:
+        if state not in TRANSITIONS.get(record.state, frozenset()):
+            raise Conflict(f"session {record.id} is {record.state.value}; it cannot become {state.value}")
+        record.state = state
+        now = utcnow()
+        if state is S.running:
+            record.started_at = now
+        if not state.is_active:
+            record.ended_at = now
+        if state in (S.failed, S.expired) or (state is S.stopped and message):
+            record.reason = message or record.reason
+        self._event(db, record, message)
+
+    @staticmethod
+    def _event(db: Session, record: SessionRecord, message: str, kind: str = "transition") -> None:
+        db.add(SessionEvent(session=record, state=record.state.value, kind=kind, message=message))
+
+    def warn_expiry(self, session_id: str) -> None:
+        """Tell the session's watchers, once, that it expires soon."""
+        with self.db.session() as db:
+            record = db.get(SessionRecord, session_id)
+            if record is None or record.warned_at is not None:
+                return
+            record.warned_at = utcnow()
+            self._event(db, record, f"expires at {record.expires_at.isoformat()}; extend it to keep it",
+                        kind="warning")
+
+    def stop(self, principal: Principal, session_id: str, final: SessionState = S.stopped,
+             reason: str = "") -> SessionRecord:
+        """End a session and free what it held; a session already ended is returned as it is."""
+        record = self.get(principal, session_id)
+        if not record.state.is_active:
+            return record
+        if record.state is not S.stopping:
+            record = self.transition(session_id, S.stopping, reason or f"stop requested by {principal.username}")
+        if record.handle:
+            self.backend.stop(record.handle)
+        return self.transition(session_id, final, reason)
+
+    def extend(self, principal: Principal, session_id: str, expires_at: datetime | None,
+               runtime: int | None) -> SessionRecord:
+        """Move the expiry of an active session."""
+        record = self.get(principal, session_id)
+        if not record.state.is_active or record.state is S.stopping:
+            raise Conflict(f"session {session_id} is {record.state.value}; only active sessions can be extended")
+        if (expires_at is None) == (runtime is None):
+            raise Invalid("give either expires_at or runtime")
+        new_expiry = expires_at if expires_at is not None else utcnow() + timedelta(seconds=runtime or 0)
+        if new_expiry.tzinfo is None:
+            raise Invalid("expires_at needs a timezone, e.g. 2026-01-01T12:00:00Z")
+        if new_expiry <= utcnow():
+            raise Invalid("the new expiry is in the past")
+        if new_expiry > record.created_at + timedelta(seconds=self.settings.max_runtime):
+            raise Invalid(f"a session may last at most {self.settings.max_runtime} s")
+        with self.db.session() as db:
+            live = db.get(SessionRecord, session_id)
+            assert live is not None
+            live.expires_at, live.warned_at = new_expiry, None
+            self._event(db, live, f"expiry moved to {new_expiry.isoformat()}", kind="extended")
+        return self.get(principal, session_id)
+
+    # --- the agent -----------------------------------------------------------------------
+    def agent_report(self, session_id: str, secret: str, report: AgentReport) -> None:
+        """Take an event from a session's agent, authenticated by the session's secret."""
+        with self.db.session() as db:
+            record = db.get(SessionRecord, session_id)
+            if record is None or not hmac.compare_digest(record.agent_secret, _digest(secret)):
+                raise Unauthenticated("unknown session or wrong agent secret")
+            if report.event == "ready" and record.state is S.starting:
+                record.url = kinds.proxy_prefix(record.id)
+                self._transition(db, record, S.running, "answers on its port")
+            elif report.event == "activity":
+                record.last_activity = utcnow()
+                record.activity = {"cpu_seconds": report.cpu_seconds}
+        if report.event == "exited":
+            self.fail(session_id, f"the session's program exited with status {report.status}")
+
+    def fail(self, session_id: str, reason: str) -> None:
+        """Mark an active session failed and clean up whatever of it remains."""
+        with self.db.session() as db:
+            record = db.get(SessionRecord, session_id)
+            if record is None or not record.state.is_active:
+                return
+            handle = record.handle
+            self._transition(db, record, S.failed, reason)
+        if handle:
+            self.backend.stop(handle)
+
+
+def _check_room(what: str, wanted: float, total: float, used: float, show: Any) -> None:
+    if wanted > total:
+        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has only {show(total)} in all")
+    if wanted > total - used:
+        raise InsufficientResources(f"{show(wanted)} {what} requested, but only {show(max(total - used, 0))} "
+                                    f"are free on this node now")

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything beamhub and its tests need on Debian 12 (run as root). Idempotent.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${BEAMHUB_PREFIX:-/opt/beamhub}
+
+export DEBIAN_FRONTEND=noninteractive
+if [ ! -e /var/lib/apt/lists/lock ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ]; then
+  apt-get update -q
+fi
+apt-get install -y -q --no-install-recommends \
+  python3 python3-venv python3-dev gcc acl libacl1-dev passwd util-linux procps \
+  postgresql postgresql-contrib ca-certificates curl >/dev/null
+
+# Environments run by users' UIDs must come from Debian's Python and live outside /root.
+mkdir -p "$prefix"
+chmod 755 "$prefix"
+if [ ! -x "$prefix/venv/bin/python" ]; then
+  /usr/bin/python3 -m venv "$prefix/venv"
+fi
+"$prefix/venv/bin/pip" install -q --upgrade "pip>=24,<27"
+"$prefix/venv/bin/pip" install -q -c "$repo/requirements/server.txt" "$repo[test]"
+ln -sf "$prefix/venv/bin/beamhub" /usr/local/bin/beamhub
+
+# The default session image: JupyterLab in a world-readable environment.
+image="$prefix/images/default"
+if [ ! -x "$image/bin/jupyter-lab" ]; then
+  /usr/bin/python3 -m venv "$image"
+  "$image/bin/pip" install -q --upgrade "pip>=24,<27"
+fi
+"$image/bin/pip" install -q -r "$repo/requirements/image-default.txt"
+chmod -R a+rX "$prefix"
+echo "beamhub installed in $prefix"
