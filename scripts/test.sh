@@ -7,6 +7,6 @@ if [ ! -x "$prefix/venv/bin/pytest" ] || [ ! -x "$prefix/images/default/bin/jupy
   "$repo/scripts/install.sh"
 fi
 # The tested code is the code in this checkout, installed where other UIDs can read it.
-"$prefix/venv/bin/pip" install -q --no-deps --no-build-isolation "$repo" 2>&1 | grep -v -e '^WARNING: Location' || true
+"$prefix/venv/bin/pip" install -q --no-deps "$repo" 2>&1 | grep -v -e '^WARNING: Location' || true
 cd "$repo"
 exec "$prefix/venv/bin/pytest" "$@"
