@@ -69,7 +69,10 @@ def answers_http(port: int, path: str) -> bool:
 
 
 def port_is_free(port: int) -> bool:
+    """True unless something holds the port; a closed connection's TIME_WAIT does not count,
+    as servers bind with SO_REUSEADDR (and Linux still refuses it next to a listener)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

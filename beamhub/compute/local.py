@@ -17,21 +17,58 @@ from beamhub.units import parse_size
 
 log = logging.getLogger(__name__)
 
-# Joins every cgroup given before "--" with the shell's own PID, then becomes the command:
-# the session is limited from its first instruction on.
-_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+# The first program of a session: already the user, with an empty environment, it waits until
+# beamhub has put it in the session's cgroups and sent the session's environment (one JSON line on
+# stdin), then becomes the command. So nothing the user controls (PATH, LD_PRELOAD, ...) ever runs
+# as root, and the session is limited from the command's first instruction on.
+_GATE = """\
+import json, os, sys
+line = sys.stdin.buffer.readline()
+if not line:
+    sys.exit(125)
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+try:
+    os.execvpe(sys.argv[1], sys.argv[1:], json.loads(line))
+except OSError as exc:
+    print(f"cannot run {sys.argv[1]}: {exc}", file=sys.stderr)
+    sys.exit(127)
+"""
 
 
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of a PID (clock ticks since boot), None if it does not exist."""
+def process_start_time(pid: int, *, zombies: bool = False) -> int | None:
+    """The kernel's start time of a PID (clock ticks since boot); None if it does not exist
+    or, unless `zombies`, has exited and waits to be reaped."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":
+    if fields[0] == "Z" and not zombies:
         return None
     return int(fields[19])
+
+
+def _same_process(handle: Handle) -> bool:
+    """Whether the handle's PID is still the process it was started as (not a reused PID)."""
+    start_time = handle.get("start_time")
+    return start_time is not None and process_start_time(handle["pid"]) == start_time
+
+
+def _release(pid: int, dirs: list[Path], env: dict[str, str], gate: int) -> None:
+    """Put the gate process in its cgroups, then send it the environment that lets it go on.
+    The gate is closed in any case: without the environment, the gate exits 125."""
+    try:
+        for directory in dirs:
+            (directory / "cgroup.procs").write_text(str(pid))
+        data = json.dumps(env).encode() + b"\n"
+        while data:
+            data = data[os.write(gate, data) :]
+    except BrokenPipeError:
+        pass  # the gate is gone already: poll() tells why
+    finally:
+        os.close(gate)
 
 
 def _node_memory() -> int:
@@ -63,27 +100,34 @@ class LocalBackend:
     def start(self, spec: LaunchSpec) -> Handle:
         dirs = self.cgroups.create(spec.session_id, spec.ncores, spec.memory) if self.cgroups else []
         account = spec.account
-        groups = ",".join(str(g) for g in account.groups)
-        argv = [
-            "/bin/sh", "-c", _JOIN_CGROUPS, "sh",
-            *(str(d / "cgroup.procs") for d in dirs), "--",
-            "setpriv", f"--reuid={account.uid}", f"--regid={account.gid}",
-            f"--groups={groups}" if groups else "--clear-groups", "--",
-            *spec.argv,
-        ]
         env = {**spec.env, "HOME": str(account.home), "USER": account.username, "LOGNAME": account.username,
                "CUDA_VISIBLE_DEVICES": ",".join(spec.gpu_ids)}
         cwd = account.home if account.home.is_dir() else Path("/")
-        with open(self.logs_dir / f"{spec.session_id}.log", "ab") as log_file:
-            try:
-                child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log_file,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as exc:
-                cgroups.kill_and_remove(dirs)
-                raise BackendError(f"cannot start session process: {exc}") from exc
+        # The gate runs on the agent's interpreter: one the session's user can already run.
+        argv = [str(self.settings.agent_python), "-I", "-c", _GATE, *spec.argv]
+        gate_read, gate_write = os.pipe()
+        try:
+            with open(self.logs_dir / f"{spec.session_id}.log", "ab") as log_file:
+                child = subprocess.Popen(argv, env={}, cwd=cwd, stdin=gate_read, stdout=log_file,
+                                         stderr=subprocess.STDOUT, start_new_session=True, user=account.uid,
+                                         group=account.gid, extra_groups=list(account.groups))
+        except (OSError, ValueError) as exc:
+            os.close(gate_write)
+            cgroups.kill_and_remove(dirs)
+            raise BackendError(f"cannot start session process: {exc}") from exc
+        finally:
+            os.close(gate_read)
+        try:
+            _release(child.pid, dirs, env, gate_write)
+        except OSError as exc:
+            child.wait()
+            cgroups.kill_and_remove(dirs)
+            raise BackendError(f"cannot place the session in its cgroups: {exc}") from exc
         self._children[child.pid] = child
-        handle: Handle = {"session_id": spec.session_id, "pid": child.pid,
-                          "start_time": process_start_time(child.pid), "cgroups": [str(d) for d in dirs]}
+        # Read even if it already exited (a zombie until reaped): a handle needs its start time.
+        start_time = process_start_time(child.pid, zombies=True)
+        handle: Handle = {"session_id": spec.session_id, "pid": child.pid, "start_time": start_time,
+                          "cgroups": [str(d) for d in dirs]}
         (self.handles_dir / f"{spec.session_id}.json").write_text(json.dumps(handle))
         return handle
 
@@ -92,7 +136,7 @@ class LocalBackend:
         child = self._children.get(pid)
         if child is not None and (status := child.poll()) is not None:
             return PollResult(alive=False, reason=self._exit_reason(handle, status))
-        if child is None and process_start_time(pid) != handle["start_time"]:
+        if child is None and not _same_process(handle):
             return PollResult(alive=False, reason=self._exit_reason(handle, None))
         return PollResult(alive=True)
 
@@ -105,7 +149,7 @@ class LocalBackend:
         if status < 0:
             return f"the session was killed by {signal.Signals(-status).name}"
         if status == 125:
-            return "the session could not be placed in its cgroup"
+            return "the session could not be placed in its cgroups"
         return f"the session's program exited with status {status}"
 
     def stop(self, handle: Handle) -> None:
@@ -133,7 +177,7 @@ class LocalBackend:
         child = self._children.get(handle["pid"])
         if child is not None:
             return child.poll() is None
-        return process_start_time(handle["pid"]) == handle["start_time"]
+        return _same_process(handle)
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
