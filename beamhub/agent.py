@@ -80,44 +80,65 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU time of a process and its reaped children."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = sum(int(f) for f in fields[11:15])
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU time of every process in a process group (kernels included)."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += sum(int(f) for f in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def send_with_retries(reporter: Reporter, event: dict[str, object], attempts: int = 5) -> None:
+    for attempt in range(attempts):
+        if reporter.send(event):
+            return
+        time.sleep(0.2 * (attempt + 1))
 
 
 def supervise(args: argparse.Namespace, reporter: Reporter) -> int:
     """Run the program until it exits or the agent is told to stop; return its status."""
-    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
-    child = subprocess.Popen(args.program, env=env, stdin=subprocess.DEVNULL)
     stopping = False
+    child: subprocess.Popen[bytes] | None = None
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        child.send_signal(signal.SIGTERM)
+        if child is not None:
+            child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    child = subprocess.Popen(args.program, env=env, stdin=subprocess.DEVNULL)
+    if stopping:
+        child.send_signal(signal.SIGTERM)
     ready_sent = False
     next_heartbeat = 0.0
-    while child.poll() is None:
+    while True:
+        try:
+            child.wait(timeout=0.03 if not ready_sent else 0.5)
+            break
+        except subprocess.TimeoutExpired:
+            pass
         now = time.monotonic()
         if not ready_sent and (not args.ready_path or answers_http(args.port, args.ready_path)):
             ready_sent = reporter.send({"event": "ready", "port": args.port})
         elif ready_sent and now >= next_heartbeat:
-            reporter.send({"event": "activity", "cpu_seconds": cpu_seconds(child.pid)})
+            reporter.send({"event": "activity", "cpu_seconds": group_cpu_seconds(os.getpgid(0))})
             next_heartbeat = now + args.heartbeat
-        time.sleep(0.03 if not ready_sent else 0.5)
     status = child.returncode
-    if not stopping:
-        reporter.send({"event": "exited", "status": status})
-    return 0 if stopping else (status if status >= 0 else 128 - status)
+    if stopping:
+        return 0
+    send_with_retries(reporter, {"event": "exited", "status": status})
+    return status if status >= 0 else 128 - status
 
 
 def main(argv: list[str] | None = None) -> int:
