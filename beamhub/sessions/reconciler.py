@@ -40,14 +40,15 @@ class Reconciler:
         """Fail dead sessions, expire old ones, warn before expiry, stop orphans."""
         if not self.is_leader():
             return
-        known: set[str] = set()
         for record in self.sessions.active():
-            known.add(record.id)
             try:
                 self._reconcile(record)
             except Exception:
                 log.exception("reconciling session %s failed", record.id)
-        for handle in self.sessions.backend.list():
+        running = self.sessions.backend.list()
+        # Read after listing: a session created meanwhile is in the database before it runs.
+        known = {record.id for record in self.sessions.active()}
+        for handle in running:
             if handle.get("session_id") not in known:
                 log.warning("stopping orphan %s: no active session owns it", handle)
                 self.sessions.backend.stop(handle)
