@@ -59,13 +59,18 @@ class Reporter:
 
 
 def answers_http(port: int, path: str) -> bool:
-    """True once something on 127.0.0.1:port answers an HTTP request, whatever its status."""
+    """True once the program answers its session-specific path on 127.0.0.1:port.
+
+    Any status counts (JupyterLab answers 403 without its token) except 404: a program that
+    does not know the session's path is not the session's program.
+    """
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
             conn.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            return conn.recv(12).startswith(b"HTTP/")
+            status_line = conn.recv(16)
     except OSError:
         return False
+    return status_line.startswith(b"HTTP/") and status_line[9:12] != b"404"
 
 
 def port_is_free(port: int) -> bool:

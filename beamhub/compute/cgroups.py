@@ -36,7 +36,7 @@ def pids_in(dirs: list[Path]) -> set[int]:
     for directory in dirs:
         try:
             pids.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
-        except FileNotFoundError:
+        except OSError:  # removed meanwhile (ENOENT, or ENODEV while being removed)
             continue
     return pids
 
