@@ -66,9 +66,28 @@ async def proxy_http(session_id: str, path: str, request: Request) -> Response:
         return Response(content=f'{{"detail": "session {session_id} does not answer: {type(exc).__name__}"}}',
                         status_code=502, media_type="application/json")
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in HOP_BY_HOP]
+    if response.headers.get("content-type", "").startswith("text/html"):
+        return await _scrubbed_page(response, headers, token)
     result = StreamingResponse(response.aiter_raw(), status_code=response.status_code,
                                background=BackgroundTask(response.aclose))
-    result.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    result.raw_headers = _raw(headers)
+    return result
+
+
+def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def _scrubbed_page(response: httpx.Response, headers: list[tuple[str, str]], token: str) -> Response:
+    """An HTML page without the session's private token, which programs embed for their browser code
+    (JupyterLab's page config does): the browser never needs it, since this proxy adds it to every request."""
+    try:
+        body = (await response.aread()).replace(token.encode(), b"")
+    finally:
+        await response.aclose()
+    result = Response(content=body, status_code=response.status_code)
+    kept = [(k, v) for k, v in headers if k.lower() != "content-encoding"]  # aread() decoded the body
+    result.raw_headers = [*_raw(kept), (b"content-length", str(len(body)).encode())]
     return result
 
 
@@ -117,7 +136,7 @@ async def _pump(client: WebSocket, upstream: websockets.ClientConnection) -> Non
                     await client.send_bytes(data)
                 else:
                     await client.send_text(data)
-        except (websockets.ConnectionClosed, RuntimeError):
+        except (websockets.ConnectionClosed, WebSocketDisconnect, RuntimeError):
             return
 
     tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
@@ -126,5 +145,5 @@ async def _pump(client: WebSocket, upstream: websockets.ClientConnection) -> Non
         task.cancel()
     try:
         await client.close()
-    except RuntimeError:
+    except (RuntimeError, WebSocketDisconnect):  # the client is gone already
         pass

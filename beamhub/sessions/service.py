@@ -36,6 +36,9 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     S.stopping: frozenset({S.stopped, S.failed, S.expired}),
 }
 
+LIVE_STATES = frozenset({S.pending, S.starting, S.running})
+"""Active and not yet being stopped."""
+
 SYSTEM = Principal(username="beamhub", user_id=None, is_admin=True)
 
 
@@ -59,6 +62,8 @@ class SessionService:
         self.backend = backend
         self.identity = identity
         self._allocation = threading.Lock()
+        self._moving = threading.Lock()  # requests, the reconciler and agent reports move states one at a time
+        self._ending: set[str] = set()  # sessions whose processes a thread of this process is stopping now
 
     # --- reading -----------------------------------------------------------------------
     def get(self, principal: Principal, session_id: str) -> SessionRecord:
@@ -117,8 +122,7 @@ class SessionService:
         user = self.identity.resolve_target(principal, username)
         image = spec.image or self.settings.default_image
         image_path = self._image_path(image)
-        if spec.kind not in kinds.KINDS:
-            raise Invalid(f"unknown session kind {spec.kind!r}; known: {', '.join(sorted(kinds.KINDS))}")
+        kinds.program_for(spec.kind, image_path, "check", 0, "", spec.command, spec.args)  # Invalid before recording
         runtime = spec.runtime or self.settings.default_runtime
         if runtime > self.settings.max_runtime:
             raise Invalid(f"runtime {runtime} s exceeds the maximum of {self.settings.max_runtime} s")
@@ -209,21 +213,34 @@ class SessionService:
         try:
             handle = self.backend.start(spec)
         except BackendError as exc:
-            self.transition(record.id, S.failed, str(exc))
+            self.transition(record.id, S.failed, str(exc), only_from=LIVE_STATES)
             return
-        with self.db.session() as db:
-            live = db.get(SessionRecord, record.id)
-            assert live is not None
-            live.handle = handle
-            self._transition(db, live, S.starting, f"started on backend {self.backend.name}")
+        with self._moving, self.db.session() as db:
+            live = self._locked(db, record.id)
+            if live.state is S.pending:
+                live.handle = handle
+                self._transition(db, live, S.starting, f"started on backend {self.backend.name}")
+                return
+        self.backend.stop(handle)  # it was stopped while it launched
 
     # --- changing ----------------------------------------------------------------------
-    def transition(self, session_id: str, state: SessionState, message: str = "") -> SessionRecord:
-        with self.db.session() as db:
-            record = db.get(SessionRecord, session_id)
-            if record is None:
-                raise NotFound(f"no session {session_id}")
-            self._transition(db, record, state, message)
+    @staticmethod
+    def _locked(db: Session, session_id: str) -> SessionRecord:
+        """The session's row, locked until the unit of work ends (PostgreSQL; SQLite has one writer)."""
+        query = select(SessionRecord).where(SessionRecord.id == session_id).with_for_update(of=SessionRecord)
+        record = db.scalar(query)
+        if record is None:
+            raise NotFound(f"no session {session_id}")
+        return record
+
+    def transition(self, session_id: str, state: SessionState, message: str = "",
+                   only_from: frozenset[SessionState] | None = None) -> SessionRecord:
+        """Move a session to `state`. With `only_from`, only if it is still in one of those states: otherwise a
+        concurrent stop, the reconciler or an agent report moved it first, and it is returned as it stands."""
+        with self._moving, self.db.session() as db:
+            record = self._locked(db, session_id)
+            if only_from is None or record.state in only_from:
+                self._transition(db, record, state, message)
             return record
 
     def _transition(self, db: Session, record: SessionRecord, state: SessionState, message: str) -> None:
@@ -259,11 +276,21 @@ class SessionService:
         record = self.get(principal, session_id)
         if not record.state.is_active:
             return record
+        record = self.transition(session_id, S.stopping, reason or f"stop requested by {principal.username}",
+                                 only_from=LIVE_STATES)
         if record.state is not S.stopping:
-            record = self.transition(session_id, S.stopping, reason or f"stop requested by {principal.username}")
-        if record.handle:
-            self.backend.stop(record.handle)
-        return self.transition(session_id, final, reason)
+            return record
+        with self._moving:
+            if session_id in self._ending:
+                return record  # a request or the reconciler of this process is ending it now
+            self._ending.add(session_id)
+        try:
+            if record.handle:
+                self.backend.stop(record.handle)
+            return self.transition(session_id, final, reason, only_from=frozenset({S.stopping}))
+        finally:
+            with self._moving:
+                self._ending.discard(session_id)
 
     def extend(self, principal: Principal, session_id: str, expires_at: datetime | None,
                runtime: int | None) -> SessionRecord:
@@ -290,8 +317,8 @@ class SessionService:
     # --- the agent -----------------------------------------------------------------------
     def agent_report(self, session_id: str, secret: str, report: AgentReport) -> None:
         """Take an event from a session's agent, authenticated by the session's secret."""
-        with self.db.session() as db:
-            record = db.get(SessionRecord, session_id)
+        with self._moving, self.db.session() as db:
+            record = db.get(SessionRecord, session_id, with_for_update={"of": SessionRecord})
             if record is None or not hmac.compare_digest(record.agent_secret, _digest(secret)):
                 raise Unauthenticated("unknown session or wrong agent secret")
             if report.event == "ready" and record.state is S.starting:
@@ -304,10 +331,10 @@ class SessionService:
             self.fail(session_id, f"the session's program exited with status {report.status}")
 
     def fail(self, session_id: str, reason: str) -> None:
-        """Mark an active session failed and clean up whatever of it remains."""
-        with self.db.session() as db:
-            record = db.get(SessionRecord, session_id)
-            if record is None or not record.state.is_active:
+        """Mark a live session failed and clean up whatever of it remains; one being stopped is left to its stop."""
+        with self._moving, self.db.session() as db:
+            record = db.get(SessionRecord, session_id, with_for_update={"of": SessionRecord})
+            if record is None or record.state not in LIVE_STATES:
                 return
             handle = record.handle
             self._transition(db, record, S.failed, reason)
