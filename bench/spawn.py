@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -101,7 +101,8 @@ def check_prereqs(cases: list[str]) -> list[str]:
     need = {"lab": [(IMAGE / "bin/jupyter-lab", exe, install), (LAB_USER, account, SETUP),
                     ("setpriv", shutil.which, "apt-get install util-linux")],
             "beamhub": [(BEAMHUB, exe, install)],
-            "jupyterhub": [(IMAGE / "bin/jupyterhub", exe, SETUP), (IMAGE / "bin/jupyterhub-singleuser", exe, SETUP),
+            "jupyterhub": [(IMAGE / "bin/jupyterhub", exe, SETUP),
+                           (IMAGE / "bin/jupyterhub-singleuser", exe, SETUP),
                            ("configurable-http-proxy", shutil.which, SETUP), (HUB_USER, account, SETUP)]}
     missing = [] if os.geteuid() == 0 else ["run the benchmark as root (it starts servers as other users)"]
     for case in cases:
@@ -109,25 +110,26 @@ def check_prereqs(cases: list[str]) -> list[str]:
     return missing
 
 
-def bench_lab(runs: int, tmp: Path) -> list[float]:
+@contextmanager
+def lab_case(tmp: Path) -> Iterator[Callable[[], float]]:
     """(a) jupyter-lab started directly as LAB_USER, until /api/status answers 200."""
     pw = pwd.getpwnam(LAB_USER)
     env = {"HOME": pw.pw_dir, "USER": LAB_USER, "LOGNAME": LAB_USER, "LANG": "C.UTF-8",
            "PATH": f"{IMAGE}/bin:/usr/bin:/bin"}
-    times = []
+    log = tmp / "lab.log"
     with httpx.Client(timeout=5) as client:
-        for _ in range(runs):
+        def run() -> float:
             port, token = free_port(), secrets.token_hex(16)
             argv = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--",
                     f"{IMAGE}/bin/jupyter-lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                     f"--IdentityProvider.token={token}"]
             url, headers = f"http://127.0.0.1:{port}/api/status", {"Authorization": f"token {token}"}
             t0 = time.perf_counter()
-            with process_group(argv, env, Path(pw.pw_dir), tmp / "lab.log") as proc:
-                wait_until(lambda: _alive(proc, "jupyter-lab", tmp / "lab.log")
+            with process_group(argv, env, Path(pw.pw_dir), log) as proc:
+                wait_until(lambda: _alive(proc, "jupyter-lab", log)
                            and is_jupyter_status(client.get(url, headers=headers)), "jupyter-lab")
-                times.append(time.perf_counter() - t0)
-    return times
+                return time.perf_counter() - t0
+        yield run
 
 
 def _alive(proc: subprocess.Popen, what: str, log: Path) -> bool:
@@ -138,7 +140,8 @@ def _alive(proc: subprocess.Popen, what: str, log: Path) -> bool:
     raise BenchError(f"{what} exited with {proc.returncode}; log {log}:\n  " + "\n  ".join(tail))
 
 
-def bench_beamhub(runs: int, tmp: Path) -> list[float]:
+@contextmanager
+def beamhub_case(tmp: Path) -> Iterator[Callable[[], float]]:
     """(b) beamhub's local backend: POST a session, until /s/{id}/api/status answers 200."""
     port, admin = free_port(), secrets.token_hex(24)
     base, state = f"http://127.0.0.1:{port}", tmp / "beamhub-state"
@@ -150,15 +153,19 @@ def bench_beamhub(runs: int, tmp: Path) -> list[float]:
             httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {admin}"}) as api:
         wait_until(lambda: _alive(proc, "beamhub serve", log) and api.get("/api/v1/users").status_code < 500,
                    "beamhub serve to answer", 60)
-        _expect(api.post("/api/v1/users", json={"username": BEAMHUB_USER}), 201, 409)
+        user = {"username": BEAMHUB_USER}
+        with suppress(KeyError):  # a fresh state dir would pick another UID than an earlier run's account
+            user["uid"] = pwd.getpwnam(BEAMHUB_USER).pw_uid
+        _expect(api.post("/api/v1/users", json=user), 201, 409)
         r = api.post(f"/api/v1/users/{BEAMHUB_USER}/tokens", json={"name": "bench"})
         token = _expect(r, 201).json()["token"]
-        return [_beamhub_run(api, {"Authorization": f"Bearer {token}"}, n) for n in range(runs)]
+        names = (f"bench-{n}" for n in itertools.count())
+        yield lambda: _beamhub_run(api, {"Authorization": f"Bearer {token}"}, next(names))
 
 
-def _beamhub_run(api: httpx.Client, user: dict[str, str], n: int) -> float:
+def _beamhub_run(api: httpx.Client, user: dict[str, str], name: str) -> float:
     """One timed session start; the session is then deleted, also when the start fails."""
-    body = {"user": BEAMHUB_USER, "name": f"bench-{n}", "kind": "jupyter", "ncores": 1, "memory": "2G",
+    body = {"user": BEAMHUB_USER, "name": name, "kind": "jupyter", "ncores": 1, "memory": "2G",
             "runtime": 600}
     t0 = time.perf_counter()
     session = _expect(api.post("/api/v1/sessions", json=body), 201).json()
@@ -198,33 +205,28 @@ def _expect(r: httpx.Response, *codes: int) -> httpx.Response:
 
 
 HUB_CONFIG = """\
+# run with the hub dir as cwd: database, cookie secret and pid files land there
 c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.ConfigurableHTTPProxy.pid_file = "{tmp}/proxy.pid"
-c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
-c.JupyterHub.pid_file = "{tmp}/hub.pid"
 c.JupyterHub.spawner_class = "localprocess"
 c.Authenticator.allowed_users = {{"{user}"}}
 c.Spawner.cmd = ["{image}/bin/jupyterhub-singleuser"]
-c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 120
 c.JupyterHub.services = [{{"name": "bench", "api_token": "{admin}"}}]
 c.JupyterHub.load_roles = [{{"name": "bench", "services": ["bench"],
     "scopes": ["admin:users", "admin:servers", "tokens", "read:users"]}}]
 """
 
 
-def bench_jupyterhub(runs: int, tmp: Path) -> list[float]:
+@contextmanager
+def jupyterhub_case(tmp: Path) -> Iterator[Callable[[], float]]:
     """(c) JupyterHub + LocalProcessSpawner: POST the server until /user/{name}/api/status answers 200."""
     hub_dir = tmp / "jupyterhub"
     hub_dir.mkdir(mode=0o700)
     port, admin = free_port(), secrets.token_hex(24)
     (hub_dir / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
-        port=port, hub_port=free_port(), proxy_api_port=free_port(), tmp=hub_dir, image=IMAGE, admin=admin,
-        user=HUB_USER))
+        port=port, hub_port=free_port(), proxy_api_port=free_port(), image=IMAGE, admin=admin, user=HUB_USER))
     env = {**os.environ, "PATH": f"{IMAGE}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     log, base = tmp / "jupyterhub.log", f"http://127.0.0.1:{port}"
     argv = [f"{IMAGE}/bin/jupyterhub", "-f", str(hub_dir / "jupyterhub_config.py")]
@@ -235,25 +237,27 @@ def bench_jupyterhub(runs: int, tmp: Path) -> list[float]:
         users = f"/hub/api/users/{HUB_USER}"
         _expect(api.post(users), 201, 409)
         token = _expect(api.post(f"{users}/tokens", json={"note": "bench"}), 200, 201).json()["token"]
-        user = {"Authorization": f"token {token}"}
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            _expect(api.post(f"{users}/server"), 201, 202)
-            wait_until(lambda: _alive(proc, "jupyterhub", log)
-                       and is_jupyter_status(api.get(f"/user/{HUB_USER}/api/status", headers=user)),
-                       "the JupyterHub single-user server")
-            times.append(time.perf_counter() - t0)
-            _expect(api.delete(f"{users}/server"), 202, 204)
-            wait_until(lambda: not _expect(api.get(users), 200).json().get("servers"),
-                       "the JupyterHub single-user server to stop", 60)
-    return times
+        yield lambda: _hub_run(api, proc, log, users, {"Authorization": f"token {token}"})
 
 
-CASES: dict[str, tuple[str, Callable[[int, Path], list[float]]]] = {
-    "lab": ("(a) jupyter-lab directly", bench_lab),
-    "beamhub": ("(b) beamhub local backend", bench_beamhub),
-    "jupyterhub": ("(c) JupyterHub 6 LocalProcessSpawner", bench_jupyterhub),
+def _hub_run(api: httpx.Client, proc: subprocess.Popen, log: Path, users: str, user: dict[str, str]) -> float:
+    """One timed single-user server start, then its stop (waited for)."""
+    t0 = time.perf_counter()
+    _expect(api.post(f"{users}/server"), 201, 202)
+    wait_until(lambda: _alive(proc, "jupyterhub", log)
+               and is_jupyter_status(api.get(f"/user/{HUB_USER}/api/status", headers=user)),
+               "the JupyterHub single-user server")
+    elapsed = time.perf_counter() - t0
+    _expect(api.delete(f"{users}/server"), 202, 204)
+    wait_until(lambda: not _expect(api.get(users), 200).json().get("servers"),
+               "the JupyterHub single-user server to stop", 60)
+    return elapsed
+
+
+CASES: dict[str, tuple[str, Callable[[Path], AbstractContextManager[Callable[[], float]]]]] = {
+    "lab": ("(a) jupyter-lab directly", lab_case),
+    "beamhub": ("(b) beamhub local backend", beamhub_case),
+    "jupyterhub": ("(c) JupyterHub 6 LocalProcessSpawner", jupyterhub_case),
 }
 
 
@@ -283,22 +287,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    """Check prerequisites, run every case (after its untimed warm-up), print the table."""
+    """Check prerequisites, start every case, warm each up, time them in turn, print the table."""
     args = parse_args(argv)
     if missing := check_prereqs(args.cases):
         print("spawn benchmark cannot run:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: every server gets stopped
     tmp = Path(tempfile.mkdtemp(prefix="beamhub-bench-"))
     tmp.chmod(0o755)
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[float]] = {case: [] for case in args.cases}
     try:
-        for case in args.cases:
-            print(f"{CASES[case][0]}: {WARMUP} untimed + {args.runs} runs ...", file=sys.stderr, flush=True)
-            results[case] = CASES[case][1](WARMUP + args.runs, tmp)[WARMUP:]
-            print("  " + " ".join(f"{t:.2f}" for t in results[case]), file=sys.stderr, flush=True)
+        with ExitStack() as stack:
+            print("starting " + ", ".join(args.cases) + f"; {WARMUP} untimed run each", file=sys.stderr, flush=True)
+            runs = {case: stack.enter_context(CASES[case][1](tmp)) for case in args.cases}
+            for run in runs.values():
+                for _ in range(WARMUP):
+                    run()
+            for n in range(args.runs):  # round robin: a drift in the host's load hits every case alike
+                for case, run in runs.items():
+                    results[case].append(run())
+                print(f"run {n + 1}/{args.runs}: " + "  ".join(f"{c} {t[-1]:.2f}" for c, t in results.items()),
+                      file=sys.stderr, flush=True)
     except Exception as exc:  # noqa: BLE001 -- one line and the logs, never a traceback
         print(f"spawn benchmark failed: {type(exc).__name__}: {exc}\n  logs kept in {tmp}", file=sys.stderr)
-        if results:
+        if all(results.values()):
             print_table(results)
         return 1
     except KeyboardInterrupt:
