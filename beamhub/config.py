@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +18,7 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV = "BEAMHUB_CONFIG"
+_config_file: ContextVar[Path | None] = ContextVar("beamhub_config_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -58,9 +61,16 @@ class Settings(BaseSettings):
     @classmethod
     def _bind_has_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError("bind must be HOST:PORT, e.g. 127.0.0.1:8000")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("bind must be HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:8000")
         return value
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> Settings:
+        for low, high in (("uid_min", "uid_max"), ("port_min", "port_max")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) is above {high} ({getattr(self, high)})")
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -88,7 +98,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_path = os.environ.get(CONFIG_ENV)
+        toml_path = _config_file.get() or os.environ.get(CONFIG_ENV)
         if toml_path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
         return tuple(sources)
@@ -99,14 +109,18 @@ class ConfigError(Exception):
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Read the TOML file (argument or $BEAMHUB_CONFIG) and the environment."""
+    """Read the TOML file (argument, else $BEAMHUB_CONFIG) and the environment, which wins."""
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"configuration file {config_file} does not exist")
-        os.environ[CONFIG_ENV] = str(config_file)
     elif (path := os.environ.get(CONFIG_ENV)) and not Path(path).is_file():
         raise ConfigError(f"{CONFIG_ENV}={path} does not exist")
+    chosen = _config_file.set(config_file)
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file or os.environ.get(CONFIG_ENV)} is not valid TOML: {exc}") from exc
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    finally:
+        _config_file.reset(chosen)

@@ -165,7 +165,8 @@ def beamhub_case(tmp: Path) -> Iterator[Callable[[], float]]:
 
 def _beamhub_run(api: httpx.Client, user: dict[str, str], name: str) -> float:
     """One timed session start; the session is then deleted, also when the start fails."""
-    body = {"user": BEAMHUB_USER, "name": name, "kind": "jupyter", "ncores": 1, "memory": "2G",
+    # The whole node, as the directly started JupyterLab has it: the same resources for both.
+    body = {"user": BEAMHUB_USER, "name": name, "kind": "jupyter", "ncores": os.cpu_count() or 1, "memory": "2G",
             "runtime": 600}
     t0 = time.perf_counter()
     session = _expect(api.post("/api/v1/sessions", json=body), 201).json()

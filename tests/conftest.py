@@ -179,3 +179,48 @@ def beamhub_factory(tmp_path: Path, require_root: None) -> Iterator[type]:
 @pytest.fixture
 def beamhub(beamhub_factory) -> Beamhub:  # type: ignore[no-untyped-def]
     return beamhub_factory()
+
+
+@pytest.fixture
+def system_users() -> Iterator[list[str]]:
+    """Names of system accounts a test creates: each is removed (userdel -r) at the end."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def uid_range_env() -> dict[str, str]:
+    """BEAMHUB_UID_MIN/MAX of a block of 1000 UIDs that concurrent tests are unlikely to share."""
+    base = 100_000 + 1000 * secrets.randbelow(800)
+    return {"BEAMHUB_UID_MIN": str(base), "BEAMHUB_UID_MAX": str(base + 999)}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Like database_url, for a server that the tests of one module share."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'beamhub.db'}"
+    return _fresh_postgres_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="module")
+def module_beamhub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type]:
+    """Like beamhub_factory, for servers that the tests of one module share (one start, not one per test)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: it creates system users and runs processes under their UIDs")
+    servers: list[Beamhub] = []
+
+    def make(env: dict[str, str] | None = None) -> Beamhub:
+        server = Beamhub(tmp_path_factory.mktemp("state"), env or {})
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make  # type: ignore[misc]
+    for server in servers:
+        if server.process is not None and server.process.poll() is None:
+            server.stop_all_sessions()
+        server.stop()

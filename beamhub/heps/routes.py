@@ -24,7 +24,7 @@ def pod_out(record: SessionRecord) -> PodOut:
         userimage=record.image, ncores=record.ncores, memory=format_size(record.memory),
         extra_resource={GPU_RESOURCE: record.gpus} if record.gpus else {}, createtime=record.created_at,
         runningtime=(end - record.started_at).total_seconds() if record.started_at else 0.0,
-        expireruntime=int((record.expires_at - record.created_at).total_seconds()), expiretime=record.expires_at,
+        expireruntime=round((record.expires_at - record.created_at).total_seconds()), expiretime=record.expires_at,
         url=f"/s/{record.id}/",
     )
 

@@ -39,6 +39,7 @@ def ensure_account(username: str, uid: int, gid: int, groups: list[str], home: P
     except KeyError:
         _run(["useradd", "-u", str(uid), "-g", str(gid), "-d", str(home), "-m", "-s", "/bin/bash",
               *(["-G", ",".join(groups)] if groups else []), username])
+        home.chmod(0o700)  # useradd follows login.defs' UMASK, which leaves homes world-readable
         return
     if existing.pw_uid != uid:
         raise Conflict(f"system user {username} exists with UID {existing.pw_uid}, not {uid}")
