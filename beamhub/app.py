@@ -20,6 +20,7 @@ from beamhub.db import Database, migrate
 from beamhub.deps import Services
 from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
+from beamhub.identity.groups import GroupService
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.service import IdentityService
 from beamhub.sessions.proxy import router as proxy_router
@@ -43,9 +44,11 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.sqlalchemy_url)
     migrate(db.engine)
     backend = make_backend(settings)
-    identity = IdentityService(db, settings)
+    groups = GroupService(db, settings)
+    identity = IdentityService(db, settings, groups)
     sessions = SessionService(db, settings, backend, identity)
-    return Services(settings=settings, db=db, backend=backend, identity=identity, sessions=sessions,
+    identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
+    return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups, sessions=sessions,
                     workstations=WorkstationService(db))
 
 

@@ -62,7 +62,7 @@ def user_create(username: str, uid: Optional[int] = None, group: Annotated[Optio
     """Create a user and its system account."""
     services = _services(config)
     try:
-        user = services.identity.create_user(username, uid=uid, groups=group or [], is_admin=admin)
+        user = services.identity.create_user(username, uid=uid, groups=group or [], roles=["admin"] if admin else None)
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -85,9 +85,10 @@ def user_token(username: str, name: str = "cli", expires_in: Optional[int] = Non
 @user_app.command("list")
 def user_list(config: ConfigOption = None) -> None:
     """List users."""
-    table = Table("username", "uid", "gid", "groups", "admin")
+    table = Table("username", "uid", "gid", "groups", "roles", "state")
     for user in _services(config).identity.list_users(0, 10_000):
-        table.add_row(user.username, str(user.uid), str(user.gid), ",".join(user.groups), "yes" if user.is_admin else "")
+        table.add_row(user.username, str(user.uid), str(user.gid), ",".join(user.groups), ",".join(user.roles),
+                      user.state.value)
     console.print(table)
 
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     uid_min: int = 20000
     uid_max: int = 29999
+    gid_min: int = 30000
+    gid_max: int = 39999
     manage_system_accounts: bool = True
 
     node_cpus: float | None = None
@@ -67,7 +69,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _ranges_are_ordered(self) -> Settings:
-        for low, high in (("uid_min", "uid_max"), ("port_min", "port_max")):
+        for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max"), ("port_min", "port_max")):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} ({getattr(self, low)}) is above {high} ({getattr(self, high)})")
         return self

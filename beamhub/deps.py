@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,7 +12,9 @@ from starlette.requests import HTTPConnection
 from beamhub.compute.backend import Backend
 from beamhub.config import Settings
 from beamhub.db import Database
-from beamhub.identity.service import IdentityService, Principal
+from beamhub.identity.groups import GroupService
+from beamhub.identity.principal import Principal
+from beamhub.identity.service import IdentityService
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
 
@@ -26,6 +29,7 @@ class Services:
     db: Database
     backend: Backend
     identity: IdentityService
+    groups: GroupService
     sessions: SessionService
     workstations: WorkstationService
 
@@ -34,8 +38,12 @@ def get_services(connection: HTTPConnection) -> Services:
     return connection.app.state.services
 
 
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else ""
+
+
 def bearer_token(connection: HTTPConnection) -> str | None:
-    """The caller's token from `Authorization: Bearer`, else from beamhub's cookie."""
+    """The caller's token from `Authorization: Bearer`, else from beamhub's token cookie."""
     scheme, _, value = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value:
         return value.strip()
@@ -43,7 +51,8 @@ def bearer_token(connection: HTTPConnection) -> str | None:
 
 
 def current_principal(connection: HTTPConnection) -> Principal:
-    return get_services(connection).identity.authenticate(bearer_token(connection))
+    principal = get_services(connection).identity.authenticate(bearer_token(connection))
+    return principal.with_address(client_address(connection))
 
 
 def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
@@ -51,8 +60,22 @@ def admin_principal(principal: Annotated[Principal, Depends(current_principal)])
     return principal
 
 
+def scoped(scope: str) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, if their credential carries `scope`."""
+
+    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        principal.require_scope(scope)
+        return principal
+
+    return check
+
+
 def identity_service(request: Request) -> IdentityService:
     return get_services(request).identity
+
+
+def group_service(request: Request) -> GroupService:
+    return get_services(request).groups
 
 
 def session_service(request: Request) -> SessionService:
@@ -65,6 +88,8 @@ def workstation_service(request: Request) -> WorkstationService:
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
+SessionsPrincipal = Annotated[Principal, Depends(scoped("sessions"))]
 Identity = Annotated[IdentityService, Depends(identity_service)]
+Groups = Annotated[GroupService, Depends(group_service)]
 Sessions = Annotated[SessionService, Depends(session_service)]
 Workstations = Annotated[WorkstationService, Depends(workstation_service)]

@@ -67,3 +67,15 @@ def group_ids(names: list[str]) -> tuple[int, ...]:
         except KeyError:
             continue
     return tuple(gids)
+
+
+def set_group_member(group: str, username: str, member: bool) -> None:
+    """Add a system user to a system group, or take them out; idempotent."""
+    try:
+        present = username in grp.getgrnam(group).gr_mem
+    except KeyError:
+        raise Conflict(f"system group {group} does not exist") from None
+    if member and not present:
+        _run(["gpasswd", "-a", username, group])
+    elif not member and present:
+        _run(["gpasswd", "-d", username, group])

@@ -1,37 +1,95 @@
-"""/api/v1/users: administrators create and read users and issue their tokens."""
+"""/api/v1/users, /api/v1/groups: users, their roles, groups and API tokens."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, status
 
-from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity
-from beamhub.errors import Forbidden
-from beamhub.identity.schemas import TokenCreate, TokenOut, UserCreate, UserOut
+from beamhub.deps import AdminPrincipal, CurrentPrincipal, Groups, Identity
+from beamhub.identity.models import Group
+from beamhub.identity.principal import Principal
+from beamhub.identity.schemas import (
+    GroupCreate,
+    GroupOut,
+    TokenCreate,
+    TokenInfo,
+    TokenOut,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1", tags=["users"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+def _self_or_admin(principal: Principal, username: str) -> None:
+    if username != principal.username:
+        principal.require_admin()
+
+
+def group_out(group: Group) -> GroupOut:
+    return GroupOut(name=group.name, gid=group.gid, description=group.description,
+                    members=[member.username for member in group.members])
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
 def create_user(body: UserCreate, _: AdminPrincipal, identity: Identity) -> object:
-    return identity.create_user(body.username, uid=body.uid, groups=body.groups, is_admin=body.is_admin)
+    return identity.create_user(body.username, uid=body.uid, groups=body.groups, roles=[r.value for r in body.roles],
+                                beamlines=body.beamlines, display_name=body.display_name, email=body.email)
 
 
-@router.get("", response_model=list[UserOut])
+@router.get("/users", response_model=list[UserOut])
 def list_users(_: AdminPrincipal, identity: Identity, offset: int = Query(0, ge=0),
                limit: int = Query(100, ge=1, le=1000)) -> object:
     return identity.list_users(offset, limit)
 
 
-@router.get("/{username}", response_model=UserOut)
+@router.get("/users/{username}", response_model=UserOut)
 def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> object:
-    if username != principal.username:
-        principal.require_admin()
+    _self_or_admin(principal, username)
     return identity.get_user(username)
 
 
-@router.post("/{username}/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
+@router.patch("/users/{username}", response_model=UserOut)
+def update_user(username: str, body: UserUpdate, _: AdminPrincipal, identity: Identity) -> object:
+    return identity.update_user(username, roles=[r.value for r in body.roles] if body.roles is not None else None,
+                                beamlines=body.beamlines, state=body.state, display_name=body.display_name,
+                                email=body.email)
+
+
+@router.post("/users/{username}/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
 def issue_token(username: str, body: TokenCreate, principal: CurrentPrincipal, identity: Identity) -> TokenOut:
-    if username != principal.username and not principal.is_admin:
-        raise Forbidden("you may only issue tokens for yourself")
-    token, record = identity.issue_token(username, body.name, body.expires_in)
-    return TokenOut(name=record.name, token=token, expires_at=record.expires_at)
+    _self_or_admin(principal, username)
+    token, record = identity.issue_token(username, body.name, body.expires_in, body.scopes)
+    return TokenOut(token=token, **TokenInfo.model_validate(record).model_dump())
+
+
+@router.get("/users/{username}/tokens", response_model=list[TokenInfo])
+def list_tokens(username: str, principal: CurrentPrincipal, identity: Identity) -> object:
+    _self_or_admin(principal, username)
+    return identity.list_tokens(username)
+
+
+@router.delete("/users/{username}/tokens/{token_id}", response_model=TokenInfo)
+def revoke_token(username: str, token_id: int, principal: CurrentPrincipal, identity: Identity) -> object:
+    _self_or_admin(principal, username)
+    return identity.revoke_token(username, token_id)
+
+
+@router.get("/groups", response_model=list[GroupOut])
+def list_groups(_: AdminPrincipal, groups: Groups) -> list[GroupOut]:
+    return [group_out(g) for g in groups.list()]
+
+
+@router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut)
+def create_group(body: GroupCreate, _: AdminPrincipal, groups: Groups) -> GroupOut:
+    return group_out(groups.create(body.name, body.description))
+
+
+@router.put("/groups/{name}/members/{username}", response_model=GroupOut)
+def add_member(name: str, username: str, _: AdminPrincipal, groups: Groups) -> GroupOut:
+    return group_out(groups.set_member(name, username, member=True))
+
+
+@router.delete("/groups/{name}/members/{username}", response_model=GroupOut)
+def remove_member(name: str, username: str, _: AdminPrincipal, groups: Groups) -> GroupOut:
+    return group_out(groups.set_member(name, username, member=False))

@@ -1,11 +1,11 @@
-"""Users, their system accounts and API tokens."""
+"""Users, their roles, state and system accounts; API tokens; who a credential stands for."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,24 +18,9 @@ from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from beamhub.identity import accounts
-from beamhub.identity.models import ApiToken, User
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who makes a request: a user, or the bootstrap admin (user_id None)."""
-
-    username: str
-    user_id: int | None
-    is_admin: bool
-
-    def require_admin(self) -> None:
-        if not self.is_admin:
-            raise Forbidden("this needs an administrator")
-
-    def may_act_for(self, user_id: int) -> bool:
-        return self.is_admin or self.user_id == user_id
-
+from beamhub.identity.groups import GroupService
+from beamhub.identity.models import ApiToken, Role, User, UserState
+from beamhub.identity.principal import SCOPES, Principal
 
 BOOTSTRAP_ADMIN = "admin-token"
 
@@ -44,27 +29,38 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def principal_of(user: User, scopes: frozenset[str] | None = None, token_id: int | None = None) -> Principal:
+    return Principal(username=user.username, user_id=user.id, roles=frozenset(user.roles),
+                     beamlines=frozenset(user.beamlines), scopes=scopes, token_id=token_id)
+
+
 class IdentityService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, groups: GroupService) -> None:
         self.db = db
         self.settings = settings
+        self.groups = groups
+        self.on_disable: list[Callable[[User], None]] = []
 
+    # --- users -------------------------------------------------------------------------
     def create_user(self, username: str, uid: int | None = None, groups: list[str] | None = None,
-                    is_admin: bool = False) -> User:
+                    roles: list[str] | None = None, beamlines: list[str] | None = None,
+                    display_name: str = "", email: str = "") -> User:
         """A new user with a UID from the configured range and a matching system account."""
-        groups = sorted(set(groups or []))
+        roles = sorted(set(roles or [Role.user.value]) | {Role.user.value})
         with self.db.session() as db:
             if db.scalar(select(User).where(User.username == username)):
                 raise Conflict(f"user {username} already exists")
             uid = uid if uid is not None else self._free_uid(db)
-            user = User(username=username, uid=uid, gid=uid, groups=groups, is_admin=is_admin)
+            user = User(username=username, uid=uid, gid=uid, roles=roles, beamlines=sorted(set(beamlines or [])),
+                        display_name=display_name, email=email, state=UserState.active)
+            user.group_list = [self.groups.ensure(db, name) for name in sorted(set(groups or []))]
             db.add(user)
             try:
                 db.flush()
             except IntegrityError as exc:
                 raise Conflict(f"UID {uid} is already taken") from exc
-            if self.settings.manage_system_accounts:
-                accounts.ensure_account(username, uid, uid, groups, self.home(username))
+            if self.settings.manage_system_accounts and Role.service.value not in roles:
+                accounts.ensure_account(username, uid, uid, user.groups, self.home(username))
         return user
 
     def _free_uid(self, db: Session) -> int:
@@ -93,34 +89,87 @@ class IdentityService:
         with self.db.session() as db:
             return db.scalar(select(func.count()).select_from(User)) or 0
 
+    def update_user(self, username: str, roles: list[str] | None = None, beamlines: list[str] | None = None,
+                    state: UserState | None = None, display_name: str | None = None,
+                    email: str | None = None) -> User:
+        """Change a user's roles, beamlines, state or profile; disabling ends their sessions at once."""
+        with self.db.session() as db:
+            user = db.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise NotFound(f"no user {username}")
+            if roles is not None:
+                user.roles = sorted(set(roles) | {Role.user.value})
+            if beamlines is not None:
+                user.beamlines = sorted(set(beamlines))
+            if display_name is not None:
+                user.display_name = display_name
+            if email is not None:
+                user.email = email
+            disabling = state is UserState.disabled and user.state is not UserState.disabled
+            if state is not None:
+                user.state = state
+        if disabling:
+            for hook in self.on_disable:
+                hook(user)
+        return user
+
     def account(self, user: User) -> Account:
         """The UID, GID, supplementary GIDs and home a user's sessions run as."""
         return Account(username=user.username, uid=user.uid, gid=user.gid,
-                       groups=accounts.group_ids(user.groups), home=self.home(user.username))
+                       groups=tuple(group.gid for group in user.group_list), home=self.home(user.username))
 
-    def issue_token(self, username: str, name: str, expires_in: int | None = None) -> tuple[str, ApiToken]:
-        """A new bearer token for a user; the plain token is returned once and never stored."""
+    # --- tokens ------------------------------------------------------------------------
+    def issue_token(self, username: str, name: str, expires_in: int | None = None,
+                    scopes: list[str] | None = None) -> tuple[str, ApiToken]:
+        """A new bearer token; the plain token is returned once, only its hash is kept."""
+        unknown = set(scopes or []) - SCOPES
+        if unknown:
+            raise Invalid(f"unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}")
         user = self.get_user(username)
+        if "admin" in (scopes or []) and not user.is_admin:
+            raise Forbidden("only administrators can hold a token with the admin scope")
         token = secrets.token_urlsafe(32)
         expires_at = utcnow() + timedelta(seconds=expires_in) if expires_in else None
-        record = ApiToken(user_id=user.id, name=name, digest=token_digest(token), expires_at=expires_at)
+        record = ApiToken(user_id=user.id, name=name, digest=token_digest(token), expires_at=expires_at,
+                          scopes=sorted(set(scopes or SCOPES)))
         with self.db.session() as db:
             db.add(record)
         return token, record
 
+    def list_tokens(self, username: str) -> list[ApiToken]:
+        user = self.get_user(username)
+        with self.db.session() as db:
+            query = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at)
+            return list(db.scalars(query))
+
+    def revoke_token(self, username: str, token_id: int) -> ApiToken:
+        user = self.get_user(username)
+        with self.db.session() as db:
+            record = db.get(ApiToken, token_id)
+            if record is None or record.user_id != user.id:
+                raise NotFound(f"{username} has no token {token_id}")
+            record.revoked_at = record.revoked_at or utcnow()
+        return record
+
     def authenticate(self, token: str | None) -> Principal:
-        """The principal a bearer token stands for; Unauthenticated if none."""
+        """The principal a bearer token stands for; Unauthenticated (401) or Forbidden (403) if none."""
         if not token:
             raise Unauthenticated("credentials are required")
         admin = self.settings.admin_token
         if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
-            return Principal(username=BOOTSTRAP_ADMIN, user_id=None, is_admin=True)
+            return Principal(username=BOOTSTRAP_ADMIN, user_id=None, roles=frozenset({"admin"}))
         with self.db.session() as db:
             record = db.scalar(select(ApiToken).where(ApiToken.digest == token_digest(token)))
-            if record is None or (record.expires_at is not None and record.expires_at <= utcnow()):
-                raise Unauthenticated("the token is unknown or expired")
-            user = record.user
-            return Principal(username=user.username, user_id=user.id, is_admin=user.is_admin)
+            now = utcnow()
+            if record is None or record.revoked_at is not None:
+                raise Unauthenticated("the token is unknown or revoked")
+            if record.expires_at is not None and record.expires_at <= now:
+                raise Unauthenticated("the token has expired")
+            if record.user.state is not UserState.active:
+                raise Forbidden(f"user {record.user.username} is disabled")
+            if record.last_used_at is None or now - record.last_used_at > timedelta(minutes=1):
+                record.last_used_at = now
+            return principal_of(record.user, frozenset(record.scopes), record.id)
 
     def resolve_target(self, principal: Principal, username: str | None) -> User:
         """The user a request acts for: oneself, or anyone for an administrator."""

@@ -49,6 +49,7 @@ class SessionRecord(Base):
     args: Mapped[list[str]] = mapped_column(JSON, default=list)
     env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    beamline: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     description: Mapped[str] = mapped_column(Text, default="")
 
     state: Mapped[SessionState] = mapped_column(Enum(SessionState, native_enum=False, length=16))

@@ -20,7 +20,8 @@ from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady, Unauthenticated
 from beamhub.identity.models import User
-from beamhub.identity.service import IdentityService, Principal
+from beamhub.identity.principal import Principal
+from beamhub.identity.service import IdentityService
 from beamhub.sessions import kinds
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.schemas import AgentReport, SessionSpec
@@ -39,7 +40,7 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 LIVE_STATES = frozenset({S.pending, S.starting, S.running})
 """Active and not yet being stopped."""
 
-SYSTEM = Principal(username="beamhub", user_id=None, is_admin=True)
+SYSTEM = Principal(username="beamhub", user_id=None, roles=frozenset({"admin"}))
 
 
 def _digest(secret: str) -> str:
@@ -67,21 +68,24 @@ class SessionService:
 
     # --- reading -----------------------------------------------------------------------
     def get(self, principal: Principal, session_id: str) -> SessionRecord:
-        """A session the principal may see: their own, or any for an administrator."""
+        """A session the principal may see: their own, their beamlines' (staff), any (admin)."""
         with self.db.session() as db:
             record = db.get(SessionRecord, session_id)
         if record is None:
             raise NotFound(f"no session {session_id}")
-        if not principal.may_act_for(record.user_id):
+        if not principal.may_manage(record.user_id, record.beamline):
             raise Forbidden("this session belongs to another user")
         return record
 
     def list(self, principal: Principal, username: str | None = None, active_only: bool = False) -> list[SessionRecord]:
-        """Sessions of one user (yourself by default), or of everyone for an administrator."""
+        """Sessions of one user; by default your own (and your beamlines' for staff), or all for an admin."""
         query = select(SessionRecord).order_by(SessionRecord.created_at.desc())
-        if username is not None or not principal.is_admin:
+        if username is not None or principal.user_id is not None and not principal.is_admin:
             user = self.identity.resolve_target(principal, username)
-            query = query.where(SessionRecord.user_id == user.id)
+            mine = SessionRecord.user_id == user.id
+            if username is None and principal.is_staff and principal.beamlines:
+                mine = mine | SessionRecord.beamline.in_(principal.beamlines)
+            query = query.where(mine)
         if active_only:
             query = query.where(SessionRecord.state.in_(ACTIVE_STATES))
         with self.db.session() as db:
@@ -134,12 +138,13 @@ class SessionService:
             if self._active_named(db, user.id, name):
                 raise Conflict(f"you already have an active session named {name}")
             gpu_ids, port = self._allocate(db, spec)
+            now = utcnow()
             record = SessionRecord(
                 id=secrets.token_hex(8), user_id=user.id, name=name, kind=spec.kind, image=image,
                 ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus, gpu_ids=gpu_ids, command=spec.command,
                 args=list(spec.args), env=dict(spec.env), source_ip=spec.source_ip, description=spec.description,
                 state=S.pending, port=port, token=secrets.token_hex(24), agent_secret=_digest(secret),
-                backend=self.backend.name, expires_at=utcnow() + timedelta(seconds=runtime),
+                backend=self.backend.name, created_at=now, expires_at=now + timedelta(seconds=runtime),
             )
             db.add(record)
             self._hold_workstation(db, spec.source_ip, record.id)
@@ -161,6 +166,9 @@ class SessionService:
         if workstation is not None:
             db.flush()
             workstation.session_id = session_id
+            record = db.get(SessionRecord, session_id)
+            if record is not None:
+                record.beamline = workstation.beamline or None
 
     def _image_path(self, image: str) -> Path:
         path = self.settings.images.get(image)
@@ -260,6 +268,14 @@ class SessionService:
     def _event(db: Session, record: SessionRecord, message: str, kind: str = "transition") -> None:
         db.add(SessionEvent(session=record, state=record.state.value, kind=kind, message=message))
 
+    def stop_all_of(self, user_id: int, reason: str) -> None:
+        """End every active session of a user (they were disabled)."""
+        with self.db.session() as db:
+            ids = list(db.scalars(select(SessionRecord.id).where(SessionRecord.user_id == user_id,
+                                                                 SessionRecord.state.in_(ACTIVE_STATES))))
+        for session_id in ids:
+            self.stop(SYSTEM, session_id, reason=reason)
+
     def warn_expiry(self, session_id: str) -> None:
         """Tell the session's watchers, once, that it expires soon."""
         with self.db.session() as db:
@@ -343,6 +359,8 @@ class SessionService:
 
 
 def _check_room(what: str, wanted: float, total: float, used: float, show: Any) -> None:
+    if wanted > total and not total:
+        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has no {what}")
     if wanted > total:
         raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has only {show(total)} in all")
     if wanted > total - used:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from beamhub.db import Database
 from beamhub.errors import Conflict, NotFound
-from beamhub.identity.service import Principal
+from beamhub.identity.principal import Principal
 from beamhub.sessions.models import Workstation
 
 

@@ -163,7 +163,7 @@ def test_the_seed_payload_is_refused_for_more_cores_than_the_node_has(server: An
 
 def test_a_gpu_request_is_refused_on_a_node_without_gpus(server: Any, user: str) -> None:
     response = server.admin.post("/userpod/", json=seed_payload(user, ncores=1, memory="1G"))
-    assert_error(response, 409, "GPU", "only 0")
+    assert_error(response, 409, "GPU", "this node has no GPUs")
 
 
 def test_the_seed_payload_within_the_node_runs_jupyterlab_as_the_user(server: Any, user: str) -> None:

@@ -160,7 +160,7 @@ def test_an_unknown_user_is_not_found(server: Any) -> None:
 def test_without_credentials_every_users_route_is_401(server: Any, method: str, path: str) -> None:
     body = {"username": new_name()} if method == "POST" else None
     assert_error(server.client().request(method, path, json=body), 401)
-    assert_error(server.client("not-a-token").request(method, path, json=body), 401, "unknown or expired")
+    assert_error(server.client("not-a-token").request(method, path, json=body), 401, "unknown or revoked")
 
 
 def test_an_ordinary_user_is_forbidden_on_admin_routes(make_user: UserMaker, server: Any) -> None:
@@ -179,7 +179,7 @@ def test_an_ordinary_user_is_forbidden_on_admin_routes(make_user: UserMaker, ser
 
 def test_an_ordinary_user_cannot_make_itself_admin(make_user: UserMaker, server: Any) -> None:
     _, token = make_user()
-    assert_error(server.client(token).post("/api/v1/users", json={"username": new_name(), "is_admin": True}), 403)
+    assert_error(server.client(token).post("/api/v1/users", json={"username": new_name(), "roles": ["admin"]}), 403)
 
 
 def test_a_user_reads_itself_and_issues_its_own_tokens(make_user: UserMaker, server: Any) -> None:
@@ -194,7 +194,7 @@ def test_a_user_reads_itself_and_issues_its_own_tokens(make_user: UserMaker, ser
 
 
 def test_an_admin_user_may_use_admin_routes(make_user: UserMaker, server: Any) -> None:
-    _, token = make_user(is_admin=True)
+    _, token = make_user(roles=["admin"])
     assert server.client(token).get("/users/count").status_code == 200
 
 

@@ -1,0 +1,85 @@
+"""Groups: first-class, with members; kept in step with the system's groups."""
+
+from __future__ import annotations
+
+import grp
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from beamhub.config import Settings
+from beamhub.db import Database
+from beamhub.errors import Conflict, NotFound
+from beamhub.identity import accounts
+from beamhub.identity.models import Group, User
+
+
+class GroupService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def ensure(self, db: Session, name: str) -> Group:
+        """The group of this name, recorded (with the system's GID, or a free one) if new."""
+        group = db.scalar(select(Group).where(Group.name == name))
+        if group is not None:
+            return group
+        group = Group(name=name, gid=self._gid_for(db, name))
+        db.add(group)
+        db.flush()
+        if self.settings.manage_system_accounts:
+            accounts.ensure_group(name, group.gid)
+        return group
+
+    def _gid_for(self, db: Session, name: str) -> int:
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            pass
+        used = set(db.scalars(select(Group.gid)))
+        for gid in range(self.settings.gid_min, self.settings.gid_max + 1):
+            if gid not in used and not _gid_taken(gid):
+                return gid
+        raise Conflict(f"no free GID left in {self.settings.gid_min}-{self.settings.gid_max}")
+
+    def create(self, name: str, description: str = "") -> Group:
+        with self.db.session() as db:
+            if db.scalar(select(Group).where(Group.name == name)):
+                raise Conflict(f"group {name} already exists")
+            group = self.ensure(db, name)
+            group.description = description
+        return group
+
+    def get(self, name: str) -> Group:
+        with self.db.session() as db:
+            group = db.scalar(select(Group).where(Group.name == name))
+            if group is None:
+                raise NotFound(f"no group {name}")
+        return group
+
+    def list(self) -> list[Group]:
+        with self.db.session() as db:
+            return list(db.scalars(select(Group).order_by(Group.name)))
+
+    def set_member(self, name: str, username: str, member: bool) -> Group:
+        """Add or remove a member, in the database and in the system group."""
+        with self.db.session() as db:
+            group = db.scalar(select(Group).where(Group.name == name))
+            user = db.scalar(select(User).where(User.username == username))
+            if group is None or user is None:
+                raise NotFound(f"no group {name}" if group is None else f"no user {username}")
+            if member and user not in group.members:
+                group.members.append(user)
+            elif not member and user in group.members:
+                group.members.remove(user)
+            if self.settings.manage_system_accounts:
+                accounts.set_group_member(name, username, member)
+        return group
+
+
+def _gid_taken(gid: int) -> bool:
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True

@@ -1,0 +1,52 @@
+"""Who makes a request, and what they may do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from beamhub.errors import Forbidden
+
+SCOPES = frozenset({"sessions", "data:read", "data:ingest", "admin"})
+"""What a token may be limited to; a login cookie carries every scope its user's roles allow."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A user (or the bootstrap admin, user_id None) as seen by one request."""
+
+    username: str
+    user_id: int | None
+    roles: frozenset[str] = frozenset({"user"})
+    beamlines: frozenset[str] = frozenset()
+    scopes: frozenset[str] | None = None
+    address: str = ""
+    token_id: int | None = field(default=None, compare=False)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles and self.has_scope("admin")
+
+    @property
+    def is_staff(self) -> bool:
+        return "staff" in self.roles
+
+    def has_scope(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes
+
+    def require_scope(self, scope: str) -> None:
+        if not self.has_scope(scope):
+            raise Forbidden(f"this token lacks the {scope!r} scope")
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this needs an administrator")
+
+    def may_act_for(self, user_id: int) -> bool:
+        return self.is_admin or self.user_id == user_id
+
+    def may_manage(self, owner_id: int, beamline: str | None) -> bool:
+        """Owners and admins manage a session; staff manage those of the beamlines they serve."""
+        return self.may_act_for(owner_id) or (self.is_staff and beamline is not None and beamline in self.beamlines)
+
+    def with_address(self, address: str) -> Principal:
+        return Principal(self.username, self.user_id, self.roles, self.beamlines, self.scopes, address, self.token_id)
