@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Query, Request, status
 
 from beamhub.db import utcnow
-from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Sessions, Workstations
+from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Sessions, SessionsPrincipal, Workstations
 from beamhub.heps.schemas import GPU_RESOURCE, PodOut, PodRequest, PodUpdate, UserRequest, WorkstationIn, WorkstationOut
 from beamhub.identity.schemas import UserOut
 from beamhub.sessions.models import SessionRecord, Workstation
@@ -59,26 +59,26 @@ def read_user(username: str, principal: CurrentPrincipal, identity: Identity) ->
 
 @router.post("/userpod/", status_code=status.HTTP_201_CREATED, response_model=PodOut,
              summary="Create Pod By User")
-def create_pod(body: PodRequest, principal: CurrentPrincipal, sessions: Sessions) -> PodOut:
+def create_pod(body: PodRequest, principal: SessionsPrincipal, sessions: Sessions) -> PodOut:
     return pod_out(sessions.create(principal, body.to_spec(), body.username))
 
 
 @router.delete("/userpod/", response_model=PodOut, summary="Delete Pod By User")
-def delete_pod(principal: CurrentPrincipal, sessions: Sessions, username: str = Query(),
+def delete_pod(principal: SessionsPrincipal, sessions: Sessions, username: str = Query(),
                podname: str = Query("default")) -> PodOut:
     record = sessions.find_active(principal, username, podname)
     return pod_out(sessions.stop(principal, record.id))
 
 
 @router.patch("/userpod/", response_model=PodOut, summary="Update Pod By User")
-def update_pod(body: PodUpdate, principal: CurrentPrincipal, sessions: Sessions) -> PodOut:
+def update_pod(body: PodUpdate, principal: SessionsPrincipal, sessions: Sessions) -> PodOut:
     record = sessions.find_active(principal, body.username, body.podname)
     new_expiry = record.created_at + timedelta(seconds=body.expireruntime)
     return pod_out(sessions.extend(principal, record.id, new_expiry, None))
 
 
 @router.get("/userpod/{username}", response_model=list[PodOut], summary="Get Pods By User")
-def pods_of_user(username: str, principal: CurrentPrincipal, sessions: Sessions) -> list[PodOut]:
+def pods_of_user(username: str, principal: SessionsPrincipal, sessions: Sessions) -> list[PodOut]:
     return [pod_out(r) for r in sessions.list(principal, username, active_only=True)]
 
 

@@ -24,7 +24,7 @@ class GroupService:
         group = db.scalar(select(Group).where(Group.name == name))
         if group is not None:
             return group
-        group = Group(name=name, gid=self._gid_for(db, name))
+        group = Group(name=name, gid=self._gid_for(db, name), members=[])
         db.add(group)
         db.flush()
         if self.settings.manage_system_accounts:

@@ -49,6 +49,7 @@ async def _target(connection: Request | WebSocket, session_id: str) -> tuple[int
 
     def authorize() -> tuple[int, str]:
         principal = current_principal(connection)
+        principal.require_scope("sessions")
         return get_services(connection).sessions.proxy_target(principal, session_id)
 
     return await asyncio.to_thread(authorize)

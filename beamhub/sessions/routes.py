@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, status
 from starlette.responses import StreamingResponse
 
 from beamhub.db import utcnow
-from beamhub.deps import CurrentPrincipal, Sessions
+from beamhub.deps import Sessions, SessionsPrincipal
 from beamhub.sessions.models import SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
 
@@ -31,35 +31,35 @@ def session_out(record: SessionRecord) -> SessionOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
-def create_session(body: SessionCreate, principal: CurrentPrincipal, sessions: Sessions) -> SessionOut:
+def create_session(body: SessionCreate, principal: SessionsPrincipal, sessions: Sessions) -> SessionOut:
     return session_out(sessions.create(principal, body.to_spec(), body.user))
 
 
 @router.get("", response_model=list[SessionOut])
-def list_sessions(principal: CurrentPrincipal, sessions: Sessions, user: str | None = None,
+def list_sessions(principal: SessionsPrincipal, sessions: Sessions, user: str | None = None,
                   active: bool = False) -> list[SessionOut]:
     return [session_out(r) for r in sessions.list(principal, user, active_only=active)]
 
 
 @router.get("/{session_id}", response_model=SessionOut)
-def get_session(session_id: str, principal: CurrentPrincipal, sessions: Sessions) -> SessionOut:
+def get_session(session_id: str, principal: SessionsPrincipal, sessions: Sessions) -> SessionOut:
     return session_out(sessions.get(principal, session_id))
 
 
 @router.patch("/{session_id}", response_model=SessionOut)
-def extend_session(session_id: str, body: SessionUpdate, principal: CurrentPrincipal,
+def extend_session(session_id: str, body: SessionUpdate, principal: SessionsPrincipal,
                    sessions: Sessions) -> SessionOut:
     return session_out(sessions.extend(principal, session_id, body.expires_at, body.runtime))
 
 
 @router.delete("/{session_id}", response_model=SessionOut)
-def stop_session(session_id: str, principal: CurrentPrincipal, sessions: Sessions) -> SessionOut:
+def stop_session(session_id: str, principal: SessionsPrincipal, sessions: Sessions) -> SessionOut:
     return session_out(sessions.stop(principal, session_id))
 
 
 @router.get("/{session_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-def session_events(session_id: str, principal: CurrentPrincipal, sessions: Sessions,
+def session_events(session_id: str, principal: SessionsPrincipal, sessions: Sessions,
                    after: int = Query(0, ge=0), last_event_id: int | None = Header(None)) -> StreamingResponse:
     """Server-sent events of a session, from the first (or after Last-Event-ID) until it ends."""
     sessions.get(principal, session_id)
