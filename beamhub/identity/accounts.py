@@ -58,15 +58,13 @@ def uid_taken(uid: int) -> bool:
     return True
 
 
-def group_ids(names: list[str]) -> tuple[int, ...]:
-    """GIDs of the named groups that exist on this host."""
-    gids = []
-    for name in names:
-        try:
-            gids.append(grp.getgrnam(name).gr_gid)
-        except KeyError:
-            continue
-    return tuple(gids)
+def gid_taken(gid: int) -> bool:
+    """Whether a system group already uses this GID."""
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return True
 
 
 def set_group_member(group: str, username: str, member: bool) -> None:

@@ -38,7 +38,7 @@ class GroupService:
             pass
         used = set(db.scalars(select(Group.gid)))
         for gid in range(self.settings.gid_min, self.settings.gid_max + 1):
-            if gid not in used and not _gid_taken(gid):
+            if gid not in used and not accounts.gid_taken(gid):
                 return gid
         raise Conflict(f"no free GID left in {self.settings.gid_min}-{self.settings.gid_max}")
 
@@ -76,10 +76,3 @@ class GroupService:
                 accounts.set_group_member(name, username, member)
         return group
 
-
-def _gid_taken(gid: int) -> bool:
-    try:
-        grp.getgrgid(gid)
-    except KeyError:
-        return False
-    return True
