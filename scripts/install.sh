@@ -5,9 +5,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${BEAMHUB_PREFIX:-/opt/beamhub}
 
 export DEBIAN_FRONTEND=noninteractive
-if [ ! -e /var/lib/apt/lists/lock ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ]; then
-  apt-get update -q
-fi
+apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends \
   python3 python3-venv python3-dev gcc acl libacl1-dev passwd util-linux procps \
   postgresql postgresql-contrib ca-certificates curl >/dev/null
