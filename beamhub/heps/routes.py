@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Query, Request, status
 
 from beamhub.db import utcnow
-from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Sessions, SessionsPrincipal, Workstations
+from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Keys, Sessions, SessionsPrincipal, Workstations
 from beamhub.heps.schemas import GPU_RESOURCE, PodOut, PodRequest, PodUpdate, UserRequest, WorkstationIn, WorkstationOut
 from beamhub.identity.schemas import UserOut
 from beamhub.sessions.models import SessionRecord, Workstation
@@ -35,8 +35,8 @@ def workstation_out(workstation: Workstation) -> WorkstationOut:
 
 
 @router.post("/users/", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Create User")
-def create_user(body: UserRequest, _: AdminPrincipal, identity: Identity) -> object:
-    return identity.create_user(body.username, uid=body.uid, groups=body.groups)
+def create_user(body: UserRequest, principal: AdminPrincipal, identity: Identity) -> object:
+    return identity.create_user(body.username, uid=body.uid, groups=body.groups, by=principal)
 
 
 @router.get("/users/", response_model=list[UserOut], summary="Read Users")
@@ -59,8 +59,11 @@ def read_user(username: str, principal: CurrentPrincipal, identity: Identity) ->
 
 @router.post("/userpod/", status_code=status.HTTP_201_CREATED, response_model=PodOut,
              summary="Create Pod By User")
-def create_pod(body: PodRequest, principal: SessionsPrincipal, sessions: Sessions) -> PodOut:
-    return pod_out(sessions.create(principal, body.to_spec(), body.username))
+def create_pod(body: PodRequest, principal: SessionsPrincipal, sessions: Sessions, keys: Keys) -> PodOut:
+    new_keys = keys.validate(body.sshpubkeys)  # a bad key is refused before anything starts
+    record = sessions.create(principal, body.to_spec(), body.username)
+    keys.store(body.username, new_keys, skip_duplicates=True)
+    return pod_out(record)
 
 
 @router.delete("/userpod/", response_model=PodOut, summary="Delete Pod By User")

@@ -77,3 +77,8 @@ def set_group_member(group: str, username: str, member: bool) -> None:
         _run(["gpasswd", "-a", username, group])
     elif not member and present:
         _run(["gpasswd", "-d", username, group])
+
+
+def set_home(username: str, home: Path) -> None:
+    """Point a system user's home at `home` (the directory itself is not moved)."""
+    _run(["usermod", "-d", str(home), username])

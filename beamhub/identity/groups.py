@@ -11,13 +11,16 @@ from beamhub.config import Settings
 from beamhub.db import Database
 from beamhub.errors import Conflict, NotFound
 from beamhub.identity import accounts
+from beamhub.identity.audit import AuditService
 from beamhub.identity.models import Group, User
+from beamhub.identity.principal import Principal
 
 
 class GroupService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, audit: AuditService) -> None:
         self.db = db
         self.settings = settings
+        self.audit = audit
 
     def ensure(self, db: Session, name: str) -> Group:
         """The group of this name, recorded (with the system's GID, or a free one) if new."""
@@ -42,12 +45,13 @@ class GroupService:
                 return gid
         raise Conflict(f"no free GID left in {self.settings.gid_min}-{self.settings.gid_max}")
 
-    def create(self, name: str, description: str = "") -> Group:
+    def create(self, name: str, description: str = "", by: Principal | None = None) -> Group:
         with self.db.session() as db:
             if db.scalar(select(Group).where(Group.name == name)):
                 raise Conflict(f"group {name} already exists")
             group = self.ensure(db, name)
             group.description = description
+            self.audit.add_as(db, by, "group.create", name, gid=group.gid)
         return group
 
     def get(self, name: str) -> Group:
@@ -61,17 +65,20 @@ class GroupService:
         with self.db.session() as db:
             return list(db.scalars(select(Group).order_by(Group.name)))
 
-    def set_member(self, name: str, username: str, member: bool) -> Group:
+    def set_member(self, name: str, username: str, member: bool, by: Principal | None = None) -> Group:
         """Add or remove a member, in the database and in the system group."""
         with self.db.session() as db:
             group = db.scalar(select(Group).where(Group.name == name))
             user = db.scalar(select(User).where(User.username == username))
             if group is None or user is None:
                 raise NotFound(f"no group {name}" if group is None else f"no user {username}")
-            if member and user not in group.members:
+            changed = (user in group.members) != member
+            if member and changed:
                 group.members.append(user)
-            elif not member and user in group.members:
+            elif changed:
                 group.members.remove(user)
+            self.audit.add_as(db, by, "group.member.add" if member else "group.member.remove", name,
+                              user=username, changed=changed)
             if self.settings.manage_system_accounts:
                 accounts.set_group_member(name, username, member)
         return group

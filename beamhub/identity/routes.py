@@ -32,9 +32,10 @@ def group_out(group: Group) -> GroupOut:
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-def create_user(body: UserCreate, _: AdminPrincipal, identity: Identity) -> object:
+def create_user(body: UserCreate, principal: AdminPrincipal, identity: Identity) -> object:
     return identity.create_user(body.username, uid=body.uid, groups=body.groups, roles=[r.value for r in body.roles],
-                                beamlines=body.beamlines, display_name=body.display_name, email=body.email)
+                                beamlines=body.beamlines, display_name=body.display_name, email=body.email,
+                                by=principal)
 
 
 @router.get("/users", response_model=list[UserOut])
@@ -50,16 +51,16 @@ def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> 
 
 
 @router.patch("/users/{username}", response_model=UserOut)
-def update_user(username: str, body: UserUpdate, _: AdminPrincipal, identity: Identity) -> object:
+def update_user(username: str, body: UserUpdate, principal: AdminPrincipal, identity: Identity) -> object:
     return identity.update_user(username, roles=[r.value for r in body.roles] if body.roles is not None else None,
                                 beamlines=body.beamlines, state=body.state, display_name=body.display_name,
-                                email=body.email)
+                                email=body.email, by=principal)
 
 
 @router.post("/users/{username}/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
 def issue_token(username: str, body: TokenCreate, principal: CurrentPrincipal, identity: Identity) -> TokenOut:
     _self_or_admin(principal, username)
-    token, record = identity.issue_token(username, body.name, body.expires_in, body.scopes)
+    token, record = identity.issue_token(username, body.name, body.expires_in, body.scopes, by=principal)
     return TokenOut(token=token, **TokenInfo.model_validate(record).model_dump())
 
 
@@ -72,7 +73,7 @@ def list_tokens(username: str, principal: CurrentPrincipal, identity: Identity) 
 @router.delete("/users/{username}/tokens/{token_id}", response_model=TokenInfo)
 def revoke_token(username: str, token_id: int, principal: CurrentPrincipal, identity: Identity) -> object:
     _self_or_admin(principal, username)
-    return identity.revoke_token(username, token_id)
+    return identity.revoke_token(username, token_id, by=principal)
 
 
 @router.get("/groups", response_model=list[GroupOut])
@@ -81,15 +82,15 @@ def list_groups(_: AdminPrincipal, groups: Groups) -> list[GroupOut]:
 
 
 @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut)
-def create_group(body: GroupCreate, _: AdminPrincipal, groups: Groups) -> GroupOut:
-    return group_out(groups.create(body.name, body.description))
+def create_group(body: GroupCreate, principal: AdminPrincipal, groups: Groups) -> GroupOut:
+    return group_out(groups.create(body.name, body.description, by=principal))
 
 
 @router.put("/groups/{name}/members/{username}", response_model=GroupOut)
-def add_member(name: str, username: str, _: AdminPrincipal, groups: Groups) -> GroupOut:
-    return group_out(groups.set_member(name, username, member=True))
+def add_member(name: str, username: str, principal: AdminPrincipal, groups: Groups) -> GroupOut:
+    return group_out(groups.set_member(name, username, member=True, by=principal))
 
 
 @router.delete("/groups/{name}/members/{username}", response_model=GroupOut)
-def remove_member(name: str, username: str, _: AdminPrincipal, groups: Groups) -> GroupOut:
-    return group_out(groups.set_member(name, username, member=False))
+def remove_member(name: str, username: str, principal: AdminPrincipal, groups: Groups) -> GroupOut:
+    return group_out(groups.set_member(name, username, member=False, by=principal))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,3 +86,35 @@ class TokenInfo(BaseModel):
 
 class TokenOut(TokenInfo):
     token: str = Field(description="shown once; only its hash is kept")
+
+
+class SshKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public_key: str = Field(min_length=1, max_length=16_384,
+                            description="one line of a .pub file: 'ssh-ed25519 AAAA... comment'")
+
+
+class SshKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    algorithm: str
+    bits: int
+    fingerprint: str = Field(description="SHA256, as ssh-keygen -lf prints it")
+    comment: str
+    created_at: datetime
+    public_key: str
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    address: str
+    success: bool
+    detail: dict[str, Any]

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -17,7 +17,8 @@ from beamhub.compute.backend import Account
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
-from beamhub.identity import accounts
+from beamhub.identity import accounts, sources
+from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
 from beamhub.identity.models import ApiToken, Role, User, UserState
 from beamhub.identity.principal import SCOPES, Principal
@@ -29,29 +30,69 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _refusal(record: ApiToken | None, now: datetime) -> Unauthenticated | Forbidden | None:
+    """Why a token record does not authenticate anyone now; None if it does."""
+    if record is None or record.revoked_at is not None:
+        return Unauthenticated("the token is unknown or revoked")
+    if record.expires_at is not None and record.expires_at <= now:
+        return Unauthenticated("the token has expired")
+    if record.user.state is not UserState.active:
+        return Forbidden(f"user {record.user.username} is disabled")
+    return None
+
+
+def _check_no_wider(by: Principal | None, scopes: list[str] | None) -> None:
+    """A limited token may only issue tokens limited to its own scopes (else it could mint an unlimited one)."""
+    if by is None or by.scopes is None or by.is_admin:
+        return
+    wider = set(scopes or SCOPES) - by.scopes
+    if wider:
+        raise Forbidden(f"this token lacks the scopes {sorted(wider)}, so it cannot issue a token with them")
+
+
+def _audited_fields(user: User) -> dict[str, object]:
+    """The fields of a user whose changes the audit log records."""
+    return {"roles": list(user.roles), "beamlines": list(user.beamlines), "state": user.state.value,
+            "display_name": user.display_name, "email": user.email}
+
+
+def _changes(before: dict[str, object], after: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Each field that changed, from what to what."""
+    return {key: {"from": before[key], "to": after[key]} for key in before if before[key] != after[key]}
+
+
 def principal_of(user: User, scopes: frozenset[str] | None = None, token_id: int | None = None) -> Principal:
     return Principal(username=user.username, user_id=user.id, roles=frozenset(user.roles),
                      beamlines=frozenset(user.beamlines), scopes=scopes, token_id=token_id)
 
 
 class IdentityService:
-    def __init__(self, db: Database, settings: Settings, groups: GroupService) -> None:
+    def __init__(self, db: Database, settings: Settings, groups: GroupService, audit: AuditService) -> None:
         self.db = db
         self.settings = settings
         self.groups = groups
+        self.audit = audit
         self.on_disable: list[Callable[[User], None]] = []
 
     # --- users -------------------------------------------------------------------------
     def create_user(self, username: str, uid: int | None = None, groups: list[str] | None = None,
                     roles: list[str] | None = None, beamlines: list[str] | None = None,
-                    display_name: str = "", email: str = "") -> User:
-        """A new user with a UID from the configured range and a matching system account."""
+                    display_name: str = "", email: str = "", by: Principal | None = None) -> User:
+        """A new user with a UID from the configured range and a matching system account.
+
+        On the nss source the account must already exist: its UID, GID and groups are taken, none is created.
+        """
         roles = sorted(set(roles or [Role.user.value]) | {Role.user.value})
         with self.db.session() as db:
             if db.scalar(select(User).where(User.username == username)):
                 raise Conflict(f"user {username} already exists")
-            uid = uid if uid is not None else self._free_uid(db)
-            user = User(username=username, uid=uid, gid=uid, roles=roles, beamlines=sorted(set(beamlines or [])),
+            nss = self.settings.identity_source == "nss"
+            if nss:
+                uid, gid, groups = sources.nss_identity(username, uid, groups)
+            else:
+                uid = uid if uid is not None else self._free_uid(db)
+                gid = uid
+            user = User(username=username, uid=uid, gid=gid, roles=roles, beamlines=sorted(set(beamlines or [])),
                         display_name=display_name, email=email, state=UserState.active)
             user.group_list = [self.groups.ensure(db, name) for name in sorted(set(groups or []))]
             db.add(user)
@@ -59,8 +100,10 @@ class IdentityService:
                 db.flush()
             except IntegrityError as exc:
                 raise Conflict(f"UID {uid} is already taken") from exc
-            if self.settings.manage_system_accounts and Role.service.value not in roles:
-                accounts.ensure_account(username, uid, uid, user.groups, self.home(username))
+            if self.settings.manage_system_accounts and Role.service.value not in roles and not nss:
+                accounts.ensure_account(username, uid, gid, user.groups, self.home(username))
+        self.audit.record_as(by, "user.create", username, uid=user.uid, roles=user.roles, groups=user.groups,
+                             beamlines=user.beamlines)
         return user
 
     def _free_uid(self, db: Session) -> int:
@@ -91,12 +134,13 @@ class IdentityService:
 
     def update_user(self, username: str, roles: list[str] | None = None, beamlines: list[str] | None = None,
                     state: UserState | None = None, display_name: str | None = None,
-                    email: str | None = None) -> User:
+                    email: str | None = None, by: Principal | None = None) -> User:
         """Change a user's roles, beamlines, state or profile; disabling ends their sessions at once."""
         with self.db.session() as db:
             user = db.scalar(select(User).where(User.username == username))
             if user is None:
                 raise NotFound(f"no user {username}")
+            before = _audited_fields(user)
             if roles is not None:
                 user.roles = sorted(set(roles) | {Role.user.value})
             if beamlines is not None:
@@ -108,19 +152,26 @@ class IdentityService:
             disabling = state is UserState.disabled and user.state is not UserState.disabled
             if state is not None:
                 user.state = state
+            changes = _changes(before, _audited_fields(user))
+            if changes:
+                self.audit.add_as(db, by, "user.update", username, changes=changes)
         if disabling:
             for hook in self.on_disable:
                 hook(user)
         return user
 
     def account(self, user: User) -> Account:
-        """The UID, GID, supplementary GIDs and home a user's sessions run as."""
-        return Account(username=user.username, uid=user.uid, gid=user.gid,
-                       groups=tuple(group.gid for group in user.group_list), home=self.home(user.username))
+        """The UID, GID, supplementary GIDs (from NSS on the nss source) and home a user's sessions run as."""
+        if self.settings.identity_source == "nss":
+            groups = sources.nss_group_ids(user.username, user.gid)
+        else:
+            groups = tuple(group.gid for group in user.group_list)
+        return Account(username=user.username, uid=user.uid, gid=user.gid, groups=groups,
+                       home=self.home(user.username))
 
     # --- tokens ------------------------------------------------------------------------
     def issue_token(self, username: str, name: str, expires_in: int | None = None,
-                    scopes: list[str] | None = None) -> tuple[str, ApiToken]:
+                    scopes: list[str] | None = None, by: Principal | None = None) -> tuple[str, ApiToken]:
         """A new bearer token; the plain token is returned once, only its hash is kept."""
         unknown = set(scopes or []) - SCOPES
         if unknown:
@@ -128,12 +179,16 @@ class IdentityService:
         user = self.get_user(username)
         if "admin" in (scopes or []) and not user.is_admin:
             raise Forbidden("only administrators can hold a token with the admin scope")
+        _check_no_wider(by, scopes)
         token = secrets.token_urlsafe(32)
         expires_at = utcnow() + timedelta(seconds=expires_in) if expires_in else None
         record = ApiToken(user_id=user.id, name=name, digest=token_digest(token), expires_at=expires_at,
                           scopes=sorted(set(scopes or SCOPES)))
         with self.db.session() as db:
             db.add(record)
+            db.flush()
+            self.audit.add_as(db, by, "token.issue", username, token_id=record.id, token_name=name,
+                              scopes=record.scopes, expires_at=expires_at)
         return token, record
 
     def list_tokens(self, username: str) -> list[ApiToken]:
@@ -142,34 +197,40 @@ class IdentityService:
             query = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at)
             return list(db.scalars(query))
 
-    def revoke_token(self, username: str, token_id: int) -> ApiToken:
+    def revoke_token(self, username: str, token_id: int, by: Principal | None = None) -> ApiToken:
         user = self.get_user(username)
         with self.db.session() as db:
             record = db.get(ApiToken, token_id)
             if record is None or record.user_id != user.id:
                 raise NotFound(f"{username} has no token {token_id}")
             record.revoked_at = record.revoked_at or utcnow()
+            self.audit.add_as(db, by, "token.revoke", username, token_id=token_id, token_name=record.name)
         return record
 
-    def authenticate(self, token: str | None) -> Principal:
-        """The principal a bearer token stands for; Unauthenticated (401) or Forbidden (403) if none."""
+    def authenticate(self, token: str | None, address: str = "") -> Principal:
+        """The principal a bearer token stands for; Unauthenticated (401) or Forbidden (403) if none.
+        A refused token is audited, and a token's use at most once a minute (when last_used_at moves)."""
         if not token:
             raise Unauthenticated("credentials are required")
         admin = self.settings.admin_token
         if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
-            return Principal(username=BOOTSTRAP_ADMIN, user_id=None, roles=frozenset({"admin"}))
+            return Principal(username=BOOTSTRAP_ADMIN, user_id=None, roles=frozenset({"admin"}), address=address)
         with self.db.session() as db:
             record = db.scalar(select(ApiToken).where(ApiToken.digest == token_digest(token)))
             now = utcnow()
-            if record is None or record.revoked_at is not None:
-                raise Unauthenticated("the token is unknown or revoked")
-            if record.expires_at is not None and record.expires_at <= now:
-                raise Unauthenticated("the token has expired")
-            if record.user.state is not UserState.active:
-                raise Forbidden(f"user {record.user.username} is disabled")
-            if record.last_used_at is None or now - record.last_used_at > timedelta(minutes=1):
-                record.last_used_at = now
-            return principal_of(record.user, frozenset(record.scopes), record.id)
+            refusal = _refusal(record, now)
+            if refusal is None and record is not None:
+                if record.last_used_at is None or now - record.last_used_at > timedelta(minutes=1):
+                    record.last_used_at = now
+                    self.audit.add(db, record.user.username, "token.use", record.user.username, address,
+                                   token_id=record.id, token_name=record.name)
+                return principal_of(record.user, frozenset(record.scopes), record.id).with_address(address)
+            actor = record.user.username if record is not None else ""
+            token_id = record.id if record is not None else None
+        assert refusal is not None
+        self.audit.record(actor, "token.refused", actor, address, success=False, reason=str(refusal),
+                          token_id=token_id)
+        raise refusal
 
     def resolve_target(self, principal: Principal, username: str | None) -> User:
         """The user a request acts for: oneself, or anyone for an administrator."""

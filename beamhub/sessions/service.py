@@ -19,6 +19,7 @@ from beamhub.compute.backend import Backend, BackendError, LaunchSpec
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady, Unauthenticated
+from beamhub.identity.audit import AuditService
 from beamhub.identity.models import User
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
@@ -42,6 +43,10 @@ LIVE_STATES = frozenset({S.pending, S.starting, S.running})
 
 SYSTEM = Principal(username="beamhub", user_id=None, roles=frozenset({"admin"}))
 
+AUDITED_STATES = {S.starting: "session.start", S.stopped: "session.stop", S.failed: "session.fail",
+                  S.expired: "session.expire"}
+"""The transitions the audit log records, and their action names."""
+
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -57,11 +62,13 @@ def _port_is_free(port: int) -> bool:
 
 
 class SessionService:
-    def __init__(self, db: Database, settings: Settings, backend: Backend, identity: IdentityService) -> None:
+    def __init__(self, db: Database, settings: Settings, backend: Backend, identity: IdentityService,
+                 audit: AuditService) -> None:
         self.db = db
         self.settings = settings
         self.backend = backend
         self.identity = identity
+        self.audit = audit
         self._allocation = threading.Lock()
         self._moving = threading.Lock()  # requests, the reconciler and agent reports move states one at a time
         self._ending: set[str] = set()  # sessions whose processes a thread of this process is stopping now
@@ -131,6 +138,7 @@ class SessionService:
         if runtime > self.settings.max_runtime:
             raise Invalid(f"runtime {runtime} s exceeds the maximum of {self.settings.max_runtime} s")
         if spec.source_ip:
+            self._check_claim(principal, spec.source_ip)
             self._release_workstation(spec.source_ip)
         secret = secrets.token_urlsafe(32)
         with self._allocation, self.db.session() as db:
@@ -150,8 +158,21 @@ class SessionService:
             self._hold_workstation(db, spec.source_ip, record.id)
             self._event(db, record, f"requested {spec.ncores:g} cores, {format_size(spec.memory)} memory, "
                                     f"{spec.gpus} GPU(s) for {runtime} s")
-        self._launch(record, user, image_path, secret)
+            self.audit.add_as(db, principal, "session.create", record.id, user=user.username, name=name,
+                              kind=spec.kind, ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus,
+                              source_ip=spec.source_ip, beamline=record.beamline)
+        self._launch(record, user, image_path, secret, principal)
         return self.get(SYSTEM, record.id)
+
+    def _check_claim(self, principal: Principal, ip: str) -> None:
+        """Only an admin, its beamline's staff or a caller at that address may take a registered workstation
+        (taking it stops the session it holds, which may be another user's)."""
+        with self.db.session() as db:
+            workstation = db.scalar(select(Workstation).where(Workstation.ip == ip))
+        if workstation is None or principal.is_admin or principal.address == ip:
+            return
+        if not (principal.is_staff and workstation.beamline in principal.beamlines):
+            raise Forbidden(f"{ip} is a registered workstation: only a session requested from it may take it")
 
     def _release_workstation(self, ip: str) -> None:
         """Stop the session a registered beamline workstation holds before it gets a new one."""
@@ -207,7 +228,7 @@ class SessionService:
                 return free_gpus[: spec.gpus], port
         raise InsufficientResources("no free port left for a new session on this node")
 
-    def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str) -> None:
+    def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str, by: Principal) -> None:
         program = kinds.program_for(record.kind, image_path, record.id, record.port or 0, record.token,
                                     record.command, record.args)
         argv = [str(self.settings.agent_python), "-m", "beamhub.agent", "--session", record.id,
@@ -221,13 +242,13 @@ class SessionService:
         try:
             handle = self.backend.start(spec)
         except BackendError as exc:
-            self.transition(record.id, S.failed, str(exc), only_from=LIVE_STATES)
+            self.transition(record.id, S.failed, str(exc), only_from=LIVE_STATES, by=by)
             return
         with self._moving, self.db.session() as db:
             live = self._locked(db, record.id)
             if live.state is S.pending:
                 live.handle = handle
-                self._transition(db, live, S.starting, f"started on backend {self.backend.name}")
+                self._transition(db, live, S.starting, f"started on backend {self.backend.name}", by)
                 return
         self.backend.stop(handle)  # it was stopped while it launched
 
@@ -242,16 +263,17 @@ class SessionService:
         return record
 
     def transition(self, session_id: str, state: SessionState, message: str = "",
-                   only_from: frozenset[SessionState] | None = None) -> SessionRecord:
+                   only_from: frozenset[SessionState] | None = None, by: Principal = SYSTEM) -> SessionRecord:
         """Move a session to `state`. With `only_from`, only if it is still in one of those states: otherwise a
         concurrent stop, the reconciler or an agent report moved it first, and it is returned as it stands."""
         with self._moving, self.db.session() as db:
             record = self._locked(db, session_id)
             if only_from is None or record.state in only_from:
-                self._transition(db, record, state, message)
+                self._transition(db, record, state, message, by)
             return record
 
-    def _transition(self, db: Session, record: SessionRecord, state: SessionState, message: str) -> None:
+    def _transition(self, db: Session, record: SessionRecord, state: SessionState, message: str,
+                    by: Principal = SYSTEM) -> None:
         if state not in TRANSITIONS.get(record.state, frozenset()):
             raise Conflict(f"session {record.id} is {record.state.value}; it cannot become {state.value}")
         record.state = state
@@ -263,6 +285,15 @@ class SessionService:
         if state in (S.failed, S.expired) or (state is S.stopped and message):
             record.reason = message or record.reason
         self._event(db, record, message)
+        self._audit_transition(db, record, by)
+
+    def _audit_transition(self, db: Session, record: SessionRecord, by: Principal) -> None:
+        """Record a session's start and its end (stopped, failed, expired) in the audit log."""
+        action = AUDITED_STATES.get(record.state)
+        if action is not None:
+            self.audit.add_as(db, by, action, record.id, success=record.state is not S.failed,
+                              user=record.user.username if record.user else None, name=record.name,
+                              kind=record.kind, beamline=record.beamline, reason=record.reason)
 
     @staticmethod
     def _event(db: Session, record: SessionRecord, message: str, kind: str = "transition") -> None:
@@ -293,7 +324,7 @@ class SessionService:
         if not record.state.is_active:
             return record
         record = self.transition(session_id, S.stopping, reason or f"stop requested by {principal.username}",
-                                 only_from=LIVE_STATES)
+                                 only_from=LIVE_STATES, by=principal)
         if record.state is not S.stopping:
             return record
         with self._moving:
@@ -303,7 +334,7 @@ class SessionService:
         try:
             if record.handle:
                 self.backend.stop(record.handle)
-            return self.transition(session_id, final, reason, only_from=frozenset({S.stopping}))
+            return self.transition(session_id, final, reason, only_from=frozenset({S.stopping}), by=principal)
         finally:
             with self._moving:
                 self._ending.discard(session_id)

@@ -19,8 +19,13 @@ import pytest
 
 IMAGE = Path("/opt/beamhub/images/default")
 SEED_IMAGE = "dockerhub.ihep.ac.cn/opendata/cumopy:db61750"
-SEED_SSH_KEY = ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAQDQW1SRbVRr1ekTTgLTelRlgNiAEX/c0rafs2k7vnoJ0QZV7HQ84e"
-                "+rcYzuNpzbG1gjY2x0")
+SEED_SSH_KEY = ("ssh-rsa "
+                "AAAAB3NzaC1yc2EAAAADAQABAAABAQDmSmZzyoHCKl2obX+bcSZ84uc7XD55RgbT+68GvoHMrWG8BFgWNn+bsL1d0PjaxTJt"
+                "7tUc05P+Erly0NiIh8VctoZvSfucnxQkNO+dO3u2v9yqUZC8geNif0CRmA+biVf8eiIMmpQLk5EIfNaJgrMFoG+4VV+/PATi"
+                "EaQd7SsfywpvTTHw881E3ZAXzzMGkUQ9rh+jY9PeeFDPgCgwPc18YWvc4RaZm6FWJY21dwTKQn9XmClsWFtLQ6jWopECHHEI"
+                "pjykWkda8bnLwWgxrcri7Tn1jAS/WD0506mspb3YYSprO9T9ejK5veHOONMFiFfq7zjfuyIa28Y44YNDTFl5"
+                " seed@heps")
+"""A whole RSA key in the seed's place: its example key is cut short, and a bad sshpubkeys is refused (422)."""
 SMALL = {"ncores": 0.5, "memory": "1G", "extra_resource": {}}
 SLEEPER = {"single_cmd": "sleep", "single_cmd_args": "600"}
 """A command pod: running at once, for tests where JupyterLab itself is not the point."""

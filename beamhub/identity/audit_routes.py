@@ -1,0 +1,32 @@
+"""/api/v1/audit: the audit log, for administrators."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+
+from beamhub.deps import AdminPrincipal, Audit
+from beamhub.errors import Invalid
+from beamhub.identity.schemas import AuditEventOut
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    """A timestamp with a timezone, as the log stores them."""
+    if value is not None and value.tzinfo is None:
+        raise Invalid(f"{name} needs a timezone, e.g. 2026-01-01T12:00:00Z")
+    return value
+
+
+@router.get("/audit", response_model=list[AuditEventOut])
+def audit_events(_: AdminPrincipal, audit: Audit, actor: str | None = None,
+                 action: str | None = Query(None, description='exact, or a family such as "session" or "token.*"'),
+                 address: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                 success: bool | None = None, limit: int = Query(100, ge=1, le=1000),
+                 before_id: int | None = Query(None, ge=1, description="the id of the last event of the previous page")
+                 ) -> object:
+    """Audit events matching every filter given, newest first."""
+    return audit.query(actor=actor, action=action, since=_aware(since, "since"), until=_aware(until, "until"),
+                       success=success, limit=limit, before_id=before_id, address=address)

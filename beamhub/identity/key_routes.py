@@ -1,0 +1,36 @@
+"""/api/v1/users/{username}/keys: a user's SSH public keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from beamhub.deps import CurrentPrincipal, Keys
+from beamhub.errors import Forbidden
+from beamhub.identity.principal import Principal
+from beamhub.identity.schemas import SshKeyCreate, SshKeyOut
+
+router = APIRouter(prefix="/api/v1/users/{username}/keys", tags=["ssh keys"])
+
+
+def require_self_or_admin(principal: Principal, username: str) -> None:
+    """Only the user themself or an administrator manages a user's keys."""
+    if principal.username != username and not principal.is_admin:
+        raise Forbidden(f"only {username} or an administrator may manage {username}'s SSH keys")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SshKeyOut)
+def add_key(username: str, body: SshKeyCreate, principal: CurrentPrincipal, keys: Keys) -> object:
+    require_self_or_admin(principal, username)
+    return keys.add_key(username, body.public_key)
+
+
+@router.get("", response_model=list[SshKeyOut])
+def list_keys(username: str, principal: CurrentPrincipal, keys: Keys) -> object:
+    require_self_or_admin(principal, username)
+    return keys.list_keys(username)
+
+
+@router.delete("/{key_id}", response_model=SshKeyOut)
+def delete_key(username: str, key_id: int, principal: CurrentPrincipal, keys: Keys) -> object:
+    require_self_or_admin(principal, username)
+    return keys.delete_key(username, key_id)

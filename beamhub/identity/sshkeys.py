@@ -1,0 +1,214 @@
+"""Users' SSH public keys: parse and validate a key line, keep it, answer an authorized_keys file."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_public_key
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from beamhub.db import Database
+from beamhub.errors import Conflict, Invalid, NotFound
+from beamhub.identity.models import SshKey
+from beamhub.identity.service import IdentityService
+
+ED25519 = "ssh-ed25519"
+RSA = "ssh-rsa"
+DSA = "ssh-dss"
+ECDSA = ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521")
+ACCEPTED_TYPES = (ED25519, *ECDSA, RSA)
+MIN_RSA_BITS = 2048
+MAX_COMMENT = 255
+EXAMPLE = "ssh-ed25519 AAAAC3Nza... you@laptop"
+DSA_REFUSED = "DSA keys are not accepted: generate an ed25519 key with ssh-keygen -t ed25519"
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    """A validated public key as OpenSSH would show it."""
+
+    algorithm: str
+    bits: int
+    fingerprint: str
+    public_key: str
+    comment: str
+
+
+def fingerprint_of(blob: bytes) -> str:
+    """The SHA256 fingerprint of a key blob, as `ssh-keygen -lf` prints it."""
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def blob_type(blob: bytes) -> str:
+    """The key type named at the start of an SSH key blob (a length-prefixed string)."""
+    if len(blob) < 4:
+        raise Invalid("the key data is too short to be an SSH public key")
+    (length,) = struct.unpack(">I", blob[:4])
+    if length > 64 or len(blob) < 4 + length:
+        raise Invalid("the key data does not start with a key type: is the key complete?")
+    return blob[4:4 + length].decode("ascii", errors="replace")
+
+
+def decode_blob(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Invalid("the key data is not valid base64: copy the whole line of the .pub file") from exc
+
+
+def check_type(algorithm: str) -> None:
+    """Refuse key types beamhub does not accept, saying what to use instead."""
+    if algorithm == DSA:
+        raise Invalid(DSA_REFUSED)
+    if algorithm not in ACCEPTED_TYPES:
+        raise Invalid(f"key type {algorithm!r} is not accepted; accepted: {', '.join(ACCEPTED_TYPES)} "
+                      f"(e.g. ssh-keygen -t ed25519)")
+
+
+def key_bits(key: object) -> int:
+    """The size OpenSSH reports for a key: 256 for ed25519, the curve or modulus size otherwise."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return 256
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.curve.key_size
+    if isinstance(key, rsa.RSAPublicKey):
+        return key.key_size
+    raise Invalid(f"key type {type(key).__name__} is not accepted; accepted: {', '.join(ACCEPTED_TYPES)}")
+
+
+def split_line(line: str) -> tuple[str, str, str]:
+    """A key line's type, base64 data and comment; refuses what is plainly not a public key."""
+    text = line.strip()
+    if not text:
+        raise Invalid(f"no SSH public key given; expected a line like {EXAMPLE!r}")
+    if text.startswith("-----BEGIN"):
+        raise Invalid("this looks like a private key or a PEM file: give the public key, "
+                      f"the one line of the .pub file ({EXAMPLE!r})")
+    if "\n" in text or "\r" in text:
+        raise Invalid("give one key per line")
+    parts = text.split(None, 2)
+    if len(parts) < 2:
+        raise Invalid(f"not an SSH public key: expected 'type base64 [comment]', like {EXAMPLE!r}")
+    algorithm, data = parts[0], parts[1]
+    if "-" not in algorithm:  # every key type name has one; prose does not
+        raise Invalid(f"not an SSH public key: expected 'type base64 [comment]', like {EXAMPLE!r}")
+    comment = parts[2].strip() if len(parts) == 3 else ""
+    return algorithm, data, comment
+
+
+def parse_public_key(line: str) -> ParsedKey:
+    """Validate one OpenSSH public key line (ed25519, ecdsa, rsa >= 2048 bits) and describe it."""
+    algorithm, data, comment = split_line(line)
+    check_type(algorithm)
+    blob = decode_blob(data)
+    inner = blob_type(blob)
+    if inner != algorithm:
+        raise Invalid(f"the key line says {algorithm} but its data is a {inner} key: "
+                      "copy the line unchanged from the .pub file")
+    try:
+        key = load_ssh_public_key(f"{algorithm} {data}".encode())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise Invalid(f"the {algorithm} key data is damaged or incomplete: copy the whole line of the .pub file") \
+            from exc
+    bits = key_bits(key)
+    if algorithm == RSA and bits < MIN_RSA_BITS:
+        raise Invalid(f"this RSA key has {bits} bits; at least {MIN_RSA_BITS} are needed "
+                      "(better: ssh-keygen -t ed25519)")
+    if len(comment) > MAX_COMMENT:
+        raise Invalid(f"the key's comment is longer than {MAX_COMMENT} characters")
+    canonical = key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    _, canonical_data = canonical.split(" ", 1)
+    return ParsedKey(algorithm=algorithm, bits=bits, fingerprint=fingerprint_of(base64.b64decode(canonical_data)),
+                     public_key=canonical, comment=comment)
+
+
+def split_keys(text: str) -> list[str]:
+    """The key lines of a text holding several keys, one a line; blank lines and '#' comments skipped."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def parse_keys(text: str) -> list[ParsedKey]:
+    """Every key of a text, validated; the first bad line is refused, naming its number."""
+    lines = split_keys(text)
+    parsed = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            parsed.append(parse_public_key(line))
+        except Invalid as exc:
+            raise Invalid(f"key {number} of {len(lines)}: {exc}" if len(lines) > 1 else str(exc)) from exc
+    return parsed
+
+
+class SshKeyService:
+    """Adds, lists and deletes users' SSH public keys."""
+
+    def __init__(self, db: Database, identity: IdentityService) -> None:
+        self.db = db
+        self.identity = identity
+
+    def add_key(self, username: str, line: str) -> SshKey:
+        """Add exactly one key; a key the user already has is a Conflict."""
+        lines = split_keys(line)
+        if len(lines) != 1:
+            raise Invalid(f"give exactly one key, the line of a .pub file, like {EXAMPLE!r}; got {len(lines)}")
+        return self.store(username, [parse_public_key(lines[0])])[0]
+
+    def add_keys(self, username: str, text: str, skip_duplicates: bool = False) -> list[SshKey]:
+        """Add every key of `text`, all or none; duplicates are a Conflict unless skipped."""
+        return self.store(username, parse_keys(text), skip_duplicates)
+
+    def validate(self, text: str) -> list[ParsedKey]:
+        """Parse every key of `text` without keeping any: Invalid for the first bad one."""
+        return parse_keys(text)
+
+    def store(self, username: str, parsed: list[ParsedKey], skip_duplicates: bool = False) -> list[SshKey]:
+        """Keep already validated keys for a user; returns the keys added."""
+        if not parsed:
+            return []
+        user = self.identity.get_user(username)
+        with self.db.session() as db:
+            known = set(db.scalars(select(SshKey.fingerprint).where(SshKey.user_id == user.id)))
+            added = []
+            for key in parsed:
+                if key.fingerprint in known:
+                    if skip_duplicates:
+                        continue
+                    raise Conflict(f"{username} already has the key {key.fingerprint}")
+                known.add(key.fingerprint)
+                added.append(SshKey(user_id=user.id, algorithm=key.algorithm, bits=key.bits,
+                                    fingerprint=key.fingerprint, public_key=key.public_key, comment=key.comment))
+            db.add_all(added)
+            try:
+                db.flush()
+            except IntegrityError as exc:
+                raise Conflict(f"{username} already has one of these keys") from exc
+        return added
+
+    def list_keys(self, username: str) -> list[SshKey]:
+        user = self.identity.get_user(username)
+        with self.db.session() as db:
+            query = select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at, SshKey.id)
+            return list(db.scalars(query))
+
+    def delete_key(self, username: str, key_id: int) -> SshKey:
+        """Remove one of a user's keys; returns it."""
+        user = self.identity.get_user(username)
+        with self.db.session() as db:
+            key = db.get(SshKey, key_id)
+            if key is None or key.user_id != user.id:
+                raise NotFound(f"{username} has no SSH key {key_id}")
+            db.delete(key)
+        return key
+
+    def authorized_keys(self, username: str) -> str:
+        """The user's keys as the lines of an authorized_keys file."""
+        lines = [f"{key.public_key} {key.comment}".strip() for key in self.list_keys(username)]
+        return "".join(f"{line}\n" for line in lines)
