@@ -16,13 +16,23 @@ from beamhub import __version__
 from beamhub.compute.backend import Backend, BackendError
 from beamhub.compute.local import LocalBackend
 from beamhub.config import ConfigError, Settings
+from beamhub.data.browse import DataBrowser
+from beamhub.data.routes import router as data_router
+from beamhub.data.service import DataService
 from beamhub.db import Database, migrate
 from beamhub.deps import Services
 from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
+from beamhub.identity.audit import AuditService
+from beamhub.identity.audit_routes import router as audit_router
 from beamhub.identity.groups import GroupService
+from beamhub.identity.key_routes import router as keys_router
+from beamhub.identity.login import LoginService
+from beamhub.identity.login_routes import router as login_router
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.service import IdentityService
+from beamhub.identity.sshkeys import SshKeyService
+from beamhub.identity.windows_routes import router as windows_router
 from beamhub.sessions.proxy import router as proxy_router
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
@@ -44,12 +54,16 @@ def build_services(settings: Settings) -> Services:
     db = Database(settings.sqlalchemy_url)
     migrate(db.engine)
     backend = make_backend(settings)
-    groups = GroupService(db, settings)
-    identity = IdentityService(db, settings, groups)
-    sessions = SessionService(db, settings, backend, identity)
+    audit = AuditService(db)
+    groups = GroupService(db, settings, audit)
+    identity = IdentityService(db, settings, groups, audit)
+    sessions = SessionService(db, settings, backend, identity, audit)
     identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
-    return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups, sessions=sessions,
-                    workstations=WorkstationService(db))
+    data = DataService(db, settings, identity, groups, audit)
+    return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,
+                    keys=SshKeyService(db, identity), sessions=sessions,
+                    workstations=WorkstationService(db), audit=audit,
+                    login=LoginService(db, settings, identity, audit), data=data, browse=DataBrowser(data))
 
 
 def _error_response(status: int, detail: object) -> JSONResponse:
@@ -96,6 +110,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for router in (users_router, sessions_router, heps_router, proxy_router):
+    for router in (login_router, users_router, audit_router, keys_router, windows_router, sessions_router,
+                   heps_router, proxy_router, data_router):
         app.include_router(router)
     return app

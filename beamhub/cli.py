@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import logging
+import typing
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from beamhub.config import ConfigError, Settings, load_settings
+from beamhub.data.cli import data_app, proposal_app
 from beamhub.errors import BeamhubError
+from beamhub.identity.principal import Principal
 
 app = typer.Typer(help="beamhub: sessions, data and one identity for a light source.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 session_app = typer.Typer(help="Inspect and stop sessions.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(session_app, name="session")
+app.add_typer(proposal_app, name="proposal")
+app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 
@@ -30,6 +37,13 @@ def _settings(config: Path | None) -> Settings:
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _cli_principal() -> Principal:
+    """Who the audit log names for a change made on the command line: the local account."""
+    import getpass
+
+    return Principal(username=f"cli:{getpass.getuser()}", user_id=None, roles=frozenset({"admin"}))
 
 
 def _services(config: Path | None):  # type: ignore[no-untyped-def]
@@ -62,7 +76,8 @@ def user_create(username: str, uid: Optional[int] = None, group: Annotated[Optio
     """Create a user and its system account."""
     services = _services(config)
     try:
-        user = services.identity.create_user(username, uid=uid, groups=group or [], roles=["admin"] if admin else None)
+        user = services.identity.create_user(username, uid=uid, groups=group or [], roles=["admin"] if admin else None,
+                                             by=_cli_principal())
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -75,11 +90,31 @@ def user_token(username: str, name: str = "cli", expires_in: Optional[int] = Non
     """Issue an API token for a user (printed once)."""
     services = _services(config)
     try:
-        token, _ = services.identity.issue_token(username, name, expires_in)
+        token, _ = services.identity.issue_token(username, name, expires_in, by=_cli_principal())
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(token)
+
+
+@user_app.command("password")
+def user_password(username: str, password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the password from standard input's first line")] = False,
+        config: ConfigOption = None) -> None:
+    """Set a user's local (argon2id) login password; asked twice unless --password-stdin."""
+    import sys
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    services = _services(config)
+    try:
+        services.login.set_password(username, password, by="cli")
+    except BeamhubError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"password of {username} set")
 
 
 @user_app.command("list")
@@ -108,11 +143,96 @@ def session_list(all_states: Annotated[bool, typer.Option("--all")] = False, con
 @session_app.command("stop")
 def session_stop(session_id: str, config: ConfigOption = None) -> None:
     """Stop a session."""
-    from beamhub.sessions.service import SYSTEM
-
     try:
-        record = _services(config).sessions.stop(SYSTEM, session_id)
+        record = _services(config).sessions.stop(_cli_principal(), session_id)
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"{record.id}: {record.state.value}")
+
+
+def _since(value: str | None) -> datetime | None:
+    """An ISO timestamp (UTC when it names no zone), or an age such as 30m, 12h, 7d."""
+    from datetime import timedelta, timezone
+
+    if not value:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is neither an ISO time nor an age like 12h") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@app.command()
+def audit(actor: Optional[str] = None, action: Annotated[Optional[str], typer.Option(
+              help='exact, or a family such as "session" or "token.*"')] = None,
+          since: Annotated[Optional[str], typer.Option(help="ISO time or an age: 30m, 12h, 7d")] = None,
+          failures: Annotated[bool, typer.Option("--failures", help="only failed attempts")] = False,
+          limit: int = 100, config: ConfigOption = None) -> None:
+    """Show the audit log, newest first."""
+    import json
+
+    events = _services(config).audit.query(actor=actor, action=action, since=_since(since),
+                                           success=False if failures else None, limit=limit)
+    table = Table("id", "at", "actor", "action", "target", "address", "ok", "detail")
+    for e in events:
+        table.add_row(str(e.id), e.at.strftime("%Y-%m-%d %H:%M:%S"), escape(e.actor), escape(e.action),
+                      escape(e.target), escape(e.address), "yes" if e.success else "[red]no[/red]",
+                      escape(json.dumps(e.detail, sort_keys=True)))
+    console.print(table)
+
+
+identity_app = typer.Typer(help="Identity source: system accounts and Windows SIDs.", no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
+
+if typing.TYPE_CHECKING:
+    from beamhub.identity.sources import Drift
+
+
+def _drift_status(item: Drift, dry_run: bool) -> str:
+    """How one drift item stands after (or, with dry_run, before) sync."""
+    if not item.repairable:
+        return "[red]unrepairable[/red]"
+    if item.repaired:
+        return "[green]repaired[/green]"
+    return "would repair" if dry_run else f"[red]failed: {item.error}[/red]"
+
+
+@identity_app.command("sync")
+def identity_sync(dry_run: Annotated[bool, typer.Option("--dry-run", help="report only")] = False,
+                  config: ConfigOption = None) -> None:
+    """Report drift between the database and pwd/grp (db source) and repair it; exit 1 if some remains."""
+    from beamhub.db import Database, migrate
+    from beamhub.identity.sources import sync
+
+    settings = _settings(config)
+    database = Database(settings.sqlalchemy_url)
+    try:
+        migrate(database.engine)
+        drift = sync(database, settings, dry_run=dry_run)
+    except BeamhubError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        database.dispose()
+    if not drift:
+        console.print("no drift: system users and groups match the database")
+        return
+    table = Table("kind", "name", "problem", "status", title="identity drift" + (" (dry run)" if dry_run else ""))
+    for item in drift:
+        table.add_row(item.kind, item.name, item.problem, _drift_status(item, dry_run))
+    console.print(table)
+    if any(not item.repaired and (not dry_run or not item.repairable) for item in drift):
+        raise typer.Exit(1)
+
+
+@identity_app.command("smb-config")
+def identity_smb_config(config: ConfigOption = None) -> None:
+    """Print the smb.conf global section (idmap_rid) that matches beamhub's SID mapping."""
+    from beamhub.identity.windows import smb_config
+
+    typer.echo(smb_config(_settings(config)), nl=False)

@@ -7,7 +7,7 @@ import sys
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -44,6 +44,39 @@ class Settings(BaseSettings):
     gid_max: int = 39999
     manage_system_accounts: bool = True
 
+    login_methods: list[str] = ["password"]
+    pam_service: str = "login"
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_username_claim: str = "preferred_username"
+    oidc_scopes: list[str] = ["openid", "profile", "email"]
+    oidc_provider_name: str = "single sign-on"
+    oidc_auto_create: bool = False
+    login_session_ttl: int = 12 * 3600
+    login_max_failures: int = 5
+    login_failure_window: int = 300
+    cookie_secure: bool | None = Field(None, description="None: Secure when the request came over https")
+    identity_source: Literal["db", "nss"] = Field(
+        "db", description="db: beamhub allocates UIDs/GIDs and keeps system accounts in step; "
+                          "nss: existing accounts from pwd/grp (LDAP/SSSD), read-only")
+
+    windows_domain_sid: str | None = Field(None, pattern=r"^S-1-[0-9]+(-[0-9]+)+$",
+                                           description="e.g. S-1-5-21-1004336348-1177238915-682003330")
+    windows_domain: str = Field("HEPS", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$",
+                                description="Samba workgroup / NetBIOS domain name")
+    idmap_range_low: int = 20000
+    idmap_range_high: int = 39999
+    idmap_base_rid: int = Field(0, ge=0)
+    idmap_default_low: int = Field(3000, description="range of smb.conf's `idmap config * : range` (tdb)")
+    idmap_default_high: int = 7999
+
+    storage_root: Path = Field(Path("/beamlinefs"), description="data root: <tier>/<beamline>/<proposal>/...")
+    storage_tiers: list[str] = Field(["hot", "warm"], min_length=1, description="tier folders under storage_root")
+    download_accel_prefix: str | None = Field(
+        None, pattern=r"^/[A-Za-z0-9_/-]*$",
+        description="behind nginx: answer downloads with X-Accel-Redirect to this internal location")
+
     node_cpus: float | None = None
     node_memory: str | None = None
     gpus: list[str] = []
@@ -67,11 +100,34 @@ class Settings(BaseSettings):
             raise ValueError("bind must be HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:8000")
         return value
 
+    @field_validator("login_methods")
+    @classmethod
+    def _known_login_methods(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - {"password", "pam", "oidc"}
+        if unknown:
+            raise ValueError(f"unknown login_methods {sorted(unknown)}; known: oidc, pam, password")
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_is_complete(self) -> Settings:
+        if "oidc" in self.login_methods and not (self.oidc_issuer and self.oidc_client_id):
+            raise ValueError("login method oidc needs oidc_issuer and oidc_client_id")
+        return self
+
     @model_validator(mode="after")
     def _ranges_are_ordered(self) -> Settings:
-        for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max"), ("port_min", "port_max")):
+        for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max"), ("port_min", "port_max"),
+                          ("idmap_range_low", "idmap_range_high"), ("idmap_default_low", "idmap_default_high")):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} ({getattr(self, low)}) is above {high} ({getattr(self, high)})")
+        if self.idmap_default_low <= self.idmap_range_high and self.idmap_range_low <= self.idmap_default_high:
+            raise ValueError(f"idmap_default_low-high ({self.idmap_default_low}-{self.idmap_default_high}) overlaps "
+                             f"idmap_range_low-high ({self.idmap_range_low}-{self.idmap_range_high})")
+        if self.windows_domain_sid is not None:
+            for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max")):
+                if getattr(self, low) < self.idmap_range_low or getattr(self, high) > self.idmap_range_high:
+                    raise ValueError(f"{low}-{high} ({getattr(self, low)}-{getattr(self, high)}) must lie inside "
+                                     f"idmap_range_low-high ({self.idmap_range_low}-{self.idmap_range_high})")
         return self
 
     @property

@@ -5,20 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from beamhub.compute.backend import Backend
 from beamhub.config import Settings
+from beamhub.data.browse import DataBrowser
+from beamhub.data.service import DataService
 from beamhub.db import Database
+from beamhub.errors import Forbidden
+from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
+from beamhub.identity.login import LoginService, same_secret
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
+from beamhub.identity.sshkeys import SshKeyService
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
 
 TOKEN_COOKIE = "beamhub-token"
+SESSION_COOKIE = "beamhub-session"
+CSRF_HEADER = "x-csrf-token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass
@@ -30,8 +42,13 @@ class Services:
     backend: Backend
     identity: IdentityService
     groups: GroupService
+    keys: SshKeyService
     sessions: SessionService
     workstations: WorkstationService
+    login: LoginService
+    audit: AuditService
+    data: DataService
+    browse: DataBrowser
 
 
 def get_services(connection: HTTPConnection) -> Services:
@@ -50,9 +67,52 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     return connection.cookies.get(TOKEN_COOKIE)
 
 
-def current_principal(connection: HTTPConnection) -> Principal:
-    principal = get_services(connection).identity.authenticate(bearer_token(connection))
-    return principal.with_address(client_address(connection))
+def _has_bearer(connection: HTTPConnection) -> bool:
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(value.strip())
+
+
+def authenticate(connection: HTTPConnection, csrf: str | None = None, check_csrf: bool = False) -> Principal:
+    """The caller: bearer header, else login session cookie (CSRF-checked if asked), else token cookie."""
+    services = get_services(connection)
+    address = client_address(connection)
+    session = connection.cookies.get(SESSION_COOKIE)
+    if session and not _has_bearer(connection):
+        principal, expected = services.login.resolve_cookie(session)
+        if check_csrf and not same_secret(csrf, expected):
+            raise Forbidden("CSRF token missing or wrong")
+        connection.state.login_csrf = expected
+        return principal.with_address(address)
+    return services.identity.authenticate(bearer_token(connection), address).with_address(address)
+
+
+async def current_principal(connection: HTTPConnection) -> Principal:
+    """The caller; a cookie session must echo its CSRF token (header or form field) on state-changing methods."""
+    unsafe = connection.scope["type"] == "http" and connection.scope["method"] in UNSAFE_METHODS
+    csrf = connection.headers.get(CSRF_HEADER)
+    form_post = connection.headers.get("content-type", "").startswith(FORM_TYPES)
+    if unsafe and csrf is None and form_post and isinstance(connection, Request):
+        csrf = str((await connection.form()).get("csrf_token") or "") or None
+    return await run_in_threadpool(authenticate, connection, csrf, unsafe)
+
+
+def same_origin(connection: HTTPConnection) -> bool:
+    """Whether a browser's request comes from this site's pages (no Origin header: not a cross-site browser one)."""
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return connection.headers.get("sec-fetch-site") != "cross-site"
+    allowed = {connection.headers.get("host", "").lower()}
+    public_url = get_services(connection).settings.public_url
+    if public_url:
+        allowed.add(urlsplit(public_url).netloc.lower())
+    return urlsplit(origin).netloc.lower() in allowed
+
+
+def proxy_principal(connection: HTTPConnection) -> Principal:
+    """The caller of a proxied request or websocket: cookies count only from this site's own pages."""
+    if not _has_bearer(connection) and not same_origin(connection):
+        raise Forbidden("cross-site request refused: its Origin is not this site")
+    return authenticate(connection)
 
 
 def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
@@ -78,12 +138,32 @@ def group_service(request: Request) -> GroupService:
     return get_services(request).groups
 
 
+def key_service(request: Request) -> SshKeyService:
+    return get_services(request).keys
+
+
+def audit_service(request: Request) -> AuditService:
+    return get_services(request).audit
+
+
 def session_service(request: Request) -> SessionService:
     return get_services(request).sessions
 
 
+def login_service(request: Request) -> LoginService:
+    return get_services(request).login
+
+
 def workstation_service(request: Request) -> WorkstationService:
     return get_services(request).workstations
+
+
+def data_service(request: Request) -> DataService:
+    return get_services(request).data
+
+
+def browse_service(request: Request) -> DataBrowser:
+    return get_services(request).browse
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -91,5 +171,10 @@ AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
 SessionsPrincipal = Annotated[Principal, Depends(scoped("sessions"))]
 Identity = Annotated[IdentityService, Depends(identity_service)]
 Groups = Annotated[GroupService, Depends(group_service)]
+Keys = Annotated[SshKeyService, Depends(key_service)]
 Sessions = Annotated[SessionService, Depends(session_service)]
+Audit = Annotated[AuditService, Depends(audit_service)]
 Workstations = Annotated[WorkstationService, Depends(workstation_service)]
+Login = Annotated[LoginService, Depends(login_service)]
+Data = Annotated[DataService, Depends(data_service)]
+Browse = Annotated[DataBrowser, Depends(browse_service)]

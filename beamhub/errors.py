@@ -35,3 +35,7 @@ class InsufficientResources(BeamhubError):
 
 class NotReady(BeamhubError):
     status_code = 503
+
+
+class TooManyRequests(BeamhubError):
+    status_code = 429

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import random
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,12 +89,35 @@ class World:
         assert response.status_code == 201, response.text
         return name
 
+    def proposal(self) -> str:
+        """A new proposal with alice as PI and one registered file, scan1/data.h5; its id."""
+        now = datetime.now(timezone.utc).isoformat()
+        response = self.server.admin.post("/api/v1/proposals", json={
+            "id": f"2024-{random.randrange(10**5):05d}", "title": "matrix", "beamline": "x1", "beamtime_start": now,
+            "beamtime_end": now, "members": [{"username": self.alice, "role": "pi"}]})
+        assert response.status_code == 201, response.text
+        data = Path(response.json()["path"]) / "scan1" / "data.h5"
+        data.parent.mkdir()
+        data.write_bytes(b"frame")
+        pid = response.json()["id"]
+        assert self.server.admin.post(f"/api/v1/proposals/{pid}/register", json={}).status_code == 200
+        return pid
+
+    def member(self) -> dict[str, Any]:
+        """A new user made a member of alice's proposal: the ids that name them."""
+        username, _ = self.user()
+        response = self.server.admin.put(f"/api/v1/proposals/{self.ids['proposal_id']}/members/{username}")
+        assert response.status_code == 200, response.text
+        return {"username": username}
+
 
 @pytest.fixture(scope="module")
 def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterator[World]:
     start = random.randrange(20000, 32000, 200)
+    storage = Path(tempfile.mkdtemp(prefix="beamhub-authz-"))
+    storage.chmod(0o755)
     server = module_beamhub_factory(env={**uid_range_env, "BEAMHUB_PORT_MIN": str(start),
-                                         "BEAMHUB_PORT_MAX": str(start + 199)})
+                                         "BEAMHUB_PORT_MAX": str(start + 199), "BEAMHUB_STORAGE_ROOT": str(storage)})
     w = World(server)
     try:
         w.alice, w.alice_token = w.user()
@@ -102,6 +129,7 @@ def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterato
                  "sid": "S-1-5-21-1-2-3-4", "ip": f"198.51.100.{random.randrange(1, 250)}"}
         assert server.admin.post("/uniqueipinfo/", json={"sourceip": w.ids["ip"], "beamline": "X1"}).status_code \
             == 201
+        w.ids |= {"proposal_id": w.proposal(), "path": "scan1/data.h5", "dataset": "scan1"}
         yield w
     finally:
         server.stop_all_sessions()
@@ -110,6 +138,7 @@ def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterato
             subprocess.run(["groupdel", name], capture_output=True)
         for name in w.groups:
             subprocess.run(["groupdel", name], capture_output=True)
+        shutil.rmtree(storage, ignore_errors=True)
 
 
 Body = Callable[[World], dict[str, Any]]
@@ -191,6 +220,20 @@ ROUTES = [
     Route("POST", "/uniqueipinfo/", ADMIN,
           body=lambda w: {"sourceip": f"198.51.100.{random.randrange(1, 250)}", "beamline": "X2"}),
     Route("PUT", "/uniqueipinfo/", ADMIN, body=lambda w: {"sourceip": w.ids["ip"], "description": "moved"}),
+    Route("GET", "/api/v1/proposals", ANYONE),
+    Route("POST", "/api/v1/proposals", ADMIN, body=lambda w: {
+        "id": f"2025-{random.randrange(10**5):05d}", "title": "t", "beamline": "x1",
+        "beamtime_start": "2025-01-01T00:00:00Z", "beamtime_end": "2025-01-02T00:00:00Z"}),
+    Route("GET", "/api/v1/proposals/{proposal_id}", OWNER),
+    Route("PUT", "/api/v1/proposals/{proposal_id}/members/{username}", OWNER,
+          fresh=lambda w: {"username": w.user()[0]}),
+    Route("DELETE", "/api/v1/proposals/{proposal_id}/members/{username}", OWNER, fresh=lambda w: w.member()),
+    Route("GET", "/api/v1/proposals/{proposal_id}/datasets", OWNER),
+    Route("GET", "/api/v1/proposals/{proposal_id}/datasets/{dataset}/zip", OWNER),
+    Route("GET", "/api/v1/proposals/{proposal_id}/files", OWNER),
+    Route("GET", "/api/v1/proposals/{proposal_id}/files/{path}", OWNER),
+    Route("HEAD", "/api/v1/proposals/{proposal_id}/files/{path}", OWNER),
+    Route("POST", "/api/v1/proposals/{proposal_id}/register", ADMIN, body=lambda w: {}),
 ]
 GUARDED = [route for route in ROUTES if route.access != PUBLIC]
 
@@ -352,6 +395,18 @@ def test_a_token_without_the_sessions_scope_reaches_no_session(world: World) -> 
         assert response.status_code == 403, detail(response)
     assert world.server.admin.get(f"/api/v1/sessions/{sid}").json()["state"] in ("starting", "running")
     assert reader.get(f"/api/v1/users/{world.alice}").status_code == 200
+
+
+def test_a_limited_token_cannot_add_ssh_keys_or_set_the_password(world: World) -> None:
+    response = world.server.admin.post(f"/api/v1/users/{world.alice}/tokens",
+                                       json={"name": "reader", "scopes": ["data:read"]})
+    reader = world.server.client(response.json()["token"])
+    key = reader.post(f"/api/v1/users/{world.alice}/keys", json={"public_key": public_key()})
+    assert key.status_code == 403, detail(key)
+    assert reader.get(f"/api/v1/users/{world.alice}/keys").status_code == 403
+    password = reader.put(f"/api/v1/users/{world.alice}/password", json={"password": secrets.token_hex(8)})
+    assert password.status_code == 403, detail(password)
+    assert "scope" in password.json()["detail"]
 
 
 def test_a_limited_token_cannot_issue_a_wider_one(world: World) -> None:

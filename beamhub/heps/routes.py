@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 from beamhub.db import utcnow
 from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Keys, Sessions, SessionsPrincipal, Workstations
 from beamhub.heps.schemas import GPU_RESOURCE, PodOut, PodRequest, PodUpdate, UserRequest, WorkstationIn, WorkstationOut
+from beamhub.identity.principal import Principal
 from beamhub.identity.schemas import UserOut
 from beamhub.sessions.models import SessionRecord, Workstation
 from beamhub.units import format_size
@@ -29,9 +30,11 @@ def pod_out(record: SessionRecord) -> PodOut:
     )
 
 
-def workstation_out(workstation: Workstation) -> WorkstationOut:
-    return WorkstationOut(sourceip=workstation.ip, beamline=workstation.beamline,
-                          description=workstation.description, sessionid=workstation.session_id)
+def workstation_out(workstation: Workstation, viewer: Principal) -> WorkstationOut:
+    """A workstation as the seed shows it; which session holds it only for admins and the beamline's staff."""
+    holder_visible = viewer.is_admin or (viewer.is_staff and workstation.beamline in viewer.beamlines)
+    return WorkstationOut(sourceip=workstation.ip, beamline=workstation.beamline, description=workstation.description,
+                          sessionid=workstation.session_id if holder_visible else None)
 
 
 @router.post("/users/", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Create User")
@@ -62,7 +65,7 @@ def read_user(username: str, principal: CurrentPrincipal, identity: Identity) ->
 def create_pod(body: PodRequest, principal: SessionsPrincipal, sessions: Sessions, keys: Keys) -> PodOut:
     new_keys = keys.validate(body.sshpubkeys)  # a bad key is refused before anything starts
     record = sessions.create(principal, body.to_spec(), body.username)
-    keys.store(body.username, new_keys, skip_duplicates=True)
+    keys.store(body.username, new_keys, skip_duplicates=True, by=principal)
     return pod_out(record)
 
 
@@ -92,8 +95,8 @@ def refresh_pods(principal: AdminPrincipal, request: Request, sessions: Sessions
 
 
 @router.get("/uniqueipinfo/", response_model=list[WorkstationOut], summary="Get Uniqueipinfo")
-def list_workstations(_: CurrentPrincipal, workstations: Workstations) -> list[WorkstationOut]:
-    return [workstation_out(w) for w in workstations.list()]
+def list_workstations(principal: CurrentPrincipal, workstations: Workstations) -> list[WorkstationOut]:
+    return [workstation_out(w, principal) for w in workstations.list()]
 
 
 @router.post("/uniqueipinfo/", status_code=status.HTTP_201_CREATED, response_model=WorkstationOut,
@@ -101,9 +104,9 @@ def list_workstations(_: CurrentPrincipal, workstations: Workstations) -> list[W
 def register_workstation(body: WorkstationIn, principal: AdminPrincipal,
                          workstations: Workstations) -> WorkstationOut:
     return workstation_out(workstations.register(principal, body.sourceip, body.beamline or "",
-                                                 body.description or ""))
+                                                 body.description or ""), principal)
 
 
 @router.put("/uniqueipinfo/", response_model=WorkstationOut, summary="Update Uniqueipinfo")
 def update_workstation(body: WorkstationIn, principal: AdminPrincipal, workstations: Workstations) -> WorkstationOut:
-    return workstation_out(workstations.update(principal, body.sourceip, body.beamline, body.description))
+    return workstation_out(workstations.update(principal, body.sourceip, body.beamline, body.description), principal)

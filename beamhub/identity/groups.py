@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from beamhub.config import Settings
 from beamhub.db import Database
-from beamhub.errors import Conflict, NotFound
+from beamhub.errors import Conflict, Invalid, NotFound
 from beamhub.identity import accounts
 from beamhub.identity.audit import AuditService
 from beamhub.identity.models import Group, User
@@ -66,7 +66,9 @@ class GroupService:
             return list(db.scalars(select(Group).order_by(Group.name)))
 
     def set_member(self, name: str, username: str, member: bool, by: Principal | None = None) -> Group:
-        """Add or remove a member, in the database and in the system group."""
+        """Add or remove a member, in the database and in the system group; the nss source is read-only."""
+        if self.settings.identity_source == "nss":
+            raise Invalid("groups come from the system (identity_source nss): change them there, e.g. in LDAP")
         with self.db.session() as db:
             group = db.scalar(select(Group).where(Group.name == name))
             user = db.scalar(select(User).where(User.username == username))

@@ -37,6 +37,11 @@ class Principal:
         if not self.has_scope(scope):
             raise Forbidden(f"this token lacks the {scope!r} scope")
 
+    def require_full_credential(self) -> None:
+        """Refuse scope-limited tokens: only a login session or an unscoped token may do this."""
+        if self.scopes is not None and not SCOPES <= self.scopes:
+            raise Forbidden("this needs a login session or a token without scope limits")
+
     def require_admin(self) -> None:
         if not self.is_admin:
             raise Forbidden("this needs an administrator")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from beamhub.db import Database
 from beamhub.errors import Conflict, Invalid, NotFound
 from beamhub.identity.models import SshKey
+from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
 
 ED25519 = "ssh-ed25519"
@@ -154,22 +155,24 @@ class SshKeyService:
         self.db = db
         self.identity = identity
 
-    def add_key(self, username: str, line: str) -> SshKey:
+    def add_key(self, username: str, line: str, by: Principal | None = None) -> SshKey:
         """Add exactly one key; a key the user already has is a Conflict."""
         lines = split_keys(line)
         if len(lines) != 1:
             raise Invalid(f"give exactly one key, the line of a .pub file, like {EXAMPLE!r}; got {len(lines)}")
-        return self.store(username, [parse_public_key(lines[0])])[0]
+        return self.store(username, [parse_public_key(lines[0])], by=by)[0]
 
-    def add_keys(self, username: str, text: str, skip_duplicates: bool = False) -> list[SshKey]:
+    def add_keys(self, username: str, text: str, skip_duplicates: bool = False,
+                 by: Principal | None = None) -> list[SshKey]:
         """Add every key of `text`, all or none; duplicates are a Conflict unless skipped."""
-        return self.store(username, parse_keys(text), skip_duplicates)
+        return self.store(username, parse_keys(text), skip_duplicates, by=by)
 
     def validate(self, text: str) -> list[ParsedKey]:
         """Parse every key of `text` without keeping any: Invalid for the first bad one."""
         return parse_keys(text)
 
-    def store(self, username: str, parsed: list[ParsedKey], skip_duplicates: bool = False) -> list[SshKey]:
+    def store(self, username: str, parsed: list[ParsedKey], skip_duplicates: bool = False,
+              by: Principal | None = None) -> list[SshKey]:
         """Keep already validated keys for a user; returns the keys added."""
         if not parsed:
             return []
@@ -186,6 +189,8 @@ class SshKeyService:
                 added.append(SshKey(user_id=user.id, algorithm=key.algorithm, bits=key.bits,
                                     fingerprint=key.fingerprint, public_key=key.public_key, comment=key.comment))
             db.add_all(added)
+            for key in added:
+                self.identity.audit.add_as(db, by, "sshkey.add", username, fingerprint=key.fingerprint)
             try:
                 db.flush()
             except IntegrityError as exc:
@@ -198,7 +203,7 @@ class SshKeyService:
             query = select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at, SshKey.id)
             return list(db.scalars(query))
 
-    def delete_key(self, username: str, key_id: int) -> SshKey:
+    def delete_key(self, username: str, key_id: int, by: Principal | None = None) -> SshKey:
         """Remove one of a user's keys; returns it."""
         user = self.identity.get_user(username)
         with self.db.session() as db:
@@ -206,6 +211,7 @@ class SshKeyService:
             if key is None or key.user_id != user.id:
                 raise NotFound(f"{username} has no SSH key {key_id}")
             db.delete(key)
+            self.identity.audit.add_as(db, by, "sshkey.delete", username, fingerprint=key.fingerprint)
         return key
 
     def authorized_keys(self, username: str) -> str:

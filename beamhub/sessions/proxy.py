@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from beamhub.deps import TOKEN_COOKIE, current_principal, get_services
+from beamhub.deps import SESSION_COOKIE, TOKEN_COOKIE, get_services, proxy_principal
 from beamhub.errors import BeamhubError
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 def _strip_our_cookie(cookie_header: str) -> str:
     """The Cookie header without beamhub's own credential, which a session must never see."""
-    parts = [p for p in cookie_header.split(";") if p.strip() and not p.strip().startswith(f"{TOKEN_COOKIE}=")]
+    ours = (f"{TOKEN_COOKIE}=", f"{SESSION_COOKIE}=")
+    parts = [p for p in cookie_header.split(";") if p.strip() and not p.strip().startswith(ours)]
     return ";".join(parts).strip()
 
 
@@ -48,7 +49,7 @@ async def _target(connection: Request | WebSocket, session_id: str) -> tuple[int
     """Port and token of the session, if the caller may reach it (checked off the event loop)."""
 
     def authorize() -> tuple[int, str]:
-        principal = current_principal(connection)
+        principal = proxy_principal(connection)
         principal.require_scope("sessions")
         return get_services(connection).sessions.proxy_target(principal, session_id)
 

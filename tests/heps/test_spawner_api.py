@@ -337,6 +337,9 @@ def test_a_new_session_from_a_workstation_releases_its_previous_one(server: Any,
     assert session(server, second["sessionid"])["state"] == "running"
     held = {w["sourceip"]: w["sessionid"] for w in server.admin.get("/uniqueipinfo/").json()}
     assert held[ip] == second["sessionid"]
+    _, token = make_user()
+    seen_by_user = {w["sourceip"]: w["sessionid"] for w in server.client(token).get("/uniqueipinfo/").json()}
+    assert seen_by_user[ip] is None
 
 
 def test_sessions_from_an_unregistered_ip_are_independent(server: Any, user: str) -> None:

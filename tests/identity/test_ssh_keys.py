@@ -233,6 +233,9 @@ def test_a_user_adds_lists_and_deletes_a_key(server: Any, make_user: UserMaker, 
     assert client.delete(f"/api/v1/users/{username}/keys/{key['id']}").json()["id"] == key["id"]
     assert client.get(f"/api/v1/users/{username}/keys").json() == []
     assert_error(client.delete(f"/api/v1/users/{username}/keys/{key['id']}"), 404, f"no SSH key {key['id']}")
+    audit = server.admin.get("/api/v1/audit", params={"action": "sshkey.*", "actor": username}).json()
+    assert [(e["action"], e["target"], e["detail"]["fingerprint"]) for e in audit] == [
+        ("sshkey.delete", username, key["fingerprint"]), ("sshkey.add", username, key["fingerprint"])]
 
 
 def test_the_same_key_twice_is_a_conflict(server: Any, make_user: UserMaker, keys: dict[str, Path]) -> None:

@@ -1,0 +1,222 @@
+"""Logging in: local passwords (argon2id), PAM, login sessions and the failed-login limit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from datetime import timedelta
+import pam
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from beamhub.config import Settings
+from beamhub.db import Database, utcnow
+from beamhub.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
+from beamhub.identity.audit import AuditService
+from beamhub.identity.models import LoginSession, User, UserState
+from beamhub.identity.principal import Principal
+from beamhub.identity.service import IdentityService, principal_of
+
+log = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+WRONG_CREDENTIALS = "wrong username or password"
+SWEEP_ABOVE = 10_000
+"""Forget expired failure windows once this many usernames and addresses are tracked."""
+
+
+def cookie_digest(value: str) -> str:
+    """The SHA-256 under which a cookie's session is stored."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class FailureLimiter:
+    """Failed logins in a sliding window, per username and per address, kept in this process's memory.
+
+    Not the audit log's count_failures: that counts every refused action (a bad API token, too), and a
+    login limit should count failed logins only. A restart forgets (an attacker gains one window).
+    """
+
+    def __init__(self, max_failures: int, window: float) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> int:
+        times = self._failures.get(key)
+        if times is None:
+            return 0
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return len(times)
+
+    def check(self, username: str, address: str) -> None:
+        """TooManyRequests (429) if the user or the address failed too often lately."""
+        now = time.monotonic()
+        with self._lock:
+            blocked = [kind for kind, key in (("account", f"u:{username}"), ("address", f"a:{address}"))
+                       if self._recent(key, now) >= self.max_failures]
+        if blocked:
+            raise TooManyRequests(f"too many failed logins for this {' and '.join(blocked)}; "
+                                  f"try again in {int(self.window)} seconds")
+
+    def failed(self, username: str, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > SWEEP_ABOVE:
+                for key in list(self._failures):
+                    self._recent(key, now)
+            self._failures[f"u:{username}"].append(now)
+            self._failures[f"a:{address}"].append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"u:{username}", None)
+
+
+class LoginService:
+    """Checks credentials and keeps browsers' login sessions."""
+
+    def __init__(self, db: Database, settings: Settings, identity: IdentityService,
+                 audit: AuditService | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.identity = identity
+        self.audit = audit
+        self.hasher = PasswordHasher()  # argon2id with argon2-cffi's current parameters
+        self.limiter = FailureLimiter(settings.login_max_failures, settings.login_failure_window)
+        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+
+    # --- passwords ---------------------------------------------------------------------
+    def set_password(self, username: str, password: str, by: str = "beamhub", address: str = "") -> None:
+        """Store an argon2id hash of a new local password."""
+        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+            raise Invalid(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
+        digest = self.hasher.hash(password)
+        with self.db.session() as db:
+            user = db.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise NotFound(f"no user {username}")
+            user.password_hash = digest
+        self._record("user.password", by, target=username, address=address)
+
+    def _password_matches(self, user: User | None, password: str) -> bool:
+        """Verify against the stored hash (a dummy one for unknown users, so timing tells nothing)."""
+        stored = user.password_hash if user is not None and user.password_hash else self._dummy_hash
+        try:
+            self.hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        if user is None or not user.password_hash:
+            return False
+        if self.hasher.check_needs_rehash(stored):
+            self._rehash(user.id, password)
+        return True
+
+    def _rehash(self, user_id: int, password: str) -> None:
+        with self.db.session() as db:
+            user = db.get(User, user_id)
+            if user is not None:
+                user.password_hash = self.hasher.hash(password)
+
+    def _pam_matches(self, user: User | None, password: str) -> bool:
+        """Ask PAM (service settings.pam_service), only for users beamhub knows."""
+        if user is None:
+            return self._password_matches(None, password)  # as slow as a real check; always False
+        return bool(pam.pam().authenticate(user.username, password, service=self.settings.pam_service))
+
+    # --- logging in --------------------------------------------------------------------
+    def login(self, username: str, password: str, method: str, address: str) -> User:
+        """The user, if the credentials are right: 401 if not, 403 if disabled, 429 after too many failures."""
+        if method not in ("password", "pam") or method not in self.settings.login_methods:
+            raise Invalid(f"login method {method!r} is not enabled here")
+        self.limiter.check(username, address)
+        user = self._find(username)
+        check = self._password_matches if method == "password" else self._pam_matches
+        if not password or len(password) > MAX_PASSWORD_LENGTH or not check(user, password):
+            self.limiter.failed(username, address)
+            self._record("login", username, address=address, success=False, method=method, reason="credentials")
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        assert user is not None
+        self.require_active(user, method, address)
+        self.limiter.succeeded(username)
+        return user
+
+    def require_active(self, user: User, method: str, address: str) -> None:
+        """Forbidden (403) for a disabled account, with an audit record."""
+        if user.state is not UserState.active:
+            self._record("login", user.username, address=address, success=False, method=method, reason="disabled")
+            raise Forbidden("account disabled")
+
+    def record_failure(self, username: str, address: str, method: str, reason: str) -> None:
+        """Audit a refused login that the service itself did not see (single sign-on)."""
+        self._record("login", username, address=address, success=False, method=method, reason=reason)
+
+    def _find(self, username: str) -> User | None:
+        with self.db.session() as db:
+            return db.scalar(select(User).where(User.username == username))
+
+    # --- sessions ----------------------------------------------------------------------
+    def start_session(self, user: User, method: str, address: str) -> tuple[str, str]:
+        """A new login session: (cookie value, CSRF token); only the cookie's SHA-256 is stored."""
+        value = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.db.session() as db:
+            db.add(LoginSession(digest=cookie_digest(value), user_id=user.id, csrf_token=csrf, method=method,
+                                address=address[:64], created_at=now,
+                                expires_at=now + timedelta(seconds=self.settings.login_session_ttl)))
+        self._record("login", user.username, address=address, method=method)
+        return value, csrf
+
+    def resolve_cookie(self, value: str | None) -> tuple[Principal, str]:
+        """The principal and CSRF token of a live session cookie; 401 if ended or expired, 403 if disabled."""
+        if not value:
+            raise Unauthenticated("credentials are required")
+        with self.db.session() as db:
+            record = db.scalar(select(LoginSession).where(LoginSession.digest == cookie_digest(value)))
+            if record is None or record.ended_at is not None or record.expires_at <= utcnow():
+                raise Unauthenticated("the login session is unknown, ended or expired; log in again")
+            if record.user.state is not UserState.active:
+                raise Forbidden("account disabled")
+            return principal_of(record.user), record.csrf_token
+
+    def principal_for_cookie(self, value: str | None) -> Principal:
+        """The principal of a live session cookie."""
+        return self.resolve_cookie(value)[0]
+
+    def end_session(self, value: str | None, address: str = "") -> bool:
+        """End the session of a cookie; False if there was none to end."""
+        if not value:
+            return False
+        with self.db.session() as db:
+            record = db.scalar(select(LoginSession).where(LoginSession.digest == cookie_digest(value)))
+            if record is None or record.ended_at is not None:
+                return False
+            record.ended_at = utcnow()
+            username = record.user.username
+        self._record("logout", username, address=address)
+        return True
+
+    # --- audit -------------------------------------------------------------------------
+    def _record(self, action: str, actor: str, target: str = "", address: str = "", success: bool = True,
+                **detail: object) -> None:
+        """Write an audit event if the audit service is wired in; never a secret."""
+        log.info("%s %s by %s from %s", action, "ok" if success else "refused", actor, address or "-")
+        if self.audit is not None:
+            self.audit.record(actor, action, target=target, address=address, success=success, **detail)
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a submitted secret with the expected one."""
+    return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())

@@ -1,0 +1,187 @@
+"""/login, /logout, /api/v1/me: browser login with a session cookie (password, PAM, OpenID Connect)."""
+
+from __future__ import annotations
+
+import secrets
+from html import escape
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from beamhub.deps import SESSION_COOKIE, CurrentPrincipal, Login, client_address, get_services
+from beamhub.errors import BeamhubError, Forbidden, NotFound
+from beamhub.identity.login import same_secret
+from beamhub.identity.models import User
+from beamhub.identity.oidc import PENDING_TTL, OidcLogin, local_path
+
+router = APIRouter(tags=["login"])
+
+LOGIN_CSRF_COOKIE = "beamhub-login"
+OIDC_COOKIE = "beamhub-oidc"
+
+
+class PasswordSet(BaseModel):
+    password: str = Field(min_length=8, max_length=1024)
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def secure_cookies(request: Request) -> bool:
+    """Secure cookies as configured, else when the request came over https."""
+    configured = get_services(request).settings.cookie_secure
+    return configured if configured is not None else request.url.scheme == "https"
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/") -> None:
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="lax",
+                        secure=secure_cookies(request))
+
+
+def _oidc(request: Request) -> OidcLogin:
+    """The app's OpenID Connect relying party; 404 unless that login method is enabled."""
+    settings = get_services(request).settings
+    if "oidc" not in settings.login_methods:
+        raise NotFound("single sign-on is not enabled here")
+    if getattr(request.app.state, "oidc", None) is None:
+        request.app.state.oidc = OidcLogin(settings)
+    return request.app.state.oidc
+
+
+def login_page(request: Request, csrf: str, next_path: str, message: str = "") -> str:
+    """A minimal login form; every value is escaped."""
+    settings = get_services(request).settings
+    methods = [m for m in ("password", "pam") if m in settings.login_methods]
+    choices = "".join(f'<label><input type="radio" name="method" value="{m}"{" checked" if i == 0 else ""}> '
+                      f'{"beamhub password" if m == "password" else "system password"}</label> '
+                      for i, m in enumerate(methods))
+    hidden = f'<input type="hidden" name="method" value="{methods[0]}">' if methods else ""
+    form = (f'<form method="post" action="/login"><input type="hidden" name="csrf_token" value="{escape(csrf)}">'
+            f'<input type="hidden" name="next" value="{escape(next_path)}">'
+            '<p><label>Username <input name="username" autocomplete="username" required></label></p>'
+            '<p><label>Password <input name="password" type="password" autocomplete="current-password" required>'
+            f'</label></p><p>{choices if len(methods) > 1 else hidden}</p><p><button>Sign in</button></p></form>'
+            ) if methods else ""
+    sso = (f'<p><a href="/login/oidc?next={escape(next_path, quote=True)}">Sign in with '
+           f'{escape(settings.oidc_provider_name)}</a></p>') if "oidc" in settings.login_methods else ""
+    error = f'<p role="alert">{escape(message)}</p>' if message else ""
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>beamhub: sign in</title></head>'
+            f'<body><h1>Sign in to beamhub</h1>{error}{form}{sso}</body></html>')
+
+
+@router.get("/login", include_in_schema=False)
+def get_login(request: Request, next: str = "/") -> Response:  # noqa: A002
+    """The login form, with a login CSRF token bound to a pre-session cookie (double submit)."""
+    csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    methods = get_services(request).settings.login_methods
+    response: Response = (JSONResponse({"csrf_token": csrf, "methods": methods}) if wants_json(request)
+                          else HTMLResponse(login_page(request, csrf, local_path(next))))
+    set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600, path="/login")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _logged_in(request: Request, user: User, method: str, next_path: str) -> Response:
+    """The answer to a successful login: the session cookie, and JSON or a redirect."""
+    value, csrf = get_services(request).login.start_session(user, method, client_address(request))
+    response: Response = (JSONResponse({"username": user.username, "csrf_token": csrf}) if wants_json(request)
+                          else RedirectResponse(local_path(next_path), status_code=status.HTTP_303_SEE_OTHER))
+    ttl = get_services(request).settings.login_session_ttl
+    set_cookie(request, response, SESSION_COOKIE, value, max_age=ttl)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/login", include_in_schema=False)
+def post_login(request: Request, login: Login, username: Annotated[str, Form(max_length=64)],
+               password: Annotated[str, Form(max_length=1024)], csrf_token: Annotated[str, Form()] = "",
+               method: Annotated[str, Form()] = "password",
+               next: Annotated[str, Form()] = "/") -> Response:  # noqa: A002
+    """Check a username and password (method password or pam) and start a login session."""
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    try:
+        if not expected or not same_secret(csrf_token, expected):
+            raise Forbidden("CSRF token missing or wrong; load the login page again")
+        user = login.login(username, password, method, client_address(request))
+    except BeamhubError as exc:
+        if wants_json(request):
+            raise
+        csrf = expected or secrets.token_urlsafe(32)
+        page = HTMLResponse(login_page(request, csrf, local_path(next), str(exc)), status_code=exc.status_code)
+        set_cookie(request, page, LOGIN_CSRF_COOKIE, csrf, max_age=3600, path="/login")
+        return page
+    return _logged_in(request, user, method, next)
+
+
+@router.get("/login/oidc", include_in_schema=False)
+async def oidc_start(request: Request, next: str = "/") -> Response:  # noqa: A002
+    """Send the browser to the single sign-on provider."""
+    url, flow = await _oidc(request).begin(local_path(next))
+    response = RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+    set_cookie(request, response, OIDC_COOKIE, flow, max_age=PENDING_TTL, path="/login/oidc")
+    return response
+
+
+@router.get("/login/oidc/callback", include_in_schema=False)
+async def oidc_callback(request: Request, state: str | None = None, code: str | None = None,
+                        error: str | None = None) -> Response:
+    """Finish a single sign-on login: the mapped beamhub user gets a session cookie."""
+    services = get_services(request)
+    address = client_address(request)
+    try:
+        username, claims, next_path = await _oidc(request).finish(request.cookies.get(OIDC_COOKIE), state, code,
+                                                                  error)
+    except BeamhubError as exc:
+        await run_in_threadpool(services.login.record_failure, "-", address, "oidc", str(exc))
+        raise
+    user = await run_in_threadpool(_oidc_user, request, username, claims)
+    await run_in_threadpool(services.login.require_active, user, "oidc", address)
+    response = await run_in_threadpool(_logged_in, request, user, "oidc", next_path)
+    response.delete_cookie(OIDC_COOKIE, path="/login/oidc")
+    return response
+
+
+def _oidc_user(request: Request, username: str, claims: dict[str, object]) -> User:
+    """The beamhub user a provider's username maps to; created if configured, else 403."""
+    services = get_services(request)
+    try:
+        return services.identity.get_user(username)
+    except NotFound:
+        if not services.settings.oidc_auto_create:
+            services.login.record_failure(username, client_address(request), "oidc", "no such user")
+            raise Forbidden(f"{username} has no beamhub account; ask the user office for one") from None
+    return services.identity.create_user(username, display_name=str(claims.get("name") or ""),
+                                         email=str(claims.get("email") or ""))
+
+
+@router.post("/logout", include_in_schema=False)
+def logout(request: Request, principal: CurrentPrincipal, login: Login) -> Response:
+    """End this browser's login session (CSRF-checked like every state-changing request) and drop its cookie."""
+    login.end_session(request.cookies.get(SESSION_COOKIE), principal.address)
+    response: Response = (JSONResponse({"detail": "logged out"}) if wants_json(request)
+                          else RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER))
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure_cookies(request))
+    return response
+
+
+@router.get("/api/v1/me", tags=["users"])
+def me(request: Request, principal: CurrentPrincipal) -> dict[str, object]:
+    """Who the caller is, and the CSRF token state-changing requests of a cookie session must send."""
+    return {"username": principal.username, "roles": sorted(principal.roles),
+            "beamlines": sorted(principal.beamlines), "admin": principal.is_admin,
+            "csrf_token": getattr(request.state, "login_csrf", None)}
+
+
+@router.put("/api/v1/users/{username}/password", status_code=status.HTTP_204_NO_CONTENT, tags=["users"])
+def set_password(username: str, body: PasswordSet, principal: CurrentPrincipal, login: Login) -> Response:
+    """Set a user's local password: the user themself or an administrator, never through a scope-limited token."""
+    principal.require_full_credential()
+    if username != principal.username:
+        principal.require_admin()
+    login.set_password(username, body.password, by=principal.username, address=principal.address)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
