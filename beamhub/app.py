@@ -70,29 +70,23 @@ def _error_response(status: int, detail: object) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
-    services = build_services(settings)
-    reconciler = Reconciler(services.sessions)
+EMBARGO_CHECK_INTERVAL = 60.0
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.proxy_client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10), follow_redirects=False)
-        task = asyncio.create_task(reconciler.run_forever()) if run_reconciler else None
+
+async def release_embargoes_forever(data: DataService) -> None:
+    """Open each proposal's data to all users once its embargo ends (checked every minute)."""
+    while True:
         try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            reconciler.close()
-            await app.state.proxy_client.aclose()
-            services.db.dispose()
+            released = await asyncio.to_thread(data.release_embargoes)
+            if released:
+                log.info("embargo ended, data now readable by all users: %s", ", ".join(released))
+        except Exception:
+            log.exception("embargo release failed")
+        await asyncio.sleep(EMBARGO_CHECK_INTERVAL)
 
-    app = FastAPI(title="beamhub", version=__version__, lifespan=lifespan,
-                  description="Sessions, data and one identity for a synchrotron light source.")
-    app.state.services = services
-    app.state.reconciler = reconciler
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every refusal as a status with a JSON `detail`, never a traceback."""
 
     @app.exception_handler(BeamhubError)
     async def beamhub_error(_: Request, exc: BeamhubError) -> JSONResponse:
@@ -105,6 +99,34 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_response(422, [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()])
+
+
+def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
+    services = build_services(settings)
+    reconciler = Reconciler(services.sessions)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.proxy_client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10), follow_redirects=False)
+        tasks = ([asyncio.create_task(reconciler.run_forever()),
+                  asyncio.create_task(release_embargoes_forever(services.data))] if run_reconciler else [])
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            reconciler.close()
+            await app.state.proxy_client.aclose()
+            services.db.dispose()
+
+    app = FastAPI(title="beamhub", version=__version__, lifespan=lifespan,
+                  description="Sessions, data and one identity for a synchrotron light source.")
+    app.state.services = services
+    app.state.reconciler = reconciler
+
+    add_error_handlers(app)
 
     @app.get("/api/v1/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         "db", description="db: beamhub allocates UIDs/GIDs and keeps system accounts in step; "
                           "nss: existing accounts from pwd/grp (LDAP/SSSD), read-only")
 
+    all_users_group: str | None = Field(
+        "beamhub-users", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="the group every user joins (on the nss source: a group the site keeps); a proposal's data "
+                    "becomes readable by it once its embargo ends. None: data never becomes public")
+
     windows_domain_sid: str | None = Field(None, pattern=r"^S-1-[0-9]+(-[0-9]+)+$",
                                            description="e.g. S-1-5-21-1004336348-1177238915-682003330")
     windows_domain: str = Field("HEPS", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$",

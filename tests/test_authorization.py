@@ -234,6 +234,7 @@ ROUTES = [
     Route("GET", "/api/v1/proposals/{proposal_id}/files/{path}", OWNER),
     Route("HEAD", "/api/v1/proposals/{proposal_id}/files/{path}", OWNER),
     Route("POST", "/api/v1/proposals/{proposal_id}/register", ADMIN, body=lambda w: {}),
+    Route("GET", "/api/v1/proposals/{proposal_id}/readers", ADMIN),
 ]
 GUARDED = [route for route in ROUTES if route.access != PUBLIC]
 

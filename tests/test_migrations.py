@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from beamhub.data import models as _data_models  # noqa: F401  (registers the catalogue's tables)
 from beamhub.db import Base, Database, migrate
 
 
@@ -18,6 +19,7 @@ def test_migrations_match_models_and_are_idempotent(database_url: str) -> None:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
             tables = set(inspect(connection).get_table_names())
         assert diff == []
-        assert {"users", "api_tokens", "sessions", "session_events", "workstations"} <= tables
+        assert {"users", "api_tokens", "sessions", "session_events", "workstations", "proposals", "proposal_members",
+                "datasets", "data_files"} <= tables
     finally:
         database.dispose()

@@ -27,7 +27,12 @@ class GroupService:
         group = db.scalar(select(Group).where(Group.name == name))
         if group is not None:
             return group
-        group = Group(name=name, gid=self._gid_for(db, name), members=[])
+        gid = self._gid_for(db, name)
+        holder = db.scalar(select(Group).where(Group.gid == gid))
+        if holder is not None:
+            raise Conflict(f"the system's group {name} has GID {gid}, which beamhub records for group {holder.name}; "
+                           f"the GID was reused: remove or renumber one of them")
+        group = Group(name=name, gid=gid, members=[])
         db.add(group)
         db.flush()
         if self.settings.manage_system_accounts:

@@ -94,7 +94,10 @@ class IdentityService:
                 gid = uid
             user = User(username=username, uid=uid, gid=gid, roles=roles, beamlines=sorted(set(beamlines or [])),
                         display_name=display_name, email=email, state=UserState.active)
-            user.group_list = [self.groups.ensure(db, name) for name in sorted(set(groups or []))]
+            names = set(groups or [])
+            if self.settings.all_users_group and not nss:
+                names.add(self.settings.all_users_group)
+            user.group_list = [self.groups.ensure(db, name) for name in sorted(names)]
             db.add(user)
             try:
                 db.flush()

@@ -2,7 +2,8 @@
 
 from alembic import context
 
-from beamhub.identity import models as _identity  # noqa: F401  (registers tables)
+from beamhub.data import models as _data  # noqa: F401  (registers tables)
+from beamhub.identity import models as _identity  # noqa: F401
 from beamhub.sessions import models as _sessions  # noqa: F401
 from beamhub.db import Base
 

@@ -67,7 +67,8 @@ async def proxy_http(session_id: str, path: str, request: Request) -> Response:
     except httpx.HTTPError as exc:
         return Response(content=f'{{"detail": "session {session_id} does not answer: {type(exc).__name__}"}}',
                         status_code=502, media_type="application/json")
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in HOP_BY_HOP]
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-accel-")]  # never steer nginx
     if response.headers.get("content-type", "").startswith("text/html"):
         return await _scrubbed_page(response, headers, token)
     result = StreamingResponse(response.aiter_raw(), status_code=response.status_code,

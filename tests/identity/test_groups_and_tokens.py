@@ -71,7 +71,7 @@ def test_membership_changes_show_in_id_and_in_the_listing(server: Any, user: tup
     added = server.admin.put(f"/api/v1/groups/{group['name']}/members/{username}")
     assert added.status_code == 200 and added.json()["members"] == [username]
     assert group["name"] in id_groups(username)
-    assert server.admin.get(f"/api/v1/users/{username}").json()["groups"] == [group["name"]]
+    assert server.admin.get(f"/api/v1/users/{username}").json()["groups"] == sorted([group["name"], "beamhub-users"])
     removed = server.admin.delete(f"/api/v1/groups/{group['name']}/members/{username}")
     assert removed.json()["members"] == []
     assert group["name"] not in id_groups(username)

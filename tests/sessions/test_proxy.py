@@ -24,6 +24,7 @@ ECHO_SERVER = textwrap.dedent("""
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Accel-Redirect", "/_protected/etc/shadow")
             self.end_headers()
             self.wfile.write(body)
         def log_message(self, *args):
@@ -122,6 +123,7 @@ def _echo(hub: Any, session_id: str, token: str) -> dict[str, Any] | None:
     if response.status_code == 502:  # the command runs before its server listens
         return None
     assert response.status_code == 200, response.text
+    assert "x-accel-redirect" not in response.headers  # a session must never steer an nginx in front of beamhub
     return response.json()
 
 

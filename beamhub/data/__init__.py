@@ -1,0 +1,1 @@
+"""What users may see: proposals, datasets, ACLs, ingest, migration, download."""

@@ -1,0 +1,127 @@
+"""Reading the catalogue: datasets, files and downloads, each shown only where the file's real ACL lets the caller read.
+
+Existence is not revealed: a proposal the caller may not know, and a file or folder its ACL does
+not let them read, both answer NotFound (404). A credential without a UID (the bootstrap
+administrator token) sees the catalogue but downloads nothing: no ACL names it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import select
+
+from beamhub.data.access import Caller, may_access, may_read
+from beamhub.data.download import tree_entries
+from beamhub.data.ingest import under
+from beamhub.data.models import DataFile, Dataset, Proposal
+from beamhub.data.paths import check_relative, resolve_inside
+from beamhub.data.service import DataService
+from beamhub.data.who import GroupAccess, ReadAccess, path_readers
+from beamhub.errors import Forbidden, NotFound
+from beamhub.identity.principal import Principal
+
+FOLDER = os.R_OK | os.X_OK
+
+
+class DataBrowser:
+    """Listings and downloads of proposal data for one principal at a time."""
+
+    def __init__(self, data: DataService) -> None:
+        self.data = data
+        self.db = data.db
+
+    def _caller(self, principal: Principal) -> Caller:
+        caller = self.data.caller(principal)
+        if caller is None:
+            raise Forbidden("this credential has no UID, so no file ACL lets it read; use a user's token")
+        return caller
+
+    def datasets(self, principal: Principal, proposal_id: str, after: str | None, limit: int) -> list[Dataset]:
+        """A page of the proposal's datasets whose folder the caller may open (all of them for an admin)."""
+        proposal = self.data.get(principal, proposal_id)
+        query = select(Dataset).where(Dataset.proposal_id == proposal.id).order_by(Dataset.name).limit(limit)
+        if after is not None:
+            query = query.where(Dataset.name > after)
+        with self.db.session() as db:
+            page = list(db.scalars(query))
+        if principal.is_admin:
+            return page
+        caller = self._caller(principal)
+        return [d for d in page if any(may_access(folder / d.name, caller, FOLDER)
+                                       for _, folder in self.data.tier_dirs(proposal))]
+
+    def files(self, principal: Principal, proposal_id: str, prefix: str, after: str | None,
+              limit: int) -> tuple[list[DataFile], str | None]:
+        """A page of registered files under folder `prefix` that the caller may read, and the cursor of the next.
+
+        The page examines `limit` catalogue rows in path order; it may hold fewer items (even none)
+        when the ACLs hide some, and the cursor still moves on, so no request scans the catalogue.
+        """
+        proposal = self.data.get(principal, proposal_id)
+        folder = "/".join(check_relative(prefix))
+        query = (select(DataFile).where(DataFile.proposal_id == proposal.id, under(DataFile.relpath, folder))
+                 .order_by(DataFile.relpath).limit(limit))
+        if after is not None:
+            query = query.where(DataFile.relpath > after)
+        with self.db.session() as db:
+            rows = list(db.scalars(query))
+        cursor = rows[-1].relpath if len(rows) == limit else None
+        if principal.is_admin:
+            return rows, cursor
+        caller = self._caller(principal)
+        return [r for r in rows if may_read(self._real(proposal, r), caller)], cursor
+
+    def _real(self, proposal: Proposal, record: DataFile) -> Path:
+        """Where a catalogue record's file is (built from the catalogue, never from a request)."""
+        return self.data.proposal_dir(proposal, record.tier).joinpath(*record.relpath.split("/"))
+
+    def readable_file(self, principal: Principal, proposal_id: str, relative: str) -> Path:
+        """The real path of a regular file of the proposal that the caller may read now, per its ACL."""
+        proposal = self.data.get(principal, proposal_id)
+        caller = self._caller(principal)
+        for path in self._candidates(proposal, relative):
+            if stat.S_ISREG(os.stat(path).st_mode) and may_read(path, caller):
+                return path
+        raise NotFound(f"no such file: {relative}")
+
+    def _candidates(self, proposal: Proposal, relative: str) -> Iterator[Path]:
+        """The real paths `relative` names in the proposal's folder on each tier, the catalogued tier first."""
+        check_relative(relative)
+        tiers = [tier for tier, _ in self.data.tier_dirs(proposal)]
+        with self.db.session() as db:
+            catalogued = db.scalar(select(DataFile.tier).where(DataFile.proposal_id == proposal.id,
+                                                               DataFile.relpath == relative.strip("/")))
+        for tier in sorted(tiers, key=lambda t: t != catalogued):
+            try:
+                yield resolve_inside(self.data.proposal_dir(proposal, tier), relative)
+            except NotFound:
+                continue
+
+    def readers(self, principal: Principal, proposal_id: str,
+                relative: str) -> tuple[Path, list[ReadAccess], list[GroupAccess]]:
+        """Who can read a file or folder of the proposal, from its real ACL: for administrators."""
+        principal.require_admin()
+        proposal = self.data.get(principal, proposal_id)
+        path = next(self._candidates(proposal, relative), None)
+        if path is None:
+            raise NotFound(f"no {relative or 'folder'} in proposal {proposal_id}")
+        return path, *path_readers(path, self.data.identity, self.data.settings)
+
+    def folder_entries(self, principal: Principal, proposal_id: str, dataset: str,
+                       folder: str = "") -> tuple[Iterator[tuple[str, Path]], str]:
+        """(name in the zip, path) of each file of a dataset's folder the caller may read, and the zip's name."""
+        parts = check_relative(dataset)
+        if len(parts) != 1:
+            raise NotFound(f"no dataset {dataset}")
+        proposal = self.data.get(principal, proposal_id)
+        caller = self._caller(principal)
+        relative = "/".join([*parts, *check_relative(folder)])
+        for path in self._candidates(proposal, relative):
+            if stat.S_ISDIR(os.stat(path).st_mode) and may_access(path, caller, FOLDER):
+                entries = ((name, file) for name, file in tree_entries(path, relative) if may_read(file, caller))
+                return entries, f"{proposal.id}-{relative.replace('/', '-')}.zip"
+        raise NotFound(f"no folder {relative} in proposal {proposal_id}")

@@ -1,0 +1,293 @@
+"""Registration: walk a proposal's tree, set its ACLs, record every regular file with its SHA-256.
+
+Safe to re-run at any time, after a crash too: each directory's files are upserted in batches
+that commit on their own, keyed by (proposal, relative path), and a file whose size and mtime
+match its record is not read again. What the walk no longer finds is removed from the catalogue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, delete, func, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
+from beamhub.data.models import PATH_BYTES, DataFile, Dataset
+from beamhub.db import Database, utcnow
+from beamhub.errors import Conflict
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+BATCH = 500
+HASH_WORKERS = 4
+
+Progress = Callable[[str, int], None]
+"""progress(phase, running total): phase "acl" counts paths, "files" counts files examined."""
+
+
+@dataclass
+class RegisterResult:
+    files: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    acl_paths: int = 0
+    hashed_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to register: a proposal's folder on one tier, and the path inside it to start from."""
+
+    proposal_id: str
+    root: Path
+    start: Path
+    tier: str
+
+    def relative(self, path: Path) -> str:
+        return "" if path == self.root else path.relative_to(self.root).as_posix()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A file found by the walk, with the stat it had."""
+
+    name: str
+    relpath: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def sha256_of(path: Path) -> tuple[str | None, int]:
+    """The SHA-256 of a regular file (None if it changed while being read) and the bytes read."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb", buffering=0) as source:
+        before = os.fstat(fd)
+        read = 0
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            read += len(chunk)
+        after = os.fstat(fd)
+    steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and read == after.st_size
+    return (digest.hexdigest() if steady else None), read
+
+
+def _hash(seen: Seen) -> tuple[str | None, int] | None:
+    """sha256_of the file, or None if it was removed since the walk saw it."""
+    try:
+        return sha256_of(seen.path)
+    except FileNotFoundError:
+        return None
+
+
+def recordable(relpath: str) -> bool:
+    """Whether the catalogue can hold this path: valid UTF-8 and short enough for its index."""
+    try:
+        return len(relpath.encode("utf-8")) <= PATH_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
+def register_tree(database: Database, target: Target, access: AccessList,
+                  progress: Progress | None = None) -> RegisterResult:
+    """Set the ACLs under target.start (and on the folders above it in the proposal), then catalogue its files."""
+    result = RegisterResult()
+    for folder in _folders_between(target.root, target.start):
+        set_path_acl(folder, access)
+    result.acl_paths = set_tree_acl(target.start, access, _phase(progress, "acl"))
+    with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="sha256") as hashers:
+        walker = _Walker(database, target, result, hashers, progress)
+        try:
+            walker.run()
+        except IntegrityError as exc:
+            raise Conflict(f"another registration of {target.proposal_id} ran at the same time; "
+                           "run this one again") from exc
+    refresh_datasets(database, target)
+    return result
+
+
+def _phase(progress: Progress | None, phase: str) -> Callable[[int], None] | None:
+    return None if progress is None else (lambda done: progress(phase, done))
+
+
+def _folders_between(root: Path, start: Path) -> list[Path]:
+    """The proposal folder and every folder below it down to start's parent (none when start is root)."""
+    parts = start.relative_to(root).parts
+    return [root.joinpath(*parts[:depth]) for depth in range(len(parts))]
+
+
+class _Walker:
+    """One registration's walk: a directory at a time, files upserted in committed batches."""
+
+    def __init__(self, database: Database, target: Target, result: RegisterResult, hashers: ThreadPoolExecutor,
+                 progress: Progress | None) -> None:
+        self.database = database
+        self.target = target
+        self.result = result
+        self.hashers = hashers
+        self.progress = progress
+        self.visited: set[str] = set()
+
+    def run(self) -> None:
+        start = self.target.start
+        if stat.S_ISREG(os.lstat(start).st_mode):
+            self._sync(self.target.relative(start.parent), [start.name], start.parent, prune=False)
+            return
+        for directory, names in self._directories(start):
+            relative = self.target.relative(directory)
+            self.visited.add(relative)
+            self._sync(relative, names, directory, prune=True)
+        self._prune_unvisited(self.target.relative(start))
+
+    def _directories(self, start: Path) -> Iterator[tuple[Path, list[str]]]:
+        """(directory, names of its regular files) for start and every real directory below it."""
+        for directory, subdirs, files in os.walk(start, followlinks=False, onerror=_raise):
+            base = Path(directory)
+            subdirs[:] = sorted(d for d in subdirs if self._keep(self.target.relative(base / d)))
+            yield base, sorted(f for f in files if stat.S_ISREG(os.lstat(base / f).st_mode))
+
+    def _keep(self, relpath: str) -> bool:
+        if recordable(relpath):
+            return True
+        self.result.skipped += 1
+        log.warning("not registered (name not UTF-8 or path too long): %r", relpath)
+        return False
+
+    def _sync(self, parent: str, names: list[str], directory: Path, prune: bool) -> None:
+        """Bring the catalogue's records of one directory's files in line with what it holds."""
+        with self.database.session() as db:
+            known = {row.relpath: row for row in db.execute(
+                select(DataFile.relpath, DataFile.size, DataFile.mtime_ns, DataFile.sha256, DataFile.tier)
+                .where(DataFile.proposal_id == self.target.proposal_id, DataFile.parent == parent))}
+        seen = [s for s in (self._stat(parent, name, directory) for name in names) if s is not None]
+        for index in range(0, len(seen), BATCH):
+            self._store(parent, seen[index:index + BATCH], known)
+        if prune:
+            self._remove(set(known) - {s.relpath for s in seen})
+
+    def _stat(self, parent: str, name: str, directory: Path) -> Seen | None:
+        relpath = f"{parent}/{name}" if parent else name
+        if not self._keep(relpath):
+            return None
+        try:
+            info = os.lstat(directory / name)
+        except FileNotFoundError:
+            return None
+        return Seen(name, relpath, directory / name, info.st_size, info.st_mtime_ns)
+
+    def _store(self, parent: str, batch: list[Seen], known: dict[str, Row[Any]]) -> None:
+        """Upsert one batch in one transaction, hashing only new or changed files."""
+        changed = [s for s in batch if not _current(known.get(s.relpath), s, self.target.tier)]
+        digests = list(self.hashers.map(_hash, changed))
+        with self.database.session() as db:
+            records = {r.relpath: r for r in db.scalars(select(DataFile).where(
+                DataFile.proposal_id == self.target.proposal_id,
+                DataFile.relpath.in_([s.relpath for s in changed])))} if changed else {}
+            for item, hashed in zip(changed, digests, strict=True):
+                if hashed is not None:
+                    self.result.hashed_bytes += hashed[1]
+                    self._upsert(db, parent, item, hashed[0], records.get(item.relpath))
+        self.result.files += len(batch)
+        self.result.unchanged += len(batch) - len(changed)
+        if self.progress is not None:
+            self.progress("files", self.result.files)
+
+    def _upsert(self, db: Session, parent: str, item: Seen, digest: str | None, record: DataFile | None) -> None:
+        values = {"size": item.size, "mtime_ns": item.mtime_ns, "sha256": digest, "tier": self.target.tier}
+        if record is None:
+            db.add(DataFile(proposal_id=self.target.proposal_id, relpath=item.relpath, parent=parent,
+                            registered_at=utcnow(), **values))
+            self.result.added += 1
+            return
+        for key, value in values.items():
+            setattr(record, key, value)
+        self.result.updated += 1
+
+    def _remove(self, relpaths: set[str]) -> None:
+        ordered = sorted(relpaths)
+        for index in range(0, len(ordered), BATCH):
+            with self.database.session() as db:
+                db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
+                                                  DataFile.relpath.in_(ordered[index:index + BATCH]),
+                                                  DataFile.tier == self.target.tier))
+        self.result.removed += len(relpaths)
+
+    def _prune_unvisited(self, start: str) -> None:
+        """Remove the records of files in directories of this tier that no longer exist."""
+        with self.database.session() as db:
+            parents = set(db.scalars(select(DataFile.parent).distinct().where(
+                DataFile.proposal_id == self.target.proposal_id, DataFile.tier == self.target.tier,
+                under(DataFile.parent, start))))
+        for parent in sorted(parents - self.visited):
+            with self.database.session() as db:
+                gone = db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
+                                                         DataFile.tier == self.target.tier,
+                                                         DataFile.parent == parent))
+                self.result.removed += gone.rowcount or 0
+
+
+def _current(record: Row[Any] | None, seen: Seen, tier: str) -> bool:
+    """Whether a record still describes the file: same size, mtime and tier, and a checksum."""
+    return (record is not None and record.size == seen.size and record.mtime_ns == seen.mtime_ns
+            and record.tier == tier and record.sha256 is not None)
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def folder_range(prefix: str) -> tuple[str, str]:
+    """[low, high) holding exactly the paths below folder `prefix` (byte order: '0' follows '/')."""
+    return f"{prefix}/", f"{prefix}0"
+
+
+def under(column: Any, folder: str) -> ColumnElement[bool]:
+    """SQL: the path column is `folder` itself or lies below it ("" is the whole proposal)."""
+    if not folder:
+        return true()
+    low, high = folder_range(folder)
+    return (column == folder) | ((column >= low) & (column < high))
+
+
+def refresh_datasets(database: Database, target: Target) -> None:
+    """Recount the datasets (first-level folders) the registration touched; drop those that are gone."""
+    relative = target.relative(target.start)
+    if relative:
+        names = {relative.split("/", 1)[0]} if "/" in relative or target.start.is_dir() else set()
+    else:
+        with database.session() as db:
+            names = set(db.scalars(select(Dataset.name).where(Dataset.proposal_id == target.proposal_id)))
+        names |= {entry.name for entry in os.scandir(target.root) if entry.is_dir(follow_symlinks=False)}
+    for name in sorted(names):
+        _recount(database, target, name)
+
+
+def _recount(database: Database, target: Target, name: str) -> None:
+    low, high = folder_range(name)
+    with database.session() as db:
+        count, total = db.execute(select(func.count(), func.coalesce(func.sum(DataFile.size), 0)).where(
+            DataFile.proposal_id == target.proposal_id, DataFile.relpath >= low, DataFile.relpath < high)).one()
+        dataset = db.scalar(select(Dataset).where(Dataset.proposal_id == target.proposal_id, Dataset.name == name))
+        if not count and not (target.root / name).is_dir():
+            if dataset is not None:
+                db.delete(dataset)
+            return
+        if dataset is None:
+            dataset = Dataset(proposal_id=target.proposal_id, name=name)
+            db.add(dataset)
+        dataset.file_count, dataset.total_bytes, dataset.updated_at = count, total, utcnow()

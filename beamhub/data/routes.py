@@ -1,0 +1,137 @@
+"""/api/v1/proposals: proposals, members, datasets, files, downloads and the DAQ's registration."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from starlette.responses import Response, StreamingResponse
+
+from beamhub.data.download import file_response, zip_response
+from beamhub.data.models import DataFile, Proposal
+from beamhub.data.schemas import (
+    PROPOSAL_PATTERN,
+    AclGroupOut,
+    DatasetOut,
+    FileOut,
+    MemberOut,
+    MemberUpdate,
+    Page,
+    ProposalCreate,
+    ProposalOut,
+    ReaderOut,
+    ReadersOut,
+    RegisterOut,
+    RegisterRequest,
+)
+from beamhub.data.service import DataService
+from beamhub.deps import Browse, Data, scoped
+from beamhub.identity.principal import Principal
+
+router = APIRouter(prefix="/api/v1/proposals", tags=["data"])
+
+Reader = Annotated[Principal, Depends(scoped("data:read"))]
+Ingester = Annotated[Principal, Depends(scoped("data:ingest"))]
+ProposalId = Annotated[str, Path(pattern=PROPOSAL_PATTERN)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def proposal_out(data: DataService, proposal: Proposal) -> ProposalOut:
+    return ProposalOut(id=proposal.id, title=proposal.title, beamline=proposal.beamline, tier=proposal.tier,
+                       path=str(data.proposal_dir(proposal)), beamtime_start=proposal.beamtime_start,
+                       beamtime_end=proposal.beamtime_end, embargo_until=proposal.embargo_until,
+                       public=proposal.embargo_released_at is not None,
+                       members=[MemberOut(username=m.user.username, role=m.role)
+                                for m in sorted(proposal.members, key=lambda m: m.user.username)])
+
+
+def file_out(record: DataFile) -> FileOut:
+    return FileOut(path=record.relpath, size=record.size, sha256=record.sha256, tier=record.tier,
+                   mtime=datetime.fromtimestamp(record.mtime_ns / 1e9, timezone.utc))
+
+
+@router.get("", response_model=Page[ProposalOut])
+def list_proposals(principal: Reader, data: Data, after: str | None = None, limit: Limit = 100) -> Page[ProposalOut]:
+    page = data.list(principal, after, limit)
+    return Page(items=[proposal_out(data, p) for p in page], next=page[-1].id if len(page) == limit else None)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProposalOut)
+def create_proposal(body: ProposalCreate, principal: Reader, data: Data) -> ProposalOut:
+    return proposal_out(data, data.create(principal, body))
+
+
+@router.get("/{proposal_id}", response_model=ProposalOut)
+def get_proposal(proposal_id: ProposalId, principal: Reader, data: Data) -> ProposalOut:
+    return proposal_out(data, data.get(principal, proposal_id))
+
+
+@router.put("/{proposal_id}/members/{username}", response_model=ProposalOut)
+def set_member(proposal_id: ProposalId, username: str, principal: Reader, data: Data,
+               body: MemberUpdate | None = None) -> ProposalOut:
+    """Add a member or change their role; every file's ACL is rewritten before the answer."""
+    role = (body or MemberUpdate()).role
+    return proposal_out(data, data.set_member(principal, proposal_id, username, role))
+
+
+@router.delete("/{proposal_id}/members/{username}", response_model=ProposalOut)
+def remove_member(proposal_id: ProposalId, username: str, principal: Reader, data: Data) -> ProposalOut:
+    """Remove a member; the kernel refuses them the data once this answers."""
+    return proposal_out(data, data.remove_member(principal, proposal_id, username))
+
+
+@router.get("/{proposal_id}/datasets", response_model=Page[DatasetOut])
+def list_datasets(proposal_id: ProposalId, principal: Reader, browse: Browse, after: str | None = None,
+                  limit: Limit = 100) -> Page[DatasetOut]:
+    page = browse.datasets(principal, proposal_id, after, limit)
+    return Page(items=[DatasetOut.model_validate(d) for d in page], next=page[-1].name if len(page) == limit else None)
+
+
+@router.get("/{proposal_id}/datasets/{dataset}/zip", response_class=StreamingResponse,
+            responses={200: {"content": {"application/zip": {}}}})
+def dataset_zip(proposal_id: ProposalId, dataset: str, principal: Reader, browse: Browse,
+                folder: str = Query("", description="a folder inside the dataset; empty: all of it")) -> Response:
+    """A dataset (or one of its folders) as a zip streamed while it is made, of the files the caller may read."""
+    entries, filename = browse.folder_entries(principal, proposal_id, dataset, folder)
+    return zip_response(entries, filename)
+
+
+@router.get("/{proposal_id}/files", response_model=Page[FileOut])
+def list_files(proposal_id: ProposalId, principal: Reader, browse: Browse,
+               prefix: str = Query("", description="a folder: list what lies below it"),
+               after: str | None = Query(None, description="the `next` of the previous page"),
+               limit: Limit = 100) -> Page[FileOut]:
+    rows, cursor = browse.files(principal, proposal_id, prefix, after, limit)
+    return Page(items=[file_out(r) for r in rows], next=cursor)
+
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"application/octet-stream": {}}}, 206: {"description": "a range"},
+    304: {"description": "not modified"}, 416: {"description": "range not satisfiable"}}
+
+
+@router.head("/{proposal_id}/files/{path:path}", response_class=Response, responses=DOWNLOAD_RESPONSES)
+@router.get("/{proposal_id}/files/{path:path}", response_class=Response, responses=DOWNLOAD_RESPONSES)
+def download_file(proposal_id: ProposalId, path: str, request: Request, principal: Reader, browse: Browse,
+                  data: Data) -> Response:
+    """One file, if its ACL lets the caller read it now (HTTP Range, ETag; X-Accel-Redirect behind nginx)."""
+    real = browse.readable_file(principal, proposal_id, path)
+    return file_response(request, real, accel_root=data.settings.storage_root,
+                         accel_prefix=data.settings.download_accel_prefix)
+
+
+@router.get("/{proposal_id}/readers", response_model=ReadersOut)
+def readers(proposal_id: ProposalId, principal: Reader, browse: Browse,
+            path: str = Query("", description="a file or folder of the proposal; empty: the proposal's folder")
+            ) -> ReadersOut:
+    """Who can read this path, through which ACL entry and by which ways in: for administrators."""
+    real, users, groups = browse.readers(principal, proposal_id, path)
+    return ReadersOut(path=str(real), users=[ReaderOut.model_validate(u) for u in users],
+                      groups=[AclGroupOut.model_validate(g) for g in groups])
+
+
+@router.post("/{proposal_id}/register", response_model=RegisterOut)
+def register(proposal_id: ProposalId, body: RegisterRequest, principal: Ingester, data: Data) -> object:
+    """The DAQ registers new data: ACLs from the member list, checksums, catalogue; safe to repeat."""
+    return data.register(principal, proposal_id, body.path, body.tier)

@@ -1,0 +1,140 @@
+"""Request and response bodies of /api/v1/proposals: proposals, members, datasets, files, registration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from beamhub.data.models import MemberRole
+from beamhub.identity.schemas import USERNAME_PATTERN
+
+PROPOSAL_PATTERN = r"^[0-9]{4}-[0-9]{5}$"
+"""A proposal id: the year and a number, e.g. 2024-00123."""
+
+BEAMLINE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,17}$"
+"""A beamline slug; its staff group is named `<slug>-staff`."""
+
+T = TypeVar("T")
+
+
+class Member(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(pattern=USERNAME_PATTERN)
+    role: MemberRole = MemberRole.member
+
+
+class ProposalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=PROPOSAL_PATTERN, description="e.g. 2024-00123")
+    title: str = Field(min_length=1, max_length=255)
+    beamline: str = Field(pattern=BEAMLINE_PATTERN, description="e.g. b7")
+    beamtime_start: AwareDatetime
+    beamtime_end: AwareDatetime
+    embargo_until: AwareDatetime | None = Field(None, description="after it the data is readable by every user")
+    tier: str | None = Field(None, description="storage tier of new data; the first configured when absent")
+    members: list[Member] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _beamtime_is_ordered(self) -> ProposalCreate:
+        if self.beamtime_end < self.beamtime_start:
+            raise ValueError("beamtime_end is before beamtime_start")
+        return self
+
+
+class MemberUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: MemberRole = MemberRole.member
+
+
+class MemberOut(BaseModel):
+    username: str
+    role: MemberRole
+
+
+class ProposalOut(BaseModel):
+    id: str
+    title: str
+    beamline: str
+    tier: str
+    path: str = Field(description="the proposal's folder on the data file system")
+    beamtime_start: datetime
+    beamtime_end: datetime
+    embargo_until: datetime | None
+    public: bool = Field(description="the embargo is over: every user may read the data")
+    members: list[MemberOut]
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    file_count: int
+    total_bytes: int
+    updated_at: datetime
+
+
+class FileOut(BaseModel):
+    path: str
+    size: int
+    mtime: datetime
+    sha256: str | None = Field(description="absent while the file changed during its registration")
+    tier: str
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing; pass `next` as `after` for the following page (null: none)."""
+
+    items: list[T]
+    next: str | None
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field("", max_length=4096, description="folder or file inside the proposal; empty: all of it")
+    tier: str | None = Field(None, description="the tier it is in; the proposal's when absent")
+
+
+class RegisterOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    files: int = Field(description="regular files found")
+    added: int
+    updated: int
+    unchanged: int
+    removed: int = Field(description="catalogue entries whose file is gone")
+    skipped: int = Field(description="entries not recorded: names not UTF-8 or paths too long")
+    acl_paths: int = Field(description="files and folders whose ACL was set")
+    hashed_bytes: int
+
+
+class ReaderOut(BaseModel):
+    """A user who can read a path: the ACL entry that grants it, and the ways in (web, jupyter, smb)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    username: str
+    uid: int
+    via: str
+    paths: list[str]
+
+
+class AclGroupOut(BaseModel):
+    """A group the path's ACL names, and whether being in it lets one read the path."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    gid: int
+    reads: bool
+
+
+class ReadersOut(BaseModel):
+    path: str
+    users: list[ReaderOut]
+    groups: list[AclGroupOut]

@@ -1,0 +1,173 @@
+"""Who can read a path, through which entry of its ACL, and by which of beamhub's ways in (web, Jupyter, SMB).
+
+Every way in acts as the user's own UID and GIDs (a download is decided by may_access, a Jupyter
+kernel and smbd run as the user), so one kernel-exact decision answers for all of them: the path
+walk from / and the target's ACL. What differs per user is only which ways in they have.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import posix1e
+
+from beamhub.config import Settings
+from beamhub.data.access import Caller, may_read
+from beamhub.errors import NotFound
+from beamhub.identity.models import Role, User, UserState
+from beamhub.identity.service import IdentityService
+
+WEB, JUPYTER, SMB = "web", "jupyter", "smb"
+
+_NO_USER = -1
+"""A UID no file and no ACL entry can carry ((uid_t)-1 is invalid): a Caller with it has only its groups' rights."""
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A candidate reader: the identity the kernel checks, and the ways into the data this user has."""
+
+    username: str
+    uid: int
+    gids: frozenset[int]
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReadAccess:
+    """A user who can read the path: `via` names the granting entry (owner, user:<uid>, group:<name>, other, root)."""
+
+    username: str
+    uid: int
+    via: str
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupAccess:
+    """A group named in the path's ACL, and whether its members read the path by being in it."""
+
+    name: str
+    gid: int
+    reads: bool
+
+
+def who_can_read(path: Path, candidates: Iterable[Reader]) -> list[ReadAccess]:
+    """The candidates who can read path (the whole walk from / included), by username.
+
+    A candidate with no ways in (a disabled user) is still listed when the ACL grants them, with no paths.
+    """
+    target = _existing(path)
+    found = []
+    for reader in candidates:
+        caller = Caller(uid=reader.uid, gids=reader.gids)
+        if may_read(path, caller):  # the path as given: a symlink's own folders must be searchable too
+            found.append(ReadAccess(reader.username, reader.uid, granting_entry(target, caller), reader.paths))
+    return sorted(found, key=lambda access: access.username)
+
+
+def acl_groups(path: Path) -> list[GroupAccess]:
+    """The named groups of path's access ACL, by GID, each with whether membership alone lets one read path."""
+    target = _existing(path)
+    gids = sorted({entry.qualifier for entry in _acl_entries(target) if entry.tag_type == posix1e.ACL_GROUP})
+    return [GroupAccess(group_name(gid), gid, may_read(path, Caller(uid=_NO_USER, gids=frozenset({gid}))))
+            for gid in gids]
+
+
+def granting_entry(path: Path, caller: Caller) -> str:
+    """Which entry of path's ACL (or mode) the kernel reads by for caller; 'root' when only uid 0's override does.
+
+    Meant for a caller may_read has let in: it names the entry, it does not decide.
+    """
+    st = os.stat(path)
+    if caller.uid == st.st_uid:
+        return "owner" if st.st_mode & stat.S_IRUSR else "root"
+    entries = _acl_entries(path) if st.st_mode & stat.S_IRWXG and posix1e.has_extended(os.fspath(path)) else None
+    entry = _acl_granting(entries, st, caller) if entries is not None else _mode_granting(st, caller)
+    return entry or "root"
+
+
+def group_name(gid: int) -> str:
+    """The name of a GID on this host, or the number."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def access_paths(user: User, settings: Settings) -> tuple[str, ...]:
+    """The ways into the data a user has: web if active, Jupyter unless a service account, SMB if it has a SID."""
+    if user.state is not UserState.active:
+        return ()
+    paths = [WEB]
+    if Role.service.value not in user.roles:  # service accounts have no system account to run a session as
+        paths.append(JUPYTER)
+    if settings.windows_domain_sid is not None and settings.idmap_range_low <= user.uid <= settings.idmap_range_high:
+        paths.append(SMB)
+    return tuple(paths)
+
+
+def readers_from_users(users: Iterable[User], identity: IdentityService, settings: Settings) -> list[Reader]:
+    """Readers for beamhub's users: the UID and GIDs their sessions run as, and their ways in."""
+    readers = []
+    for user in users:
+        account = identity.account(user)
+        readers.append(Reader(user.username, account.uid, frozenset({account.gid, *account.groups}),
+                              access_paths(user, settings)))
+    return readers
+
+
+def path_readers(path: Path, identity: IdentityService,
+                 settings: Settings) -> tuple[list[ReadAccess], list[GroupAccess]]:
+    """Every beamhub user who can read `path`, and the groups its ACL names."""
+    users = identity.list_users(0, max(identity.count_users(), 1))
+    return who_can_read(path, readers_from_users(users, identity, settings)), acl_groups(path)
+
+
+def _existing(path: Path) -> Path:
+    """The path with every symlink resolved; NotFound if nothing is there."""
+    if not os.path.exists(path):
+        raise NotFound(f"{path} does not exist")
+    return Path(os.path.realpath(path))
+
+
+def _acl_entries(path: Path) -> list[posix1e.Entry]:
+    return list(posix1e.ACL(file=os.fspath(path)))
+
+
+def _acl_granting(entries: list[posix1e.Entry], st: os.stat_result, caller: Caller) -> str | None:
+    """posix_acl_permission's choice for read: the named user, else a matching group that grants, else other."""
+    mask = next((bool(e.permset.read) for e in entries if e.tag_type == posix1e.ACL_MASK), True)
+    user = next((e for e in entries if e.tag_type == posix1e.ACL_USER and e.qualifier == caller.uid), None)
+    if user is not None:
+        return f"user:{caller.uid}" if user.permset.read and mask else None
+    groups = _matching_groups(entries, st, caller)
+    if groups:
+        granting = [gid for gid, reads in groups if reads]
+        return f"group:{group_name(granting[0])}" if granting and mask else None
+    other = next(e for e in entries if e.tag_type == posix1e.ACL_OTHER)
+    return "other" if other.permset.read else None
+
+
+def _matching_groups(entries: list[posix1e.Entry], st: os.stat_result, caller: Caller) -> list[tuple[int, bool]]:
+    """(GID, grants read) of the owning-group and named-group entries of caller's groups."""
+    found = []
+    for entry in entries:
+        if entry.tag_type == posix1e.ACL_GROUP_OBJ and st.st_gid in caller.gids:
+            found.append((st.st_gid, bool(entry.permset.read)))
+        elif entry.tag_type == posix1e.ACL_GROUP and entry.qualifier in caller.gids:
+            found.append((entry.qualifier, bool(entry.permset.read)))
+    return found
+
+
+def _mode_granting(st: os.stat_result, caller: Caller) -> str | None:
+    """The mode bits' choice for read: a member of the owning group gets its bits where they differ from other's."""
+    group, other = bool(st.st_mode & stat.S_IRGRP), bool(st.st_mode & stat.S_IROTH)
+    if st.st_gid in caller.gids and group != other:
+        return f"group:{group_name(st.st_gid)}" if group else None
+    return "other" if other else None

@@ -1,0 +1,45 @@
+"""Fixtures of the data tests: a storage root other UIDs can traverse, small apps served by a real uvicorn."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+
+@pytest.fixture
+def storage() -> Iterator[Path]:
+    """A storage root other UIDs can traverse (pytest's tmp_path is private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="beamhub-data-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def serve_app() -> Iterator[Callable[[FastAPI], str]]:
+    """Serve an app with a real uvicorn on a free loopback port, in a thread; gives its HOST:PORT."""
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(app: FastAPI) -> str:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.01)
+        return "127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+
+    yield serve
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,194 @@
+"""Registration sets the ACLs the kernel enforces, records every regular file with its SHA-256, reads only what
+changed on a re-run, survives being killed half-way; membership changes reach every file's ACL at once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from beamhub.app import build_services
+from beamhub.config import Settings
+from beamhub.data.acl import read_access
+from beamhub.data.models import DataFile, Dataset, MemberRole
+from beamhub.data.schemas import ProposalCreate
+from beamhub.identity.principal import Principal
+
+ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))
+BIN = Path(sys.executable).parent
+
+
+
+@pytest.fixture
+def env(require_root: None, tmp_path: Path, database_url: str, storage: Path,
+        uid_range_env: dict[str, str]) -> dict[str, str]:
+    """The configuration, as the environment a `beamhub` command gets."""
+    return {"BEAMHUB_STATE_DIR": str(tmp_path / "state"), "BEAMHUB_DATABASE_URL": database_url,
+            "BEAMHUB_STORAGE_ROOT": str(storage), **uid_range_env}
+
+
+@pytest.fixture
+def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    built = build_services(Settings())
+    yield built
+    built.db.dispose()
+
+
+@pytest.fixture
+def staff_group(services: Any) -> Iterator[Any]:
+    """A beamline and its staff group."""
+    beamline = f"bl{secrets.token_hex(3)}"
+    group = services.groups.create(f"{beamline}-staff")
+    yield group
+    subprocess.run(["groupdel", group.name], capture_output=True)
+
+
+def new_user(services: Any, system_users: list[str]) -> Any:
+    username = f"di{secrets.token_hex(3)}"
+    system_users.append(username)
+    return services.identity.create_user(username)
+
+
+def new_proposal(services: Any, beamline: str, *members: Any) -> Any:
+    now = datetime.now(timezone.utc)
+    body = ProposalCreate(id=f"2025-{secrets.randbelow(10**5):05d}", title="in situ XRD", beamline=beamline,
+                          beamtime_start=now - timedelta(hours=8), beamtime_end=now,
+                          members=[{"username": m.username, "role": "member"} for m in members])
+    return services.data.create(ADMIN, body)
+
+
+def write(folder: Path, relpath: str, data: bytes) -> Path:
+    path = folder / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def read_as(user: Any, path: Path) -> str:
+    """What a process under the user's UID and groups gets when it opens the file: its text or the error."""
+    probe = "import sys\ntry: print(open(sys.argv[1]).read(), end='')\nexcept OSError as e: print(type(e).__name__, end='')"
+    result = subprocess.run(["/usr/bin/python3", "-c", probe, str(path)], capture_output=True, text=True,
+                            user=user.uid, group=user.gid, extra_groups=[g.gid for g in user.group_list])
+    return result.stdout
+
+
+def catalogue(services: Any, proposal_id: str) -> dict[str, Any]:
+    with services.db.session() as db:
+        return {f.relpath: f for f in db.scalars(select(DataFile).where(DataFile.proposal_id == proposal_id))}
+
+
+def test_registration_sets_acls_on_files_and_default_acls_on_folders(services: Any, system_users: list[str],
+                                                                     staff_group: Any) -> None:
+    alice, bob = new_user(services, system_users), new_user(services, system_users)
+    proposal = new_proposal(services, staff_group.name.removesuffix("-staff"), alice)
+    folder = services.data.proposal_dir(proposal)
+    data = write(folder, "scan1/frames/f0001.h5", b"detector frame")
+    result = services.data.register(ADMIN, proposal.id)
+    assert (result.files, result.added, result.acl_paths) == (1, 1, 4)
+    assert read_access(data) == read_access(folder / "scan1") == read_access(folder)
+    assert read_access(data).users == {alice.uid} and read_access(data).groups == {staff_group.gid}
+    facl = subprocess.run(["getfacl", "-cd", str(folder / "scan1")], capture_output=True, text=True).stdout
+    assert f"user:{alice.uid}:r-x" in facl.replace(alice.username, str(alice.uid))
+    assert read_as(alice, data) == "detector frame"
+    assert read_as(bob, data) == "PermissionError"
+    later = write(folder, "scan1/frames/f0002.h5", b"written after registration")
+    assert read_as(alice, later) == "written after registration"  # inherited from the folder's default ACL
+
+
+def test_checksums_are_recorded_and_a_re_run_reads_only_what_changed(services: Any, system_users: list[str],
+                                                                     staff_group: Any) -> None:
+    proposal = new_proposal(services, staff_group.name.removesuffix("-staff"))
+    folder = services.data.proposal_dir(proposal)
+    contents = {f"scan{i % 3}/f{i:03d}.h5": os.urandom(3000 + i) for i in range(30)}
+    for name, data in contents.items():
+        write(folder, name, data)
+    first = services.data.register(ADMIN, proposal.id)
+    assert (first.added, first.hashed_bytes) == (30, sum(map(len, contents.values())))
+    assert {k: v.sha256 for k, v in catalogue(services, proposal.id).items()} == {
+        k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
+    again = services.data.register(ADMIN, proposal.id)
+    assert (again.added, again.updated, again.unchanged, again.hashed_bytes) == (0, 0, 30, 0)
+    (folder / "scan0/f000.h5").write_bytes(b"rewritten")
+    (folder / "scan1/f001.h5").unlink()
+    shutil.rmtree(folder / "scan2")
+    changed = services.data.register(ADMIN, proposal.id)
+    assert (changed.updated, changed.removed, changed.hashed_bytes) == (1, 11, len(b"rewritten"))
+    records = catalogue(services, proposal.id)
+    assert len(records) == 19 and records["scan0/f000.h5"].sha256 == hashlib.sha256(b"rewritten").hexdigest()
+    with services.db.session() as db:
+        assert dict(db.execute(select(Dataset.name, Dataset.file_count).where(
+            Dataset.proposal_id == proposal.id)).all()) == {"scan0": 10, "scan1": 9}
+
+
+def test_symlinks_are_neither_registered_nor_followed(services: Any, system_users: list[str],
+                                                      staff_group: Any) -> None:
+    alice = new_user(services, system_users)
+    proposal = new_proposal(services, staff_group.name.removesuffix("-staff"), alice)
+    folder = services.data.proposal_dir(proposal)
+    outside = Path(tempfile.mkdtemp(prefix="beamhub-outside-"))
+    try:
+        secret = write(outside, "secret.txt", b"not data")
+        write(folder, "scan1/real.h5", b"data")
+        (folder / "scan1/link.h5").symlink_to(secret)
+        (folder / "linked-dir").symlink_to(outside)
+        services.data.register(ADMIN, proposal.id)
+        assert set(catalogue(services, proposal.id)) == {"scan1/real.h5"}
+        assert read_access(secret).users == set()
+    finally:
+        shutil.rmtree(outside)
+
+
+def test_membership_changes_reach_the_kernel_at_once(services: Any, system_users: list[str],
+                                                     staff_group: Any) -> None:
+    alice, carol = new_user(services, system_users), new_user(services, system_users)
+    proposal = new_proposal(services, staff_group.name.removesuffix("-staff"), alice)
+    folder = services.data.proposal_dir(proposal)
+    files = [write(folder, f"scan{i % 4}/f{i}.h5", b"frame") for i in range(40)]
+    services.data.register(ADMIN, proposal.id)
+    assert read_as(carol, files[7]) == "PermissionError"
+    reported: list[int] = []
+    services.data.set_member(ADMIN, proposal.id, carol.username, MemberRole.member, reported.append)
+    assert reported[-1] == 45 and read_as(carol, files[7]) == "frame"
+    services.data.remove_member(ADMIN, proposal.id, alice.username)
+    assert read_as(alice, files[7]) == "PermissionError"
+    assert all(read_access(f).users == {carol.uid} for f in files)
+
+
+def test_a_killed_registration_is_completed_by_running_it_again(services: Any, env: dict[str, str],
+                                                                staff_group: Any) -> None:
+    proposal = new_proposal(services, staff_group.name.removesuffix("-staff"))
+    folder = services.data.proposal_dir(proposal)
+    total = 3000
+    for i in range(total):
+        write(folder, f"scan{i % 5}/f{i:05d}.h5", os.urandom(16384))
+    command = [str(BIN / "beamhub"), "data", "register", str(folder), "--proposal", proposal.id]
+    run = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not catalogue(services, proposal.id) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert 0 < len(catalogue(services, proposal.id)) < total, "the registration was not caught half-way"
+    rerun = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    records = catalogue(services, proposal.id)
+    assert len(records) == total and all(r.sha256 for r in records.values())
+    with services.db.session() as db:
+        assert db.scalar(select(func.count()).select_from(DataFile).where(DataFile.proposal_id == proposal.id)) \
+            == total
+        assert db.scalar(select(func.sum(Dataset.file_count)).where(Dataset.proposal_id == proposal.id)) == total
