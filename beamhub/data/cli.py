@@ -206,3 +206,54 @@ def smb_config(share: Annotated[str, typer.Option(help="the share's name")] = "b
     settings = _settings(config)
     with _errors():
         typer.echo(smb_conf(settings, share), nl=False)
+
+
+@data_app.command("watch")
+def watch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2024-00123")],
+          path: Annotated[Optional[Path], typer.Argument(
+              help="a folder of the proposal; default: its folder on its own tier")] = None,
+          config: ConfigOption = None) -> None:
+    """Register files as the DAQ closes them (inotify): ACLs and catalogue, in batches, until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    from beamhub.data.ingest import RegisterResult
+    from beamhub.data.watch import ProposalWatcher
+
+    def report(kind: str, result: RegisterResult) -> None:
+        console.print(f"{datetime.now():%H:%M:%S} {kind}: {result.files} files, {result.added} added, "
+                      f"{result.updated} updated, {result.acl_paths} ACLs set")
+        if kind == "start-up":
+            console.print(f"watching {escape(str(watcher.target.start))} (stop with Ctrl-C or SIGTERM)")
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    services = _services(config)
+    with _errors():
+        watcher = ProposalWatcher(services.data, _principal(), proposal, path, report)
+        summary = watcher.run(stop)
+    console.print(f"stopped: {summary.files} files registered in {summary.batches} batches "
+                  f"({summary.started.files} files seen at start-up, {summary.rescans} rescans after lost events)")
+
+
+@data_app.command("migrate")
+def migrate(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2024-00123")],
+            to: Annotated[str, typer.Option("--to", help="the tier to move the data to, e.g. warm")],
+            config: ConfigOption = None) -> None:
+    """Move a proposal's data to another tier with its ACLs, xattrs and mtimes; run it again to finish a killed one."""
+    from beamhub.data.migrate import migrate_proposal
+
+    services = _services(config)
+    labels = {"copy": "files copied and verified", "remove": "files removed from the old tier"}
+    with _errors(), _phases(labels) as report:
+        result = migrate_proposal(services.data, _principal(), proposal, to,
+                                  lambda phase, _bytes, files: report(phase, files))
+    console.print(f"{result.proposal_id}: {result.from_tier} -> {result.to_tier}; {result.files_copied} copied, "
+                  f"{result.files_skipped} already there, {result.files_verified} verified, "
+                  f"{result.bytes_copied} bytes; {result.files_removed} removed from {result.from_tier} "
+                  f"in {result.seconds:.1f} s")
+    if result.kept:
+        err.print("[yellow]left on the old tier (they differ from their copy):[/yellow] "
+                  f"{escape(', '.join(result.kept[:20]))}")
+        raise typer.Exit(1)

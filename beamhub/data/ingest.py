@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
 from beamhub.data.models import PATH_BYTES, DataFile, Dataset
 from beamhub.db import Database, utcnow
-from beamhub.errors import Conflict
+from beamhub.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,52 @@ def register_tree(database: Database, target: Target, access: AccessList,
     return result
 
 
+def register_paths(database: Database, target: Target, paths: Iterable[Path], access: AccessList) -> RegisterResult:
+    """Set the ACL of each given folder and regular file and catalogue the files; no walk.
+
+    A path that no longer exists loses its record (a folder: the records below it). One that is
+    neither a folder nor a regular file (a symlink) is passed over.
+    """
+    result = RegisterResult()
+    files: dict[Path, list[str]] = {}
+    gone: set[str] = set()
+    datasets: set[str] = set()
+    for path in paths:
+        relative = target.relative(path)
+        if not os.path.lexists(path):
+            gone.add(relative)
+        elif (regular := _set_acl(path, target, access, result)) is None:
+            continue
+        elif regular:
+            files.setdefault(path.parent, []).append(path.name)
+        datasets.add(relative.split("/", 1)[0])
+    with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="sha256") as hashers:
+        try:
+            walker = _Walker(database, target, result, hashers, None)
+            walker.forget(gone - {""})
+            walker.run_files(files)
+        except IntegrityError as exc:
+            raise Conflict(f"another registration of {target.proposal_id} ran at the same time; "
+                           "run this one again") from exc
+    for name in sorted(datasets - {""}):
+        _recount(database, target, name)
+    return result
+
+
+def _set_acl(path: Path, target: Target, access: AccessList, result: RegisterResult) -> bool | None:
+    """Set the ACL of one folder or file: True for a regular file to catalogue, False for a folder, None: skipped."""
+    try:
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+        if regular and not recordable(target.relative(path)):
+            result.skipped += 1
+            return None
+        set_path_acl(path, access)
+    except (FileNotFoundError, NotFound, Invalid):
+        return None
+    result.acl_paths += 1
+    return regular
+
+
 def _phase(progress: Progress | None, phase: str) -> Callable[[int], None] | None:
     return None if progress is None else (lambda done: progress(phase, done))
 
@@ -154,6 +200,20 @@ class _Walker:
             self._sync(relative, names, directory, prune=True)
         self._prune_unvisited(self.target.relative(start))
 
+    def run_files(self, files: dict[Path, list[str]]) -> None:
+        """Catalogue the given files (names by directory) and nothing else."""
+        for directory in sorted(files):
+            self._sync(self.target.relative(directory), sorted(files[directory]), directory, prune=False)
+
+    def forget(self, relpaths: set[str]) -> None:
+        """Remove the records of these paths on this tier, and of every file below those that were folders."""
+        with self.database.session() as db:
+            for relpath in sorted(relpaths):
+                gone = db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
+                                                         DataFile.tier == self.target.tier,
+                                                         under(DataFile.relpath, relpath)))
+                self.result.removed += gone.rowcount or 0
+
     def _directories(self, start: Path) -> Iterator[tuple[Path, list[str]]]:
         """(directory, names of its regular files) for start and every real directory below it."""
         for directory, subdirs, files in os.walk(start, followlinks=False, onerror=_raise):
@@ -170,10 +230,12 @@ class _Walker:
 
     def _sync(self, parent: str, names: list[str], directory: Path, prune: bool) -> None:
         """Bring the catalogue's records of one directory's files in line with what it holds."""
+        query = (select(DataFile.relpath, DataFile.size, DataFile.mtime_ns, DataFile.sha256, DataFile.tier)
+                 .where(DataFile.proposal_id == self.target.proposal_id, DataFile.parent == parent))
+        if not prune:  # only these files matter: do not read the records of a whole large directory
+            query = query.where(DataFile.relpath.in_([f"{parent}/{name}" if parent else name for name in names]))
         with self.database.session() as db:
-            known = {row.relpath: row for row in db.execute(
-                select(DataFile.relpath, DataFile.size, DataFile.mtime_ns, DataFile.sha256, DataFile.tier)
-                .where(DataFile.proposal_id == self.target.proposal_id, DataFile.parent == parent))}
+            known = {row.relpath: row for row in db.execute(query)}
         seen = [s for s in (self._stat(parent, name, directory) for name in names) if s is not None]
         for index in range(0, len(seen), BATCH):
             self._store(parent, seen[index:index + BATCH], known)

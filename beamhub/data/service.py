@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from beamhub.config import Settings
 from beamhub.data.access import Caller
 from beamhub.data.acl import AccessList, set_tree_acl
-from beamhub.data.ingest import Progress, RegisterResult, Target, register_tree
+from beamhub.data.ingest import Progress, RegisterResult, Target, register_paths, register_tree
 from beamhub.data.models import MemberRole, Proposal, ProposalMember
 from beamhub.data.paths import resolve_inside
 from beamhub.data.schemas import ProposalCreate
@@ -289,8 +289,7 @@ class DataService:
     def register(self, principal: Principal, proposal_id: str, relative: str = "", tier: str | None = None,
                  progress: Progress | None = None) -> RegisterResult:
         """Register a proposal's data (all of it, or the folder or file `relative` names) on one tier."""
-        if not (principal.is_admin or Role.service.value in principal.roles):
-            raise Forbidden("only the DAQ (a service account) and administrators register data")
+        self._check_registrar(principal)
         proposal = self._load(proposal_id)
         root = self.proposal_dir(proposal, self._check_tier(tier or proposal.tier))
         if not root.is_dir():
@@ -301,14 +300,35 @@ class DataService:
     def register_path(self, principal: Principal, proposal_id: str, path: Path,
                       progress: Progress | None = None) -> RegisterResult:
         """Register a folder or file given by its path on the data file system (the command line's way)."""
+        target = self.locate(proposal_id, path)
+        return self.register(principal, proposal_id, target.relative(target.start), target.tier, progress)
+
+    def locate(self, proposal_id: str, path: Path | None = None) -> Target:
+        """The tier folder of the proposal that holds `path` (default: its folder on its own tier), real paths."""
         proposal = self._load(proposal_id)
-        real = Path(os.path.realpath(path))
+        real = Path(os.path.realpath(path if path is not None else self.proposal_dir(proposal)))
         for tier in self.settings.storage_tiers:
             root = Path(os.path.realpath(self.proposal_dir(proposal, tier)))
             if real == root or root in real.parents:
-                return self.register(principal, proposal_id, real.relative_to(root).as_posix(), tier, progress)
+                return Target(proposal.id, root, real, tier)
         raise Invalid(f"{path} is not inside a folder of proposal {proposal_id} "
                       f"({self.settings.storage_root}/<tier>/{proposal.beamline}/{proposal.id})")
+
+    def register_files(self, principal: Principal, proposal_id: str, tier: str, paths: list[Path]) -> RegisterResult:
+        """Set the ACLs of these folders and files of the proposal and catalogue the files (the watcher's way)."""
+        self._check_registrar(principal)
+        proposal = self._load(proposal_id)
+        root = Path(os.path.realpath(self.proposal_dir(proposal, self._check_tier(tier))))
+        outside = [str(p) for p in paths if root not in p.parents]
+        if outside:
+            raise Invalid(f"not inside {root}: {', '.join(outside[:3])}")
+        with self._lock(proposal.id):
+            return register_paths(self.db, Target(proposal.id, root, root, tier), paths, self.access_list(proposal))
+
+    @staticmethod
+    def _check_registrar(principal: Principal) -> None:
+        if not (principal.is_admin or Role.service.value in principal.roles):
+            raise Forbidden("only the DAQ (a service account) and administrators register data")
 
     def _register(self, principal: Principal, proposal: Proposal, target: Target,
                   progress: Progress | None) -> RegisterResult:

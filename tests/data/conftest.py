@@ -8,10 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from beamhub.app import build_services
+from beamhub.config import Settings
 
 
 @pytest.fixture
@@ -21,6 +25,24 @@ def storage() -> Iterator[Path]:
     root.chmod(0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def env(require_root: None, tmp_path: Path, database_url: str, storage: Path,
+        uid_range_env: dict[str, str]) -> dict[str, str]:
+    """The configuration, as the environment a `beamhub` command gets."""
+    return {"BEAMHUB_STATE_DIR": str(tmp_path / "state"), "BEAMHUB_DATABASE_URL": database_url,
+            "BEAMHUB_STORAGE_ROOT": str(storage), **uid_range_env}
+
+
+@pytest.fixture
+def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """beamhub's services in this process, on the configuration of `env`."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    built = build_services(Settings())
+    yield built
+    built.db.dispose()
 
 
 @pytest.fixture(scope="module")

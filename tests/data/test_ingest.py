@@ -20,8 +20,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from beamhub.app import build_services
-from beamhub.config import Settings
 from beamhub.data.acl import read_access
 from beamhub.data.models import DataFile, Dataset, MemberRole
 from beamhub.data.schemas import ProposalCreate
@@ -29,24 +27,6 @@ from beamhub.identity.principal import Principal
 
 ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))
 BIN = Path(sys.executable).parent
-
-
-
-@pytest.fixture
-def env(require_root: None, tmp_path: Path, database_url: str, storage: Path,
-        uid_range_env: dict[str, str]) -> dict[str, str]:
-    """The configuration, as the environment a `beamhub` command gets."""
-    return {"BEAMHUB_STATE_DIR": str(tmp_path / "state"), "BEAMHUB_DATABASE_URL": database_url,
-            "BEAMHUB_STORAGE_ROOT": str(storage), **uid_range_env}
-
-
-@pytest.fixture
-def services(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    built = build_services(Settings())
-    yield built
-    built.db.dispose()
 
 
 @pytest.fixture
