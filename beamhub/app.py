@@ -38,6 +38,7 @@ from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
+from beamhub.web.console import install as install_console
 
 log = logging.getLogger(__name__)
 
@@ -135,4 +136,5 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     for router in (login_router, users_router, audit_router, keys_router, windows_router, sessions_router,
                    heps_router, proxy_router, data_router):
         app.include_router(router)
+    install_console(app, settings)
     return app

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     reconcile_interval: float = 2.0
     heartbeat_interval: float = 30.0
 
+    console_timezone: str = Field("UTC", description="IANA time zone the web console shows times in, e.g. "
+                                                     "Asia/Shanghai")
+
     @field_validator("bind")
     @classmethod
     def _bind_has_port(cls, value: str) -> str:

@@ -195,6 +195,7 @@ ROUTES = [
     Route("GET", "/api/v1/users/{username}/windows", OWNER),
     Route("GET", "/api/v1/windows/sid/{sid}", ADMIN),
     Route("GET", "/api/v1/sessions", ANYONE),
+    Route("GET", "/api/v1/sessions/events", ANYONE),
     Route("POST", "/api/v1/sessions", OWNER, body=lambda w: {**SESSION_BODY, "user": w.alice}),
     Route("GET", "/api/v1/sessions/{session_id}", OWNER),
     Route("PATCH", "/api/v1/sessions/{session_id}", OWNER, body=lambda w: {"runtime": 600}),

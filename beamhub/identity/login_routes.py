@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from html import escape
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
@@ -16,6 +15,7 @@ from beamhub.errors import BeamhubError, Forbidden, NotFound
 from beamhub.identity.login import same_secret
 from beamhub.identity.models import User
 from beamhub.identity.oidc import PENDING_TTL, OidcLogin, local_path
+from beamhub.web.pages import render, translator
 
 router = APIRouter(tags=["login"])
 
@@ -52,34 +52,23 @@ def _oidc(request: Request) -> OidcLogin:
     return request.app.state.oidc
 
 
-def login_page(request: Request, csrf: str, next_path: str, message: str = "") -> str:
-    """A minimal login form; every value is escaped."""
+def login_page(request: Request, csrf: str, next_path: str, message: str = "", status_code: int = 200,
+               expired: bool = False) -> HTMLResponse:
+    """The login page (console template) for every enabled method, in the browser's language."""
     settings = get_services(request).settings
-    methods = [m for m in ("password", "pam") if m in settings.login_methods]
-    choices = "".join(f'<label><input type="radio" name="method" value="{m}"{" checked" if i == 0 else ""}> '
-                      f'{"beamhub password" if m == "password" else "system password"}</label> '
-                      for i, m in enumerate(methods))
-    hidden = f'<input type="hidden" name="method" value="{methods[0]}">' if methods else ""
-    form = (f'<form method="post" action="/login"><input type="hidden" name="csrf_token" value="{escape(csrf)}">'
-            f'<input type="hidden" name="next" value="{escape(next_path)}">'
-            '<p><label>Username <input name="username" autocomplete="username" required></label></p>'
-            '<p><label>Password <input name="password" type="password" autocomplete="current-password" required>'
-            f'</label></p><p>{choices if len(methods) > 1 else hidden}</p><p><button>Sign in</button></p></form>'
-            ) if methods else ""
-    sso = (f'<p><a href="/login/oidc?next={escape(next_path, quote=True)}">Sign in with '
-           f'{escape(settings.oidc_provider_name)}</a></p>') if "oidc" in settings.login_methods else ""
-    error = f'<p role="alert">{escape(message)}</p>' if message else ""
-    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>beamhub: sign in</title></head>'
-            f'<body><h1>Sign in to beamhub</h1>{error}{form}{sso}</body></html>')
+    oidc = settings.oidc_provider_name if "oidc" in settings.login_methods else ""
+    return render(request, "login.html", status_code, login_csrf=csrf, next_path=next_path,
+                  methods=[m for m in ("password", "pam") if m in settings.login_methods], oidc_provider=oidc,
+                  message=translator(request)(message) if message else "", expired=expired)
 
 
 @router.get("/login", include_in_schema=False)
-def get_login(request: Request, next: str = "/") -> Response:  # noqa: A002
+def get_login(request: Request, next: str = "/", expired: bool = False) -> Response:  # noqa: A002
     """The login form, with a login CSRF token bound to a pre-session cookie (double submit)."""
     csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
     methods = get_services(request).settings.login_methods
     response: Response = (JSONResponse({"csrf_token": csrf, "methods": methods}) if wants_json(request)
-                          else HTMLResponse(login_page(request, csrf, local_path(next))))
+                          else login_page(request, csrf, local_path(next), expired=expired))
     set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600, path="/login")
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -112,7 +101,7 @@ def post_login(request: Request, login: Login, username: Annotated[str, Form(max
         if wants_json(request):
             raise
         csrf = expected or secrets.token_urlsafe(32)
-        page = HTMLResponse(login_page(request, csrf, local_path(next), str(exc)), status_code=exc.status_code)
+        page = login_page(request, csrf, local_path(next), str(exc), exc.status_code)
         set_cookie(request, page, LOGIN_CSRF_COOKIE, csrf, max_age=3600, path="/login")
         return page
     return _logged_in(request, user, method, next)

@@ -10,10 +10,17 @@ from starlette.responses import StreamingResponse
 
 from beamhub.db import utcnow
 from beamhub.deps import Sessions, SessionsPrincipal
-from beamhub.sessions.models import SessionRecord
+from beamhub.sessions.models import SessionEvent, SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _sse(event: SessionEvent) -> str:
+    """One server-sent event: its id, its kind as the event name, the event as JSON."""
+    payload = EventOut.model_validate(event, from_attributes=True).model_dump_json()
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {payload}\n\n"
 
 
 def session_out(record: SessionRecord) -> SessionOut:
@@ -39,6 +46,27 @@ def create_session(body: SessionCreate, principal: SessionsPrincipal, sessions: 
 def list_sessions(principal: SessionsPrincipal, sessions: Sessions, user: str | None = None,
                   active: bool = False) -> list[SessionOut]:
     return [session_out(r) for r in sessions.list(principal, user, active_only=active)]
+
+
+@router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
+def my_session_events(principal: SessionsPrincipal, sessions: Sessions,
+                      last_event_id: int | None = Header(None)) -> StreamingResponse:
+    """Server-sent events of all your sessions, from now (or after Last-Event-ID), while you listen."""
+    cursor = last_event_id if last_event_id is not None else sessions.latest_event_id()
+    first = sessions.events_of_user(principal, principal.username, cursor)  # a refusal answers before streaming
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal cursor
+        events = first
+        yield ": listening\n\n"
+        while True:
+            for event in events:
+                cursor = event.id
+                yield _sse(event)
+            await asyncio.sleep(0.5)
+            events = await asyncio.to_thread(sessions.events_of_user, principal, principal.username, cursor)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.get("/{session_id}", response_model=SessionOut)
@@ -71,14 +99,13 @@ def session_events(session_id: str, principal: SessionsPrincipal, sessions: Sess
             events = await asyncio.to_thread(sessions.events, principal, session_id, cursor)
             for event in events:
                 cursor = event.id
-                payload = EventOut.model_validate(event, from_attributes=True).model_dump_json()
-                yield f"id: {event.id}\nevent: {event.kind}\ndata: {payload}\n\n"
+                yield _sse(event)
             record = await asyncio.to_thread(sessions.get, principal, session_id)
             if not record.state.is_active and not events:
                 return
             await asyncio.sleep(0.25)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post("/{session_id}/agent", status_code=status.HTTP_204_NO_CONTENT, include_in_schema=False)

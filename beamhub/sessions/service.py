@@ -25,6 +25,7 @@ from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
 from beamhub.sessions import kinds
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
+from beamhub.sessions.reader import SessionReader
 from beamhub.sessions.schemas import AgentReport, SessionSpec
 from beamhub.units import format_size
 
@@ -61,7 +62,7 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-class SessionService:
+class SessionService(SessionReader):
     def __init__(self, db: Database, settings: Settings, backend: Backend, identity: IdentityService,
                  audit: AuditService) -> None:
         self.db = db
@@ -72,53 +73,6 @@ class SessionService:
         self._allocation = threading.Lock()
         self._moving = threading.Lock()  # requests, the reconciler and agent reports move states one at a time
         self._ending: set[str] = set()  # sessions whose processes a thread of this process is stopping now
-
-    # --- reading -----------------------------------------------------------------------
-    def get(self, principal: Principal, session_id: str) -> SessionRecord:
-        """A session the principal may see: their own, their beamlines' (staff), any (admin)."""
-        with self.db.session() as db:
-            record = db.get(SessionRecord, session_id)
-        if record is None:
-            raise NotFound(f"no session {session_id}")
-        if not principal.may_manage(record.user_id, record.beamline):
-            raise Forbidden("this session belongs to another user")
-        return record
-
-    def list(self, principal: Principal, username: str | None = None, active_only: bool = False) -> list[SessionRecord]:
-        """Sessions of one user; by default your own (and your beamlines' for staff), or all for an admin."""
-        query = select(SessionRecord).order_by(SessionRecord.created_at.desc())
-        if username is not None or principal.user_id is not None and not principal.is_admin:
-            user = self.identity.resolve_target(principal, username)
-            mine = SessionRecord.user_id == user.id
-            if username is None and principal.is_staff and principal.beamlines:
-                mine = mine | SessionRecord.beamline.in_(principal.beamlines)
-            query = query.where(mine)
-        if active_only:
-            query = query.where(SessionRecord.state.in_(ACTIVE_STATES))
-        with self.db.session() as db:
-            return list(db.scalars(query))
-
-    def find_active(self, principal: Principal, username: str, name: str) -> SessionRecord:
-        """The active session of a user with this name."""
-        user = self.identity.resolve_target(principal, username)
-        with self.db.session() as db:
-            record = db.scalar(select(SessionRecord).where(
-                SessionRecord.user_id == user.id, SessionRecord.name == name,
-                SessionRecord.state.in_(ACTIVE_STATES)))
-        if record is None:
-            raise NotFound(f"{username} has no active session named {name}")
-        return record
-
-    def active(self) -> list[SessionRecord]:
-        with self.db.session() as db:
-            return list(db.scalars(select(SessionRecord).where(SessionRecord.state.in_(ACTIVE_STATES))))
-
-    def events(self, principal: Principal, session_id: str, after: int = 0) -> list[SessionEvent]:
-        self.get(principal, session_id)
-        with self.db.session() as db:
-            query = (select(SessionEvent).where(SessionEvent.session_id == session_id, SessionEvent.id > after)
-                     .order_by(SessionEvent.id))
-            return list(db.scalars(query))
 
     def proxy_target(self, principal: Principal, session_id: str) -> tuple[int, str]:
         """Port and private token of a running session the principal may reach."""

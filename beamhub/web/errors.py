@@ -1,0 +1,89 @@
+"""Failures on console pages: a readable page in the user's language, never a traceback or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from beamhub.compute.backend import BackendError
+from beamhub.errors import (BeamhubError, Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady,
+                            TooManyRequests, Unauthenticated)
+from beamhub.web.pages import LoginRequired, login_redirect, render, translator
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+N_ = str  # marks a message for extraction; it is translated where it is shown
+
+TITLES: list[tuple[type[BeamhubError], str]] = [
+    (InsufficientResources, N_("Not enough free resources")),
+    (Unauthenticated, N_("Please sign in again")),
+    (Forbidden, N_("Not allowed")),
+    (NotFound, N_("Not found")),
+    (Invalid, N_("This request cannot be done")),
+    (Conflict, N_("This cannot be done now")),
+    (NotReady, N_("Not ready yet")),
+    (TooManyRequests, N_("Too many attempts")),
+]
+"""The heading of an error page, by the kind of failure (the most specific first)."""
+
+
+def title_of(exc: BeamhubError) -> str:
+    return next((title for kind, title in TITLES if isinstance(exc, kind)), N_("Something went wrong"))
+
+
+def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
+    """The error page: a translated heading, the reason (translated where the catalogue knows it), what next."""
+    _ = translator(request)
+    return render(request, "error.html", status_code, code=status_code, title=_(title),
+                  detail=_(detail) if detail else "")
+
+
+def page_error(request: Request, exc: Exception) -> Response:
+    """The page for an exception a page route raised; anything else is not ours to answer."""
+    if isinstance(exc, LoginRequired):
+        return login_redirect(exc)
+    if isinstance(exc, BeamhubError):
+        return error_page(request, exc.status_code, title_of(exc), str(exc))
+    if isinstance(exc, BackendError):
+        return error_page(request, 503, N_("The compute backend failed"), str(exc))
+    if isinstance(exc, RequestValidationError):
+        return error_page(request, 422, N_("This request cannot be done"), N_("A field of the form is missing or "
+                                                                                 "not valid; go back and check it."))
+    raise exc
+
+
+class PageRoute(APIRoute):
+    """A route of the console: failures become pages, not JSON."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (LoginRequired, BeamhubError, BackendError, RequestValidationError) as exc:
+                return page_error(request, exc)
+
+        return handle
+
+
+def wants_html(request: Request) -> bool:
+    """A browser navigating to a page (not an API client, not a session behind the proxy)."""
+    path = request.url.path
+    return "text/html" in request.headers.get("accept", "") and not path.startswith(("/api/", "/s/"))
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """An unknown page or a wrong method: a page for browsers, JSON `detail` for every other client."""
+    if wants_html(request):
+        title = N_("Not found") if exc.status_code == 404 else N_("Something went wrong")
+        detail = N_("There is no page at this address.") if exc.status_code == 404 else ""
+        return error_page(request, exc.status_code, title, detail)
+    return await http_exception_handler(request, exc)

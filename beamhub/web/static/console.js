@@ -1,0 +1,120 @@
+// The console's small enhancements: every page works without them.
+"use strict";
+
+const labels = (() => {
+  const block = document.getElementById("labels");
+  return block ? JSON.parse(block.textContent) : { states: {}, day: "d" };
+})();
+
+function two(n) {
+  return String(n).padStart(2, "0");
+}
+
+// A duration as the server writes it: 03:04:05, or 2 d 03:04:05.
+function duration(seconds) {
+  const total = Math.max(Math.floor(seconds), 0);
+  const days = Math.floor(total / 86400);
+  const rest = total % 86400;
+  const clock = `${two(Math.floor(rest / 3600))}:${two(Math.floor((rest % 3600) / 60))}:${two(rest % 60)}`;
+  return days ? `${days} ${labels.day} ${clock}` : clock;
+}
+
+function tick() {
+  const now = Date.now();
+  document.querySelectorAll("[data-since]").forEach((el) => {
+    el.textContent = duration((now - Date.parse(el.dataset.since)) / 1000);
+  });
+  document.querySelectorAll("[data-until]").forEach((el) => {
+    el.textContent = duration((Date.parse(el.dataset.until) - now) / 1000);
+  });
+}
+
+function confirmForms() {
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+}
+
+// Show a session's new state and latest message in its row or page.
+function showEvent(holder, event) {
+  const label = holder.querySelector("[data-state-label]");
+  if (label) {
+    label.textContent = labels.states[event.state] || event.state;
+    label.className = `state state-${event.state}`;
+  }
+  const message = holder.querySelector("[data-message]");
+  if (message) message.textContent = event.message;
+}
+
+// Dashboard: one stream of all my sessions' events; a change of state reloads the page for its new controls.
+function liveDashboard(section) {
+  const source = new EventSource("/api/v1/sessions/events");
+  let reload = null;
+  const onEvent = (raw) => {
+    const event = JSON.parse(raw.data);
+    const row = document.querySelector(`tr[data-session="${CSS.escape(event.session_id)}"]`);
+    if (row) showEvent(row, event);
+    if (!row || row.dataset.state !== event.state) {
+      clearTimeout(reload);
+      reload = setTimeout(() => window.location.reload(), 400);
+    }
+  };
+  ["transition", "warning", "extended"].forEach((kind) => source.addEventListener(kind, onEvent));
+  section.dataset.live = "on";
+}
+
+// A session's page: its events as they happen; it opens the session once it runs.
+const ACTIVE = ["pending", "starting", "running", "stopping"];
+
+function liveSession(page) {
+  if (!ACTIVE.includes(page.dataset.state)) return;
+  const id = page.dataset.session;
+  const list = page.querySelector("[data-events]");
+  const source = new EventSource(`/api/v1/sessions/${encodeURIComponent(id)}/events?after=${page.dataset.after}`);
+  const onEvent = (raw) => {
+    const event = JSON.parse(raw.data);
+    const item = document.createElement("li");
+    const when = document.createElement("time");
+    when.textContent = new Date(event.at).toLocaleString();
+    item.append(when, " ", event.message || labels.states[event.state] || event.state);
+    list.append(item);
+    showEvent(page, event);
+    if (event.state === page.dataset.state) return;
+    page.dataset.state = event.state;
+    if (event.state === "running" && page.dataset.open) {
+      window.location.assign(page.dataset.open);
+    } else if (event.kind === "transition") {
+      window.location.reload();
+    }
+  };
+  ["transition", "warning", "extended"].forEach((kind) => source.addEventListener(kind, onEvent));
+  source.addEventListener("error", () => {
+    if (!ACTIVE.includes(page.dataset.state)) source.close();
+  });
+}
+
+// Launch form: the program fields only for the kinds that need them.
+function launchForm(form) {
+  const kind = form.querySelector("[data-kind]");
+  const sync = () => {
+    form.querySelectorAll("[data-for-kind]").forEach((part) => {
+      part.hidden = part.dataset.forKind !== kind.value;
+    });
+  };
+  kind.addEventListener("change", sync);
+  sync();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  tick();
+  setInterval(tick, 1000);
+  confirmForms();
+  const dashboard = document.querySelector("[data-live-sessions]");
+  if (dashboard && window.EventSource) liveDashboard(dashboard);
+  const page = document.querySelector("[data-session-page]");
+  if (page && window.EventSource) liveSession(page);
+  const form = document.querySelector("[data-launch-form]");
+  if (form) launchForm(form);
+});

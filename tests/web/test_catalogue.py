@@ -1,0 +1,72 @@
+"""Every message of the console has a Simplified Chinese translation; adding an untranslated one fails here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+
+import beamhub.web
+
+WEB = Path(beamhub.web.__file__).parent
+ROOT = WEB.parent.parent
+PO = WEB / "translations" / "zh_CN" / "LC_MESSAGES" / "messages.po"
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
+
+
+def extracted() -> set[str]:
+    """The msgids (singular forms) that babel.cfg finds in the console's templates and code."""
+    with (WEB / "babel.cfg").open() as cfg:
+        method_map, options_map = parse_mapping_cfg(cfg)
+    found = extract_from_dir(str(ROOT), method_map, options_map, keywords=DEFAULT_KEYWORDS)
+    return {message if isinstance(message, str) else message[0] for _, _, message, _, _ in found}
+
+
+def catalogue() -> dict[str, tuple[str, ...]]:
+    with PO.open("rb") as source:
+        po = read_po(source, locale="zh_CN")
+    assert not [m.id for m in po if m.id and m.fuzzy], "fuzzy translations are not used: review them"
+    return {(m.id if isinstance(m.id, str) else m.id[0]): (m.string if isinstance(m.string, tuple) else (m.string,))
+            for m in po if m.id}
+
+
+def test_the_extraction_finds_the_templates_and_the_code() -> None:
+    messages = extracted()
+    assert {"Sign in to beamhub", "My sessions", "Start JupyterLab", "Not enough free resources"} <= messages
+
+
+def test_every_console_message_has_a_chinese_translation() -> None:
+    translated = catalogue()
+    missing = sorted(m for m in extracted() if not all(translated.get(m, ("",))))
+    assert not missing, f"add these to {PO.relative_to(ROOT)} (see beamhub/web/README.md): {missing}"
+
+
+def test_translations_keep_every_placeholder() -> None:
+    for msgid, forms in catalogue().items():
+        for form in forms:
+            assert set(PLACEHOLDER.findall(form)) == set(PLACEHOLDER.findall(msgid)), (msgid, form)
+
+
+def test_the_catalogue_holds_no_message_the_console_no_longer_uses() -> None:
+    stale = sorted(set(catalogue()) - extracted())
+    assert not stale, f"remove these from {PO.relative_to(ROOT)}: {stale}"
+
+
+UNMARKED_ALLOWED = {"beamhub"}
+"""Words a template may show as they are, in every language."""
+
+
+def visible_text(template: str) -> str:
+    """A template's text outside Jinja code, tags and scripts: what a page shows without translation."""
+    for pattern in (r"{#.*?#}", r"{%.*?%}", r"{{.*?}}", r"<script.*?</script>", r"<[^>]+>", r"&\w+;"):
+        template = re.sub(pattern, " ", template, flags=re.S)
+    return template
+
+
+def test_templates_show_no_text_that_is_not_marked_for_translation() -> None:
+    for path in sorted((WEB / "templates").rglob("*.html")):
+        words = set(re.findall(r"[^\W\d_]{2,}", visible_text(path.read_text()))) - UNMARKED_ALLOWED
+        assert not words, f"{path.relative_to(ROOT)} shows unmarked text {sorted(words)}: wrap it in _()"
