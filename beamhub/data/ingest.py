@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, select, true
+from sqlalchemy import ColumnElement, Row, delete, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
 from beamhub.data.models import PATH_BYTES, DataFile, Dataset
@@ -29,7 +28,7 @@ from beamhub.errors import Conflict, Invalid, NotFound
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-BATCH = 500
+BATCH = 2000
 HASH_WORKERS = 4
 
 Progress = Callable[[str, int], None]
@@ -67,22 +66,24 @@ class Seen:
 
     name: str
     relpath: str
-    path: Path
+    path: str
     size: int
     mtime_ns: int
 
 
-def sha256_of(path: Path) -> tuple[str | None, int]:
+def sha256_of(path: Path | str) -> tuple[str | None, int]:
     """The SHA-256 of a regular file (None if it changed while being read) and the bytes read."""
     digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb", buffering=0) as source:
+    try:
         before = os.fstat(fd)
         read = 0
-        while chunk := source.read(CHUNK):
+        while chunk := os.read(fd, CHUNK):
             digest.update(chunk)
             read += len(chunk)
         after = os.fstat(fd)
+    finally:
+        os.close(fd)
     steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and read == after.st_size
     return (digest.hexdigest() if steady else None), read
 
@@ -194,10 +195,10 @@ class _Walker:
         if stat.S_ISREG(os.lstat(start).st_mode):
             self._sync(self.target.relative(start.parent), [start.name], start.parent, prune=False)
             return
-        for directory, names in self._directories(start):
+        for directory, entries in self._directories(start):
             relative = self.target.relative(directory)
             self.visited.add(relative)
-            self._sync(relative, names, directory, prune=True)
+            self._sync(relative, entries, directory, prune=True)
         self._prune_unvisited(self.target.relative(start))
 
     def run_files(self, files: dict[Path, list[str]]) -> None:
@@ -214,12 +215,17 @@ class _Walker:
                                                          under(DataFile.relpath, relpath)))
                 self.result.removed += gone.rowcount or 0
 
-    def _directories(self, start: Path) -> Iterator[tuple[Path, list[str]]]:
-        """(directory, names of its regular files) for start and every real directory below it."""
-        for directory, subdirs, files in os.walk(start, followlinks=False, onerror=_raise):
-            base = Path(directory)
-            subdirs[:] = sorted(d for d in subdirs if self._keep(self.target.relative(base / d)))
-            yield base, sorted(f for f in files if stat.S_ISREG(os.lstat(base / f).st_mode))
+    def _directories(self, start: Path) -> Iterator[tuple[Path, list[os.DirEntry[str]]]]:
+        """(directory, its regular files) for start and every real directory below it, in name order."""
+        pending = [start]
+        while pending:
+            directory = pending.pop()
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+            relative = self.target.relative(directory)
+            pending.extend(reversed([Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)
+                                     and self._keep(f"{relative}/{e.name}" if relative else e.name)]))
+            yield directory, [e for e in entries if e.is_file(follow_symlinks=False)]
 
     def _keep(self, relpath: str) -> bool:
         if recordable(relpath):
@@ -228,57 +234,66 @@ class _Walker:
         log.warning("not registered (name not UTF-8 or path too long): %r", relpath)
         return False
 
-    def _sync(self, parent: str, names: list[str], directory: Path, prune: bool) -> None:
-        """Bring the catalogue's records of one directory's files in line with what it holds."""
-        query = (select(DataFile.relpath, DataFile.size, DataFile.mtime_ns, DataFile.sha256, DataFile.tier)
+    def _sync(self, parent: str, files: list[str] | list[os.DirEntry[str]], directory: Path, prune: bool) -> None:
+        """Bring the catalogue's records of one directory's files (names or scandir entries) in line with it."""
+        names = [f if isinstance(f, str) else f.name for f in files]
+        query = (select(DataFile.id, DataFile.relpath, DataFile.size, DataFile.mtime_ns, DataFile.sha256,
+                        DataFile.tier)
                  .where(DataFile.proposal_id == self.target.proposal_id, DataFile.parent == parent))
         if not prune:  # only these files matter: do not read the records of a whole large directory
             query = query.where(DataFile.relpath.in_([f"{parent}/{name}" if parent else name for name in names]))
         with self.database.session() as db:
             known = {row.relpath: row for row in db.execute(query)}
-        seen = [s for s in (self._stat(parent, name, directory) for name in names) if s is not None]
+        seen = [s for s in (self._stat(parent, f, directory) for f in files) if s is not None]
         for index in range(0, len(seen), BATCH):
             self._store(parent, seen[index:index + BATCH], known)
         if prune:
             self._remove(set(known) - {s.relpath for s in seen})
 
-    def _stat(self, parent: str, name: str, directory: Path) -> Seen | None:
+    def _stat(self, parent: str, file: str | os.DirEntry[str], directory: Path) -> Seen | None:
+        name = file if isinstance(file, str) else file.name
         relpath = f"{parent}/{name}" if parent else name
         if not self._keep(relpath):
             return None
+        path = os.path.join(directory, name)
         try:
-            info = os.lstat(directory / name)
+            info = os.lstat(path) if isinstance(file, str) else file.stat(follow_symlinks=False)
         except FileNotFoundError:
             return None
-        return Seen(name, relpath, directory / name, info.st_size, info.st_mtime_ns)
+        return Seen(name, relpath, path, info.st_size, info.st_mtime_ns)
+
+    def _digests(self, changed: list[Seen]) -> list[tuple[str | None, int] | None]:
+        """The SHA-256 of each file: small ones here (a thread costs more than hashing them), large ones in parallel."""
+        large = {s.relpath: f for s, f in ((s, self.hashers.submit(_hash, s)) for s in changed if s.size > CHUNK)}
+        return [large[s.relpath].result() if s.relpath in large else _hash(s) for s in changed]
 
     def _store(self, parent: str, batch: list[Seen], known: dict[str, Row[Any]]) -> None:
-        """Upsert one batch in one transaction, hashing only new or changed files."""
+        """Upsert one batch in one transaction (bulk statements), hashing only new or changed files."""
         changed = [s for s in batch if not _current(known.get(s.relpath), s, self.target.tier)]
-        digests = list(self.hashers.map(_hash, changed))
-        with self.database.session() as db:
-            records = {r.relpath: r for r in db.scalars(select(DataFile).where(
-                DataFile.proposal_id == self.target.proposal_id,
-                DataFile.relpath.in_([s.relpath for s in changed])))} if changed else {}
-            for item, hashed in zip(changed, digests, strict=True):
-                if hashed is not None:
-                    self.result.hashed_bytes += hashed[1]
-                    self._upsert(db, parent, item, hashed[0], records.get(item.relpath))
+        new, updates = [], []
+        for item, hashed in zip(changed, self._digests(changed), strict=True):
+            if hashed is None:
+                continue
+            self.result.hashed_bytes += hashed[1]
+            values = {"size": item.size, "mtime_ns": item.mtime_ns, "sha256": hashed[0], "tier": self.target.tier}
+            record = known.get(item.relpath)
+            if record is None:
+                new.append({"proposal_id": self.target.proposal_id, "relpath": item.relpath, "parent": parent,
+                            "registered_at": utcnow(), **values})
+            else:
+                updates.append({"id": record.id, **values})
+        if new or updates:
+            with self.database.session() as db:
+                if new:
+                    db.execute(insert(DataFile.__table__), new)
+                if updates:
+                    db.execute(update(DataFile), updates)
+        self.result.added += len(new)
+        self.result.updated += len(updates)
         self.result.files += len(batch)
         self.result.unchanged += len(batch) - len(changed)
         if self.progress is not None:
             self.progress("files", self.result.files)
-
-    def _upsert(self, db: Session, parent: str, item: Seen, digest: str | None, record: DataFile | None) -> None:
-        values = {"size": item.size, "mtime_ns": item.mtime_ns, "sha256": digest, "tier": self.target.tier}
-        if record is None:
-            db.add(DataFile(proposal_id=self.target.proposal_id, relpath=item.relpath, parent=parent,
-                            registered_at=utcnow(), **values))
-            self.result.added += 1
-            return
-        for key, value in values.items():
-            setattr(record, key, value)
-        self.result.updated += 1
 
     def _remove(self, relpaths: set[str]) -> None:
         ordered = sorted(relpaths)
@@ -307,10 +322,6 @@ def _current(record: Row[Any] | None, seen: Seen, tier: str) -> bool:
     """Whether a record still describes the file: same size, mtime and tier, and a checksum."""
     return (record is not None and record.size == seen.size and record.mtime_ns == seen.mtime_ns
             and record.tier == tier and record.sha256 is not None)
-
-
-def _raise(error: OSError) -> None:
-    raise error
 
 
 def folder_range(prefix: str) -> tuple[str, str]:
