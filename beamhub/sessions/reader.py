@@ -29,9 +29,11 @@ class SessionReader:
             raise Forbidden("this session belongs to another user")
         return record
 
-    def list(self, principal: Principal, username: str | None = None, active_only: bool = False) -> list[SessionRecord]:
-        """Sessions of one user; by default your own (and your beamlines' for staff), or all for an admin."""
-        query = select(SessionRecord).order_by(SessionRecord.created_at.desc())
+    def list(self, principal: Principal, username: str | None = None, active_only: bool = False,
+             limit: int | None = None) -> list[SessionRecord]:
+        """Sessions of one user, newest first (the latest `limit`); by default your own (and your beamlines' for
+        staff), or all for an admin."""
+        query = select(SessionRecord).order_by(SessionRecord.created_at.desc()).limit(limit)
         if username is not None or principal.user_id is not None and not principal.is_admin:
             user = self.identity.resolve_target(principal, username)
             mine = SessionRecord.user_id == user.id

@@ -118,3 +118,17 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.querySelector("[data-launch-form]");
   if (form) launchForm(form);
 });
+
+// A copy button: puts the text of the element it names on the clipboard and says so.
+function copyButtons() {
+  document.querySelectorAll("button[data-copy]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const source = document.getElementById(button.dataset.copy);
+      if (!source || !navigator.clipboard) return;
+      await navigator.clipboard.writeText(source.textContent.trim());
+      button.textContent = button.dataset.copied;
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", copyButtons);

@@ -1,0 +1,106 @@
+"""The console's data pages: my proposals, a proposal's datasets, a folder's files with download links.
+
+Every listing is the data services' (the same calls and checks as /api/v1/proposals); downloads are plain links to
+that API, which the login cookie opens and which browsers and curl resume with HTTP Range.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from beamhub.data.models import DataFile
+from beamhub.data.paths import check_relative
+from beamhub.data.routes import file_out, proposal_out
+from beamhub.data.schemas import PROPOSAL_PATTERN, DatasetOut, FileOut
+from beamhub.deps import Browse, Data
+from beamhub.errors import NotFound
+from beamhub.identity.principal import Principal
+from beamhub.web.errors import PageRoute
+from beamhub.web.page_deps import PAGE_SIZE, PagePrincipal
+from beamhub.web.pages import render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def data_reader(principal: PagePrincipal) -> Principal:
+    """The logged-in user, if their credential may read data (as the API's data:read scope requires)."""
+    principal.require_scope("data:read")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(data_reader)]
+
+
+def checked_id(proposal_id: str) -> str:
+    """A proposal id from the address; any other text is a proposal that does not exist."""
+    if not re.match(PROPOSAL_PATTERN, proposal_id):
+        raise NotFound(f"no proposal {proposal_id}")
+    return proposal_id
+
+
+def crumbs(parts: list[str]) -> list[tuple[str, str]]:
+    """(name, folder) of each folder from the proposal down to `parts`, for the breadcrumb links."""
+    return [(part, "/".join(parts[: i + 1])) for i, part in enumerate(parts)]
+
+
+def zip_link(proposal_id: str, parts: list[str]) -> str | None:
+    """The API address of a folder inside a dataset as a zip; None for the proposal's top (no dataset)."""
+    if not parts:
+        return None
+    query = f"?folder={quote('/'.join(parts[1:]))}" if len(parts) > 1 else ""
+    return f"/api/v1/proposals/{proposal_id}/datasets/{quote(parts[0], safe='')}/zip{query}"
+
+
+def split_listing(rows: Iterable[DataFile], folder: str) -> tuple[list[str], list[FileOut]]:
+    """The sub-folders (from the deeper paths) and the files directly in `folder`, of one page of the catalogue."""
+    start = len(folder) + 1 if folder else 0
+    folders: dict[str, None] = {}
+    files = []
+    for row in rows:
+        name, deeper, _ = row.relpath[start:].partition("/")
+        if deeper:
+            folders[name] = None
+        else:
+            files.append(file_out(row))
+    return list(folders), files
+
+
+@router.get("/data")
+def my_data(request: Request, principal: Reader, data: Data, after: str | None = None) -> Response:
+    """The proposals I may see, a page at a time."""
+    page = data.list(principal, after or None, PAGE_SIZE)
+    return render(request, "data/proposals.html", principal=principal,
+                  proposals=[proposal_out(data, p) for p in page], after=after,
+                  next_after=page[-1].id if len(page) == PAGE_SIZE else None)
+
+
+@router.get("/data/{proposal_id}")
+def proposal_page(request: Request, proposal_id: str, principal: Reader, data: Data, browse: Browse,
+                  after: str | None = None) -> Response:
+    """One proposal: its facts, members and the datasets I may open, each with a zip download."""
+    proposal = data.get(principal, checked_id(proposal_id))
+    page = browse.datasets(principal, proposal.id, after or None, PAGE_SIZE)
+    return render(request, "data/proposal.html", principal=principal, proposal=proposal_out(data, proposal),
+                  datasets=[DatasetOut.model_validate(d) for d in page], after=after,
+                  next_after=page[-1].name if len(page) == PAGE_SIZE else None)
+
+
+@router.get("/data/{proposal_id}/files")
+def files_page(request: Request, proposal_id: str, principal: Reader, data: Data, browse: Browse,
+               prefix: str = "", after: str | None = None) -> Response:
+    """A folder of a proposal: its sub-folders and the files I may read, with size, date and a download link."""
+    proposal = data.get(principal, checked_id(proposal_id))
+    parts = check_relative(prefix)
+    folder = "/".join(parts)
+    rows, cursor = browse.files(principal, proposal.id, folder, after or None, PAGE_SIZE)
+    folders, files = split_listing(rows, folder)
+    return render(request, "data/files.html", principal=principal, proposal=proposal_out(data, proposal),
+                  folder=folder, crumbs=crumbs(parts), folders=folders, files=files, after=after,
+                  next_after=cursor, name_start=len(folder) + 1 if folder else 0,
+                  zip_href=zip_link(proposal.id, parts))
