@@ -10,6 +10,16 @@ SCOPES = frozenset({"sessions", "data:read", "data:ingest", "admin"})
 """What a token may be limited to; a login cookie carries every scope its user's roles allow."""
 
 
+def role_scopes(roles: frozenset[str] | list[str]) -> frozenset[str]:
+    """The scopes a user's roles can use: a token issued without a list gets these."""
+    scopes = {"sessions", "data:read"}
+    if "admin" in roles:
+        scopes |= {"admin", "data:ingest"}
+    if "service" in roles:
+        scopes.add("data:ingest")
+    return frozenset(scopes)
+
+
 @dataclass(frozen=True)
 class Principal:
     """A user (or the bootstrap admin, user_id None) as seen by one request."""
@@ -39,7 +49,7 @@ class Principal:
 
     def require_full_credential(self) -> None:
         """Refuse scope-limited tokens: only a login session or an unscoped token may do this."""
-        if self.scopes is not None and not SCOPES <= self.scopes:
+        if self.scopes is not None and not role_scopes(self.roles) <= self.scopes:
             raise Forbidden("this needs a login session or a token without scope limits")
 
     def require_admin(self) -> None:

@@ -69,7 +69,7 @@ class TokenCreate(BaseModel):
 
     name: str = Field("api", min_length=1, max_length=64)
     expires_in: int | None = Field(None, gt=0, description="seconds until the token stops working")
-    scopes: list[str] | None = Field(None, description="sessions, data:read, data:ingest, admin (default: all)")
+    scopes: list[str] | None = Field(None, description="sessions, data:read, data:ingest, admin (default: all that the user's roles can use)")
 
 
 class TokenInfo(BaseModel):

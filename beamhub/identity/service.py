@@ -21,7 +21,7 @@ from beamhub.identity import accounts, sources
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
 from beamhub.identity.models import ApiToken, Role, User, UserState
-from beamhub.identity.principal import SCOPES, Principal
+from beamhub.identity.principal import SCOPES, Principal, role_scopes
 
 BOOTSTRAP_ADMIN = "admin-token"
 
@@ -41,11 +41,11 @@ def _refusal(record: ApiToken | None, now: datetime) -> Unauthenticated | Forbid
     return None
 
 
-def _check_no_wider(by: Principal | None, scopes: list[str] | None) -> None:
+def _check_no_wider(by: Principal | None, scopes: list[str]) -> None:
     """A limited token may only issue tokens limited to its own scopes (else it could mint an unlimited one)."""
     if by is None or by.scopes is None or by.is_admin:
         return
-    wider = set(scopes or SCOPES) - by.scopes
+    wider = set(scopes) - by.scopes
     if wider:
         raise Forbidden(f"this token lacks the scopes {sorted(wider)}, so it cannot issue a token with them")
 
@@ -182,11 +182,12 @@ class IdentityService:
         user = self.get_user(username)
         if "admin" in (scopes or []) and not user.is_admin:
             raise Forbidden("only administrators can hold a token with the admin scope")
+        scopes = sorted(set(scopes) if scopes else role_scopes(user.roles))
         _check_no_wider(by, scopes)
         token = secrets.token_urlsafe(32)
         expires_at = utcnow() + timedelta(seconds=expires_in) if expires_in else None
         record = ApiToken(user_id=user.id, name=name, digest=token_digest(token), expires_at=expires_at,
-                          scopes=sorted(set(scopes or SCOPES)))
+                          scopes=scopes)
         with self.db.session() as db:
             db.add(record)
             db.flush()

@@ -111,6 +111,17 @@ def test_unknown_group_or_user_is_404_and_duplicate_group_409(server: Any, user:
     assert duplicate.status_code == 409 and "already exists" in duplicate.json()["detail"]
 
 
+def test_a_token_without_a_scope_list_gets_what_the_users_roles_can_use(server: Any, user: tuple[str, str]) -> None:
+    username, token = user
+    ordinary = server.client(token).post(f"/api/v1/users/{username}/tokens", json={"name": "all"})
+    assert ordinary.status_code == 201 and ordinary.json()["scopes"] == ["data:read", "sessions"]
+    admin = server.admin.post("/api/v1/users", json={"username": f"{username}a", "roles": ["admin"]}).json()
+    response = server.admin.post(f"/api/v1/users/{admin['username']}/tokens", json={"name": "all"})
+    assert response.json()["scopes"] == ["admin", "data:ingest", "data:read", "sessions"]
+    subprocess.run(["userdel", "-r", admin["username"]], capture_output=True)
+    subprocess.run(["groupdel", admin["username"]], capture_output=True)
+
+
 def test_tokens_are_listed_without_their_secret_and_revocation_is_immediate(server: Any,
                                                                             user: tuple[str, str]) -> None:
     username, token = user
@@ -138,9 +149,14 @@ def test_token_scopes_limit_what_a_token_may_do(server: Any, user: tuple[str, st
 
 
 def test_a_role_change_applies_to_the_next_request(server: Any, user: tuple[str, str]) -> None:
+    """A promotion reaches tokens issued after it (older ones keep their scopes); a demotion reaches every token."""
     username, token = user
     client = server.client(token)
     assert client.get("/api/v1/users").status_code == 403
     promoted = server.admin.patch(f"/api/v1/users/{username}", json={"roles": ["admin"]})
     assert promoted.status_code == 200 and promoted.json()["roles"] == ["admin", "user"]
-    assert client.get("/api/v1/users").status_code == 200
+    assert client.get("/api/v1/users").status_code == 403
+    admin_token = server.admin.post(f"/api/v1/users/{username}/tokens", json={"name": "admin"}).json()["token"]
+    assert server.client(admin_token).get("/api/v1/users").status_code == 200
+    assert server.admin.patch(f"/api/v1/users/{username}", json={"roles": ["user"]}).status_code == 200
+    assert server.client(admin_token).get("/api/v1/users").status_code == 403
