@@ -48,9 +48,10 @@ class World:
     files: dict[str, dict[str, bytes]]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """One headless Debian Chromium for all browser tests."""
+    """One headless Debian Chromium per test module, closed after it: while Playwright's sync API runs, its event
+    loop is the thread's running loop and asyncio.run() in tests outside tests/browser would fail."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
