@@ -16,7 +16,7 @@ from beamhub.config import Settings
 from beamhub.data.browse import DataBrowser
 from beamhub.data.service import DataService
 from beamhub.db import Database
-from beamhub.errors import Forbidden
+from beamhub.errors import BeamhubError, Forbidden
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
 from beamhub.identity.login import LoginService, same_secret
@@ -94,6 +94,16 @@ async def current_principal(connection: HTTPConnection) -> Principal:
     if unsafe and csrf is None and form_post and isinstance(connection, Request):
         csrf = str((await connection.form()).get("csrf_token") or "") or None
     return await run_in_threadpool(authenticate, connection, csrf, unsafe)
+
+
+async def credential_still_valid(connection: HTTPConnection) -> bool:
+    """Whether the caller's credential still stands: long streams ask again, so logout, revocation and
+    disabling end them too."""
+    try:
+        await run_in_threadpool(authenticate, connection)
+    except BeamhubError:
+        return False
+    return True
 
 
 def same_origin(connection: HTTPConnection) -> bool:

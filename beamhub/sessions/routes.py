@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Query, Request, status
 from starlette.responses import StreamingResponse
 
 from beamhub.db import utcnow
-from beamhub.deps import Sessions, SessionsPrincipal
+from beamhub.deps import Sessions, SessionsPrincipal, credential_still_valid
 from beamhub.sessions.models import SessionEvent, SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+RECHECK_SECONDS = 5.0
+"""How often an open event stream asks again whether its caller's credential still stands."""
 
 
 def _sse(event: SessionEvent) -> str:
@@ -49,7 +51,7 @@ def list_sessions(principal: SessionsPrincipal, sessions: Sessions, user: str | 
 
 
 @router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
-def my_session_events(principal: SessionsPrincipal, sessions: Sessions,
+def my_session_events(request: Request, principal: SessionsPrincipal, sessions: Sessions,
                       last_event_id: int | None = Header(None)) -> StreamingResponse:
     """Server-sent events of all your sessions, from now (or after Last-Event-ID), while you listen."""
     cursor = last_event_id if last_event_id is not None else sessions.latest_event_id()
@@ -59,7 +61,7 @@ def my_session_events(principal: SessionsPrincipal, sessions: Sessions,
         nonlocal cursor
         events = first
         yield ": listening\n\n"
-        while True:
+        while await _credential_stands(request):
             for event in events:
                 cursor = event.id
                 yield _sse(event)
@@ -87,7 +89,7 @@ def stop_session(session_id: str, principal: SessionsPrincipal, sessions: Sessio
 
 @router.get("/{session_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-def session_events(session_id: str, principal: SessionsPrincipal, sessions: Sessions,
+def session_events(request: Request, session_id: str, principal: SessionsPrincipal, sessions: Sessions,
                    after: int = Query(0, ge=0), last_event_id: int | None = Header(None)) -> StreamingResponse:
     """Server-sent events of a session, from the first (or after Last-Event-ID) until it ends."""
     sessions.get(principal, session_id)
@@ -95,7 +97,7 @@ def session_events(session_id: str, principal: SessionsPrincipal, sessions: Sess
 
     async def stream() -> AsyncIterator[str]:
         cursor = start
-        while True:
+        while await _credential_stands(request):
             events = await asyncio.to_thread(sessions.events, principal, session_id, cursor)
             for event in events:
                 cursor = event.id
@@ -106,6 +108,17 @@ def session_events(session_id: str, principal: SessionsPrincipal, sessions: Sess
             await asyncio.sleep(0.25)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _credential_stands(request: Request) -> bool:
+    """True, but at most every RECHECK_SECONDS asks again whether the stream's credential still stands."""
+    now = asyncio.get_running_loop().time()
+    if not hasattr(request.state, "credential_checked"):
+        request.state.credential_checked = now  # the request itself was just authenticated
+    if now - request.state.credential_checked < RECHECK_SECONDS:
+        return True
+    request.state.credential_checked = now
+    return await credential_still_valid(request)
 
 
 @router.post("/{session_id}/agent", status_code=status.HTTP_204_NO_CONTENT, include_in_schema=False)

@@ -139,3 +139,14 @@ def test_the_dashboard_stream_tells_of_every_change_of_my_sessions(hub: Any, bro
                 if event["state"] == "running":
                     break
     assert states[0] == "pending" and states[-1] == "running"
+
+
+def test_an_open_event_stream_ends_when_its_login_does(browser: Any, new_user: Any) -> None:
+    """Logging out (like revoking a token or disabling the user) also ends the streams that login opened."""
+    client = browser(new_user())
+    token = csrf(client)
+    with client.stream("GET", "/api/v1/sessions/events") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == ": listening"
+        assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+        assert set(lines) <= {""}  # the server closes the stream (the client would time out after 30 s)
