@@ -13,58 +13,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from beamhub import __version__
-from beamhub.compute.backend import Backend, BackendError
-from beamhub.compute.local import LocalBackend
-from beamhub.config import ConfigError, Settings
-from beamhub.data.browse import DataBrowser
+from beamhub.compute.backend import BackendError
+from beamhub.config import Settings
 from beamhub.data.routes import router as data_router
 from beamhub.data.service import DataService
-from beamhub.db import Database, migrate
-from beamhub.deps import Services
 from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
-from beamhub.identity.audit import AuditService
 from beamhub.identity.audit_routes import router as audit_router
-from beamhub.identity.groups import GroupService
 from beamhub.identity.key_routes import router as keys_router
-from beamhub.identity.login import LoginService
 from beamhub.identity.login_routes import router as login_router
 from beamhub.identity.routes import router as users_router
-from beamhub.identity.service import IdentityService
-from beamhub.identity.sshkeys import SshKeyService
 from beamhub.identity.windows_routes import router as windows_router
+from beamhub.services import build_services
 from beamhub.sessions.proxy import router as proxy_router
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
-from beamhub.sessions.service import SessionService
-from beamhub.sessions.workstations import WorkstationService
 from beamhub.web.console import install as install_console
 
 log = logging.getLogger(__name__)
-
-
-def make_backend(settings: Settings) -> Backend:
-    if settings.backend == "local":
-        return LocalBackend(settings)
-    raise ConfigError(f"unknown backend {settings.backend!r}; this build has: local")
-
-
-def build_services(settings: Settings) -> Services:
-    """The services of one beamhub instance, on a migrated database."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(settings.sqlalchemy_url)
-    migrate(db.engine)
-    backend = make_backend(settings)
-    audit = AuditService(db)
-    groups = GroupService(db, settings, audit)
-    identity = IdentityService(db, settings, groups, audit)
-    sessions = SessionService(db, settings, backend, identity, audit)
-    identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
-    data = DataService(db, settings, identity, groups, audit)
-    return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,
-                    keys=SshKeyService(db, identity), sessions=sessions,
-                    workstations=WorkstationService(db), audit=audit,
-                    login=LoginService(db, settings, identity, audit), data=data, browse=DataBrowser(data))
 
 
 def _error_response(status: int, detail: object) -> JSONResponse:

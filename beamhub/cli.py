@@ -47,7 +47,7 @@ def _cli_principal() -> Principal:
 
 
 def _services(config: Path | None):  # type: ignore[no-untyped-def]
-    from beamhub.app import build_services
+    from beamhub.services import build_services
 
     return build_services(_settings(config))
 

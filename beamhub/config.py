@@ -78,6 +78,9 @@ class Settings(BaseSettings):
 
     storage_root: Path = Field(Path("/beamlinefs"), description="data root: <tier>/<beamline>/<proposal>/...")
     storage_tiers: list[str] = Field(["hot", "warm"], min_length=1, description="tier folders under storage_root")
+    ingest_workers: int = Field(
+        default_factory=lambda: min(os.cpu_count() or 1, 8), ge=1, le=64,
+        description="processes that set ACLs and hash the files of a large registration (1: beamhub's own only)")
     download_accel_prefix: str | None = Field(
         None, pattern=r"^/[A-Za-z0-9_/-]*$",
         description="behind nginx: answer downloads with X-Accel-Redirect to this internal location")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -11,11 +10,8 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from beamhub.compute.backend import Backend
-from beamhub.config import Settings
 from beamhub.data.browse import DataBrowser
 from beamhub.data.service import DataService
-from beamhub.db import Database
 from beamhub.errors import BeamhubError, Forbidden
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
@@ -23,6 +19,7 @@ from beamhub.identity.login import LoginService, same_secret
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
 from beamhub.identity.sshkeys import SshKeyService
+from beamhub.services import Services
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
 
@@ -31,24 +28,6 @@ SESSION_COOKIE = "beamhub-session"
 CSRF_HEADER = "x-csrf-token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-@dataclass
-class Services:
-    """Everything a request may need, built once by the app factory."""
-
-    settings: Settings
-    db: Database
-    backend: Backend
-    identity: IdentityService
-    groups: GroupService
-    keys: SshKeyService
-    sessions: SessionService
-    workstations: WorkstationService
-    login: LoginService
-    audit: AuditService
-    data: DataService
-    browse: DataBrowser
 
 
 def get_services(connection: HTTPConnection) -> Services:

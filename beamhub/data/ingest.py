@@ -7,29 +7,29 @@ match its record is not read again. What the walk no longer finds is removed fro
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, insert, select, true, update
+from sqlalchemy import ColumnElement, Row, delete, func, select, true, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
+from beamhub.data.acl import AccessList, set_path_acl
 from beamhub.data.models import PATH_BYTES, DataFile, Dataset
-from beamhub.db import Database, utcnow
+from beamhub.data.scan import BatchRunner, BatchScan, ScannedFile
+from beamhub.db import Database, database_value, insert_rows, utcnow
 from beamhub.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024
-BATCH = 2000
-HASH_WORKERS = 4
+SCAN_BATCH = 512
+"""Entries of one directory handed to one scan_batch call, and files written in one transaction."""
 
 Progress = Callable[[str, int], None]
 """progress(phase, running total): phase "acl" counts paths, "files" counts files examined."""
@@ -60,40 +60,15 @@ class Target:
         return "" if path == self.root else path.relative_to(self.root).as_posix()
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A file found by the walk, with the stat it had."""
+@dataclass
+class _Directory:
+    """One directory on its way through the scan: its catalogue records and the files its batches found."""
 
-    name: str
-    relpath: str
-    path: str
-    size: int
-    mtime_ns: int
-
-
-def sha256_of(path: Path | str) -> tuple[str | None, int]:
-    """The SHA-256 of a regular file (None if it changed while being read) and the bytes read."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        before = os.fstat(fd)
-        read = 0
-        while chunk := os.read(fd, CHUNK):
-            digest.update(chunk)
-            read += len(chunk)
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and read == after.st_size
-    return (digest.hexdigest() if steady else None), read
-
-
-def _hash(seen: Seen) -> tuple[str | None, int] | None:
-    """sha256_of the file, or None if it was removed since the walk saw it."""
-    try:
-        return sha256_of(seen.path)
-    except FileNotFoundError:
-        return None
+    parent: str
+    known: dict[str, Row[Any]]
+    prune: bool
+    batches_left: int
+    seen: set[str] = field(default_factory=set)
 
 
 def recordable(relpath: str) -> bool:
@@ -104,15 +79,21 @@ def recordable(relpath: str) -> bool:
         return False
 
 
-def register_tree(database: Database, target: Target, access: AccessList,
-                  progress: Progress | None = None) -> RegisterResult:
-    """Set the ACLs under target.start (and on the folders above it in the proposal), then catalogue its files."""
+def register_tree(database: Database, target: Target, access: AccessList, progress: Progress | None = None,
+                  workers: int = 1) -> RegisterResult:
+    """Set the ACLs under target.start (and on the folders above it in the proposal), and catalogue its files.
+
+    The start's own ACL is set first and alone: every lookup below it needs search on it, so a
+    removed member is shut out of new path lookups at once. Below it, each directory's entries
+    are scanned in batches (ACLs, stat, SHA-256 of what changed), by `workers` processes when
+    the tree is large, and each batch is written to the catalogue in one transaction.
+    """
     result = RegisterResult()
-    for folder in _folders_between(target.root, target.start):
+    for folder in [*_folders_between(target.root, target.start), target.start]:
         set_path_acl(folder, access)
-    result.acl_paths = set_tree_acl(target.start, access, _phase(progress, "acl"))
-    with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="sha256") as hashers:
-        walker = _Walker(database, target, result, hashers, progress)
+    result.acl_paths = 1
+    with BatchRunner(workers) as runner:
+        walker = _Walker(database, target, result, runner, access, progress)
         try:
             walker.run()
         except IntegrityError as exc:
@@ -141,9 +122,9 @@ def register_paths(database: Database, target: Target, paths: Iterable[Path], ac
         elif regular:
             files.setdefault(path.parent, []).append(path.name)
         datasets.add(relative.split("/", 1)[0])
-    with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="sha256") as hashers:
+    with BatchRunner(1) as runner:
         try:
-            walker = _Walker(database, target, result, hashers, None)
+            walker = _Walker(database, target, result, runner, None, None)
             walker.forget(gone - {""})
             walker.run_files(files)
         except IntegrityError as exc:
@@ -168,10 +149,6 @@ def _set_acl(path: Path, target: Target, access: AccessList, result: RegisterRes
     return regular
 
 
-def _phase(progress: Progress | None, phase: str) -> Callable[[int], None] | None:
-    return None if progress is None else (lambda done: progress(phase, done))
-
-
 def _folders_between(root: Path, start: Path) -> list[Path]:
     """The proposal folder and every folder below it down to start's parent (none when start is root)."""
     parts = start.relative_to(root).parts
@@ -179,32 +156,40 @@ def _folders_between(root: Path, start: Path) -> list[Path]:
 
 
 class _Walker:
-    """One registration's walk: a directory at a time, files upserted in committed batches."""
+    """One registration's walk: directories listed here, their entries scanned in batches (see scan.py), the
+    batches' files upserted as their scans come back, in order."""
 
-    def __init__(self, database: Database, target: Target, result: RegisterResult, hashers: ThreadPoolExecutor,
-                 progress: Progress | None) -> None:
+    def __init__(self, database: Database, target: Target, result: RegisterResult, runner: BatchRunner,
+                 access: AccessList | None, progress: Progress | None) -> None:
         self.database = database
         self.target = target
         self.result = result
-        self.hashers = hashers
+        self.runner = runner
+        self.access = access
         self.progress = progress
         self.visited: set[str] = set()
+        self.pending: deque[tuple[_Directory, Any]] = deque()
+        self.depth = 2 * runner.workers + 2
 
     def run(self) -> None:
         start = self.target.start
         if stat.S_ISREG(os.lstat(start).st_mode):
-            self._sync(self.target.relative(start.parent), [start.name], start.parent, prune=False)
-            return
-        for directory, entries in self._directories(start):
-            relative = self.target.relative(directory)
-            self.visited.add(relative)
-            self._sync(relative, entries, directory, prune=True)
-        self._prune_unvisited(self.target.relative(start))
+            self._scan(self.target.relative(start.parent), [start.name], [], prune=False, set_acls=False)
+        else:
+            for relative, files, folders in self._listings(start):
+                self.visited.add(relative)
+                self._scan(relative, files, folders, prune=True, set_acls=True)
+        while self.pending:
+            self._finish_oldest()
+        if stat.S_ISDIR(os.lstat(start).st_mode):
+            self._prune_unvisited(self.target.relative(start))
 
     def run_files(self, files: dict[Path, list[str]]) -> None:
-        """Catalogue the given files (names by directory) and nothing else."""
+        """Catalogue the given files (names by directory; their ACLs are set) and nothing else."""
         for directory in sorted(files):
-            self._sync(self.target.relative(directory), sorted(files[directory]), directory, prune=False)
+            self._scan(self.target.relative(directory), sorted(files[directory]), [], prune=False, set_acls=False)
+        while self.pending:
+            self._finish_oldest()
 
     def forget(self, relpaths: set[str]) -> None:
         """Remove the records of these paths on this tier, and of every file below those that were folders."""
@@ -215,92 +200,109 @@ class _Walker:
                                                          under(DataFile.relpath, relpath)))
                 self.result.removed += gone.rowcount or 0
 
-    def _directories(self, start: Path) -> Iterator[tuple[Path, list[os.DirEntry[str]]]]:
-        """(directory, its regular files) for start and every real directory below it, in name order."""
+    def _listings(self, start: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+        """(relative path, its files' names, its folders' names) for start and every real directory below it,
+        in name order; the kinds come from the directory itself (no stat)."""
         pending = [start]
         while pending:
             directory = pending.pop()
+            relative = self.target.relative(directory)
             with os.scandir(directory) as scan:
                 entries = sorted(scan, key=lambda e: e.name)
-            relative = self.target.relative(directory)
-            pending.extend(reversed([Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)
-                                     and self._keep(f"{relative}/{e.name}" if relative else e.name)]))
-            yield directory, [e for e in entries if e.is_file(follow_symlinks=False)]
+            folders = [e.name for e in entries if e.is_dir(follow_symlinks=False) and self._keep(relative, e.name)]
+            files = [e.name for e in entries if e.is_file(follow_symlinks=False) and self._keep(relative, e.name)]
+            pending.extend(directory / name for name in reversed(folders))
+            yield relative, files, folders
 
-    def _keep(self, relpath: str) -> bool:
+    def _keep(self, parent: str, name: str) -> bool:
+        relpath = f"{parent}/{name}" if parent else name
         if recordable(relpath):
             return True
         self.result.skipped += 1
         log.warning("not registered (name not UTF-8 or path too long): %r", relpath)
         return False
 
-    def _sync(self, parent: str, files: list[str] | list[os.DirEntry[str]], directory: Path, prune: bool) -> None:
-        """Bring the catalogue's records of one directory's files (names or scandir entries) in line with it."""
-        names = [f if isinstance(f, str) else f.name for f in files]
+    def _scan(self, parent: str, files: list[str], folders: list[str], prune: bool, set_acls: bool) -> None:
+        """Queue the batches of one directory (folders first: their ACLs matter most); finish the oldest
+        batches while too many are queued."""
         query = (select(DataFile.id, DataFile.relpath, DataFile.size, DataFile.mtime_ns, DataFile.sha256,
                         DataFile.tier)
                  .where(DataFile.proposal_id == self.target.proposal_id, DataFile.parent == parent))
         if not prune:  # only these files matter: do not read the records of a whole large directory
-            query = query.where(DataFile.relpath.in_([f"{parent}/{name}" if parent else name for name in names]))
+            query = query.where(DataFile.relpath.in_([_join(parent, name) for name in files]))
         with self.database.session() as db:
             known = {row.relpath: row for row in db.execute(query)}
-        seen = [s for s in (self._stat(parent, f, directory) for f in files) if s is not None]
-        for index in range(0, len(seen), BATCH):
-            self._store(parent, seen[index:index + BATCH], known)
-        if prune:
-            self._remove(set(known) - {s.relpath for s in seen})
+        current = {row.relpath.rsplit("/", 1)[-1]: (row.size, row.mtime_ns) for row in known.values()
+                   if row.sha256 is not None and row.tier == self.target.tier}
+        entries = folders + files
+        batches = [entries[i:i + SCAN_BATCH] for i in range(0, len(entries), SCAN_BATCH)]
+        directory = _Directory(parent, known, prune, len(batches))
+        if not batches:
+            self._finish(directory)
+        for batch in batches:
+            self.pending.append((directory, self.runner.submit(
+                str(self.target.root), parent, batch, self.access if set_acls else None,
+                {name: current[name] for name in batch if name in current})))
+            while len(self.pending) > self.depth:
+                self._finish_oldest()
 
-    def _stat(self, parent: str, file: str | os.DirEntry[str], directory: Path) -> Seen | None:
-        name = file if isinstance(file, str) else file.name
-        relpath = f"{parent}/{name}" if parent else name
-        if not self._keep(relpath):
-            return None
-        path = os.path.join(directory, name)
-        try:
-            info = os.lstat(path) if isinstance(file, str) else file.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        return Seen(name, relpath, path, info.st_size, info.st_mtime_ns)
+    def _finish_oldest(self) -> None:
+        directory, scanning = self.pending.popleft()
+        scan: BatchScan = scanning.result()
+        self.result.acl_paths += scan.acl_paths
+        self._store(directory, scan.files)
+        directory.batches_left -= 1
+        if directory.batches_left == 0:
+            self._finish(directory)
+        if self.progress is not None:
+            self.progress("acl", self.result.acl_paths)
+            self.progress("files", self.result.files)
 
-    def _digests(self, changed: list[Seen]) -> list[tuple[str | None, int] | None]:
-        """The SHA-256 of each file: small ones here (a thread costs more than hashing them), large ones in parallel."""
-        large = {s.relpath: f for s, f in ((s, self.hashers.submit(_hash, s)) for s in changed if s.size > CHUNK)}
-        return [large[s.relpath].result() if s.relpath in large else _hash(s) for s in changed]
+    def _finish(self, directory: _Directory) -> None:
+        """A directory whose batches are all stored: drop the records of files it no longer has."""
+        if directory.prune:
+            self._remove(set(directory.known) - directory.seen)
 
-    def _store(self, parent: str, batch: list[Seen], known: dict[str, Row[Any]]) -> None:
-        """Upsert one batch in one transaction (bulk statements), hashing only new or changed files."""
-        changed = [s for s in batch if not _current(known.get(s.relpath), s, self.target.tier)]
+    def _store(self, directory: _Directory, files: list[ScannedFile]) -> None:
+        """Upsert one batch's files in one transaction (bulk statements)."""
         new, updates = [], []
-        for item, hashed in zip(changed, self._digests(changed), strict=True):
-            if hashed is None:
+        for file in files:
+            relpath = _join(directory.parent, file.name)
+            directory.seen.add(relpath)
+            if not file.read or file.sha256 is None:  # unchanged, or changed while read: the next run takes it
                 continue
-            self.result.hashed_bytes += hashed[1]
-            values = {"size": item.size, "mtime_ns": item.mtime_ns, "sha256": hashed[0], "tier": self.target.tier}
-            record = known.get(item.relpath)
+            self.result.hashed_bytes += file.bytes_read
+            record = directory.known.get(relpath)
             if record is None:
-                new.append({"proposal_id": self.target.proposal_id, "relpath": item.relpath, "parent": parent,
-                            "registered_at": utcnow(), **values})
+                new.append((relpath, file.size, file.mtime_ns, file.sha256))
             else:
-                updates.append({"id": record.id, **values})
+                updates.append({"id": record.id, "size": file.size, "mtime_ns": file.mtime_ns,
+                                "sha256": file.sha256, "tier": self.target.tier})
         if new or updates:
             with self.database.session() as db:
                 if new:
-                    db.execute(insert(DataFile.__table__), new)
+                    self._insert(db, directory.parent, new)
                 if updates:
                     db.execute(update(DataFile), updates)
         self.result.added += len(new)
         self.result.updated += len(updates)
-        self.result.files += len(batch)
-        self.result.unchanged += len(batch) - len(changed)
-        if self.progress is not None:
-            self.progress("files", self.result.files)
+        self.result.files += len(files)
+        self.result.unchanged += sum(not file.read for file in files)
+
+    def _insert(self, db: Session, parent: str, files: list[tuple[str, int, int, str]]) -> None:
+        """INSERT the records of new files (relpath, size, mtime_ns, sha256) of one folder."""
+        table = DataFile.__table__
+        now = database_value(db, table, "registered_at", utcnow())
+        fixed = (self.target.proposal_id, parent, self.target.tier, now)
+        insert_rows(db, table, ("relpath", "size", "mtime_ns", "sha256", "proposal_id", "parent", "tier",
+                                "registered_at"), [file + fixed for file in files])
 
     def _remove(self, relpaths: set[str]) -> None:
         ordered = sorted(relpaths)
-        for index in range(0, len(ordered), BATCH):
+        for index in range(0, len(ordered), SCAN_BATCH):
             with self.database.session() as db:
                 db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
-                                                  DataFile.relpath.in_(ordered[index:index + BATCH]),
+                                                  DataFile.relpath.in_(ordered[index:index + SCAN_BATCH]),
                                                   DataFile.tier == self.target.tier))
         self.result.removed += len(relpaths)
 
@@ -318,10 +320,8 @@ class _Walker:
                 self.result.removed += gone.rowcount or 0
 
 
-def _current(record: Row[Any] | None, seen: Seen, tier: str) -> bool:
-    """Whether a record still describes the file: same size, mtime and tier, and a checksum."""
-    return (record is not None and record.size == seen.size and record.mtime_ns == seen.mtime_ns
-            and record.tier == tier and record.sha256 is not None)
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
 
 
 def folder_range(prefix: str) -> tuple[str, str]:

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Row, select, update
 
 from beamhub.data.fsmeta import CHUNK, O_READ, FileMeta, copy_meta, opened, sha256_fd
-from beamhub.data.ingest import sha256_of
 from beamhub.data.models import DataFile, Proposal
+from beamhub.data.scan import sha256_of
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 

@@ -333,7 +333,8 @@ class DataService:
     def _register(self, principal: Principal, proposal: Proposal, target: Target,
                   progress: Progress | None) -> RegisterResult:
         with self._lock(proposal.id):
-            result = register_tree(self.db, target, self.access_list(proposal), progress)
+            result = register_tree(self.db, target, self.access_list(proposal), progress,
+                                   self.settings.ingest_workers)
         self.audit.record_as(principal, "data.register", proposal.id, path=target.relative(target.start),
                              tier=target.tier, added=result.added, updated=result.updated, removed=result.removed)
         return result

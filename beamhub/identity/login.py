@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -95,7 +96,11 @@ class LoginService:
         self.audit = audit
         self.hasher = PasswordHasher()  # argon2id with argon2-cffi's current parameters
         self.limiter = FailureLimiter(settings.login_max_failures, settings.login_failure_window)
-        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+
+    @functools.cached_property
+    def _dummy_hash(self) -> str:
+        """What unknown users' passwords are checked against, so that timing tells nothing (made when first needed)."""
+        return self.hasher.hash(secrets.token_urlsafe(16))
 
     # --- passwords ---------------------------------------------------------------------
     def set_password(self, username: str, password: str, by: str = "beamhub", address: str = "") -> None:

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from beamhub.app import build_services
+from beamhub.services import build_services
 from beamhub.config import Settings
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from beamhub.app import build_services
+from beamhub.services import build_services
 from beamhub.config import Settings
 from beamhub.data.acl import AccessList, read_access, set_path_acl
 from beamhub.data.models import MemberRole

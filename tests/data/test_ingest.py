@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from beamhub.data import ingest, scan
 from beamhub.data.acl import read_access
 from beamhub.data.models import DataFile, Dataset, MemberRole
 from beamhub.data.schemas import ProposalCreate
@@ -99,8 +100,9 @@ def test_checksums_are_recorded_and_a_re_run_reads_only_what_changed(services: A
         write(folder, name, data)
     first = services.data.register(ADMIN, proposal.id)
     assert (first.added, first.hashed_bytes) == (30, sum(map(len, contents.values())))
-    assert {k: v.sha256 for k, v in catalogue(services, proposal.id).items()} == {
-        k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
+    records = catalogue(services, proposal.id)
+    assert {k: v.sha256 for k, v in records.items()} == {k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
+    assert abs(records["scan0/f000.h5"].registered_at - datetime.now(timezone.utc)) < timedelta(minutes=5)
     again = services.data.register(ADMIN, proposal.id)
     assert (again.added, again.updated, again.unchanged, again.hashed_bytes) == (0, 0, 30, 0)
     (folder / "scan0/f000.h5").write_bytes(b"rewritten")
@@ -113,6 +115,49 @@ def test_checksums_are_recorded_and_a_re_run_reads_only_what_changed(services: A
     with services.db.session() as db:
         assert dict(db.execute(select(Dataset.name, Dataset.file_count).where(
             Dataset.proposal_id == proposal.id)).all()) == {"scan0": 10, "scan1": 9}
+
+
+def test_worker_processes_register_a_tree_as_one_process_does(services: Any, system_users: list[str],
+                                                              staff_group: Any, monkeypatch: Any) -> None:
+    """Large registrations hand their batches to worker processes: same ACLs, same catalogue, same re-run."""
+    alice = new_user(services, system_users)
+    beamline = staff_group.name.removesuffix("-staff")
+    contents = {f"scan{i % 3}/sub{i % 2}/f{i:03d}.h5": os.urandom(100 + i) for i in range(40)}
+    contents |= {"scan0/big.h5": os.urandom(5 * 1024 * 1024 // 2), "scan1/big.h5": os.urandom(3 * 1024 * 1024)}
+    registered = []
+    for workers in (1, 2):
+        proposal = new_proposal(services, beamline, alice)
+        folder = services.data.proposal_dir(proposal)
+        for name, data in contents.items():
+            write(folder, name, data)
+        (folder / "scan2/link.h5").symlink_to(folder / "scan0/big.h5")
+        registered.append((proposal, folder, services.data.register(ADMIN, proposal.id)))
+        if workers == 1:  # from here on: batches of four entries, none in this process, two workers
+            pools: list[Any] = []
+
+            class RecordedPool(scan.ProcessPoolExecutor):
+                def __init__(self, *args: Any, **kwargs: Any) -> None:
+                    pools.append(self)
+                    super().__init__(*args, **kwargs)
+
+            monkeypatch.setattr(scan, "ProcessPoolExecutor", RecordedPool)
+            monkeypatch.setattr(scan, "INLINE_BATCHES", 0)
+            monkeypatch.setattr(ingest, "SCAN_BATCH", 4)
+            monkeypatch.setattr(services.data.settings, "ingest_workers", 2)
+    assert len(pools) == 1
+    (inline, inline_folder, first), (parallel, folder, second) = registered
+    assert (first.files, first.added, first.acl_paths) == (second.files, second.added, second.acl_paths) == (42, 42, 52)
+    assert first.hashed_bytes == second.hashed_bytes == sum(map(len, contents.values()))
+    assert {k: v.sha256 for k, v in catalogue(services, parallel.id).items()} == {
+        k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
+    for relpath in ("scan0/sub0/f000.h5", "scan1/big.h5", "scan2/sub1"):
+        assert read_access(folder / relpath) == read_access(inline_folder / relpath)
+        assert read_access(folder / relpath).users == {alice.uid}
+    (folder / "scan1/sub1/f001.h5").write_bytes(b"rewritten")
+    (folder / "scan2/sub0/f002.h5").unlink()
+    again = services.data.register(ADMIN, parallel.id)
+    assert (again.unchanged, again.updated, again.removed, again.hashed_bytes) == (40, 1, 1, len(b"rewritten"))
+    assert len(pools) == 2
 
 
 def test_symlinks_are_neither_registered_nor_followed(services: Any, system_users: list[str],

@@ -32,7 +32,7 @@ SMALL_FILES = 240
 
 CHILD = """
 import os, signal, sys
-from beamhub.app import build_services
+from beamhub.services import build_services
 from beamhub.config import Settings
 from beamhub.data.migrate import migrate_proposal
 from beamhub.identity.principal import Principal

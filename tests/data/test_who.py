@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from beamhub.app import build_services
+from beamhub.services import build_services
 from beamhub.config import Settings
 from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
 from beamhub.data.who import GroupAccess, ReadAccess, Reader, acl_groups, readers_from_users, who_can_read

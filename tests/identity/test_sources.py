@@ -249,7 +249,7 @@ def test_nss_sessions_get_the_groups_nss_has_now(tmp_path: Path, nss_account: di
                                                  system_groups: list[str]) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: it creates system users")
-    from beamhub.app import build_services
+    from beamhub.services import build_services
     from beamhub.config import Settings
 
     services = build_services(Settings(state_dir=tmp_path / "state", identity_source="nss"))

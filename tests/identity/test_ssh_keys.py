@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from beamhub.app import build_services
+from beamhub.services import build_services
 from beamhub.config import Settings
 from beamhub.errors import Conflict, Invalid, NotFound
 from beamhub.identity.sshkeys import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys

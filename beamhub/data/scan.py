@@ -1,0 +1,159 @@
+"""A registration's work on the file system, a batch of one directory's entries at a time: set their ACLs,
+stat them, hash the files the catalogue does not know as they are.
+
+Batches run in this process while a registration is small and in worker processes once it has
+shown itself large, so that on a many-core node ACLs and checksums of different batches proceed
+at once while the registration itself writes the catalogue. The workers come from a forkserver
+that imports only this module: forking a server with its threads and database pool is unsafe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import stat
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from beamhub.data.acl import AccessList, AclValues, set_entry_acl
+from beamhub.data.fsmeta import CHUNK
+
+HASH_THREADS = 4
+INLINE_BATCHES = 4
+"""Batches a registration runs in its own process before it starts worker processes."""
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class ScannedFile(NamedTuple):
+    """A regular file of a batch: its stat, and its SHA-256 if it was read (None: changed while read)."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    read: bool
+    sha256: str | None
+    bytes_read: int
+
+
+@dataclass
+class BatchScan:
+    """What one batch found: how many ACLs it set, its regular files."""
+
+    acl_paths: int = 0
+    files: list[ScannedFile] = field(default_factory=list)
+
+
+def sha256_of(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[str | None, int]:
+    """The SHA-256 of a regular file (None if it changed while being read) and the bytes read."""
+    digest = hashlib.sha256()
+    fd = os.open(path, _OPEN_FILE, dir_fd=dir_fd)
+    try:
+        before = os.fstat(fd)
+        read = 0
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
+            read += len(chunk)
+            if len(chunk) < CHUNK and read >= before.st_size:
+                break  # the end: spare the read that would return nothing
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and read == after.st_size
+    return (digest.hexdigest() if steady else None), read
+
+
+def open_below(root: str, relative: str) -> int:
+    """A directory fd for `relative` under root, no component of it followed if it is a symlink."""
+    fd = os.open(root, _OPEN_DIR)
+    try:
+        for part in relative.split("/") if relative else []:
+            inner = os.open(part, _OPEN_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def scan_batch(root: str, relative: str, names: list[str], access: AccessList | None,
+               known: dict[str, tuple[int, int]]) -> BatchScan:
+    """Set the ACL of each named entry of folder `relative` (unless access is None) and stat its regular
+    files; hash those whose (size, mtime_ns) is not what `known` says. Entries gone meanwhile are left out."""
+    scan = BatchScan()
+    values = AclValues(access) if access is not None else None
+    dirfd = open_below(root, relative)
+    try:
+        large: list[tuple[str, int, int]] = []
+        for name in names:
+            try:
+                info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if values is not None and set_entry_acl(dirfd, name, info.st_mode, values):
+                scan.acl_paths += 1
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if known.get(name) == (info.st_size, info.st_mtime_ns):
+                scan.files.append(ScannedFile(name, info.st_size, info.st_mtime_ns, False, None, 0))
+            elif info.st_size > CHUNK:
+                large.append((name, info.st_size, info.st_mtime_ns))
+            else:
+                _append_hashed(scan, dirfd, name, info.st_size, info.st_mtime_ns)
+        if large:  # hashlib and os.read release the GIL on large buffers: threads pay here
+            with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="sha256") as hashers:
+                for hashing in [hashers.submit(_append_hashed, scan, dirfd, *file) for file in large]:
+                    hashing.result()
+    finally:
+        os.close(dirfd)
+    return scan
+
+
+def _append_hashed(scan: BatchScan, dirfd: int, name: str, size: int, mtime_ns: int) -> None:
+    try:
+        digest, read = sha256_of(name, dirfd)
+    except FileNotFoundError:
+        return
+    scan.files.append(ScannedFile(name, size, mtime_ns, True, digest, read))
+
+
+class BatchRunner:
+    """Runs scan_batch: here for the first INLINE_BATCHES, then in `workers` worker processes."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self.inline_left = INLINE_BATCHES
+        self._pool: Executor | None = None
+
+    def submit(self, *args: Any) -> Future[BatchScan]:
+        if self._inline():
+            done: Future[BatchScan] = Future()
+            try:
+                done.set_result(scan_batch(*args))
+            except BaseException as exc:
+                done.set_exception(exc)
+            return done
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self._pool.submit(scan_batch, *args)
+
+    def _inline(self) -> bool:
+        if self.workers == 1 or self.inline_left > 0:
+            self.inline_left -= 1
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def __enter__(self) -> BatchRunner:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,61 @@
+"""The services of one beamhub instance, built without the web layer (the CLI needs no FastAPI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from beamhub.compute.backend import Backend
+from beamhub.compute.local import LocalBackend
+from beamhub.config import ConfigError, Settings
+from beamhub.data.browse import DataBrowser
+from beamhub.data.service import DataService
+from beamhub.db import Database, migrate
+from beamhub.identity.audit import AuditService
+from beamhub.identity.groups import GroupService
+from beamhub.identity.login import LoginService
+from beamhub.identity.service import IdentityService
+from beamhub.identity.sshkeys import SshKeyService
+from beamhub.sessions.service import SessionService
+from beamhub.sessions.workstations import WorkstationService
+
+
+@dataclass
+class Services:
+    """Everything a request may need, built once by the app factory."""
+
+    settings: Settings
+    db: Database
+    backend: Backend
+    identity: IdentityService
+    groups: GroupService
+    keys: SshKeyService
+    sessions: SessionService
+    workstations: WorkstationService
+    login: LoginService
+    audit: AuditService
+    data: DataService
+    browse: DataBrowser
+
+
+def make_backend(settings: Settings) -> Backend:
+    if settings.backend == "local":
+        return LocalBackend(settings)
+    raise ConfigError(f"unknown backend {settings.backend!r}; this build has: local")
+
+
+def build_services(settings: Settings) -> Services:
+    """The services of one beamhub instance, on a migrated database."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.sqlalchemy_url)
+    migrate(db.engine)
+    backend = make_backend(settings)
+    audit = AuditService(db)
+    groups = GroupService(db, settings, audit)
+    identity = IdentityService(db, settings, groups, audit)
+    sessions = SessionService(db, settings, backend, identity, audit)
+    identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
+    data = DataService(db, settings, identity, groups, audit)
+    return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,
+                    keys=SshKeyService(db, identity), sessions=sessions,
+                    workstations=WorkstationService(db), audit=audit,
+                    login=LoginService(db, settings, identity, audit), data=data, browse=DataBrowser(data))
