@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import select
 import stat
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -120,6 +122,21 @@ def _append_hashed(scan: BatchScan, dirfd: int, name: str, size: int, mtime_ns: 
     scan.files.append(ScannedFile(name, size, mtime_ns, True, digest, read))
 
 
+def _end_with(registration: int) -> None:
+    """A worker's initializer: end the worker when the registration's process ends, however it ends (a
+    worker of a killed registration would otherwise wait for its next batch forever)."""
+    try:
+        watched = os.pidfd_open(registration)
+    except ProcessLookupError:
+        os._exit(1)
+
+    def watch() -> None:
+        select.select([watched], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-registration", daemon=True).start()
+
+
 class BatchRunner:
     """Runs scan_batch: here for the first INLINE_BATCHES, then in `workers` worker processes."""
 
@@ -139,7 +156,8 @@ class BatchRunner:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_end_with,
+                                             initargs=(os.getpid(),))
         return self._pool.submit(scan_batch, *args)
 
     def _inline(self) -> bool:

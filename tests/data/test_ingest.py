@@ -68,6 +68,18 @@ def read_as(user: Any, path: Path) -> str:
     return result.stdout
 
 
+def processes_with(variable: str) -> list[int]:
+    """The processes whose environment holds `variable` ("NAME=value")."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and variable.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def catalogue(services: Any, proposal_id: str) -> dict[str, Any]:
     with services.db.session() as db:
         return {f.relpath: f for f in db.scalars(select(DataFile).where(DataFile.proposal_id == proposal_id))}
@@ -202,15 +214,24 @@ def test_a_killed_registration_is_completed_by_running_it_again(services: Any, e
     for i in range(total):
         write(folder, f"scan{i % 5}/f{i:05d}.h5", os.urandom(16384))
     command = [str(BIN / "beamhub"), "data", "register", str(folder), "--proposal", proposal.id]
-    run = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = f"BEAMHUB_STATE_DIR={env['BEAMHUB_STATE_DIR']}"
+    run = subprocess.Popen(command, env={**os.environ, **env, "BEAMHUB_INGEST_WORKERS": "2"},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not catalogue(services, proposal.id) and run.poll() is None and time.monotonic() < deadline:
+    while run.poll() is None and time.monotonic() < deadline:
+        if catalogue(services, proposal.id) and len(processes_with(marker)) >= 3:  # it, the forkserver, a worker
+            break
         time.sleep(0.01)
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert 0 < len(catalogue(services, proposal.id)) < total, "the registration was not caught half-way"
+    deadline = time.monotonic() + 10
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_with(marker), "worker processes outlived the killed registration"
     rerun = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
+    assert not processes_with(marker)
     records = catalogue(services, proposal.id)
     assert len(records) == total and all(r.sha256 for r in records.values())
     with services.db.session() as db:
