@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, delete, func, select, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from beamhub.data.acl import AccessList, set_path_acl
 from beamhub.data.models import PATH_BYTES, DataFile, Dataset
@@ -29,7 +28,9 @@ from beamhub.errors import Conflict, Invalid, NotFound
 log = logging.getLogger(__name__)
 
 SCAN_BATCH = 512
-"""Entries of one directory handed to one scan_batch call, and files written in one transaction."""
+"""Entries of one directory handed to one scan_batch call."""
+WRITE_BATCH = 1024
+"""Records written to the catalogue in one transaction."""
 
 Progress = Callable[[str, int], None]
 """progress(phase, running total): phase "acl" counts paths, "files" counts files examined."""
@@ -170,6 +171,8 @@ class _Walker:
         self.visited: set[str] = set()
         self.pending: deque[tuple[_Directory, Any]] = deque()
         self.depth = 2 * runner.workers + 2
+        self.new: list[tuple[str, str, int, int, str]] = []
+        self.updates: list[dict[str, Any]] = []
 
     def run(self) -> None:
         start = self.target.start
@@ -179,8 +182,7 @@ class _Walker:
             for relative, files, folders in self._listings(start):
                 self.visited.add(relative)
                 self._scan(relative, files, folders, prune=True, set_acls=True)
-        while self.pending:
-            self._finish_oldest()
+        self._drain()
         if stat.S_ISDIR(os.lstat(start).st_mode):
             self._prune_unvisited(self.target.relative(start))
 
@@ -188,8 +190,7 @@ class _Walker:
         """Catalogue the given files (names by directory; their ACLs are set) and nothing else."""
         for directory in sorted(files):
             self._scan(self.target.relative(directory), sorted(files[directory]), [], prune=False, set_acls=False)
-        while self.pending:
-            self._finish_oldest()
+        self._drain()
 
     def forget(self, relpaths: set[str]) -> None:
         """Remove the records of these paths on this tier, and of every file below those that were folders."""
@@ -246,6 +247,12 @@ class _Walker:
             while len(self.pending) > self.depth:
                 self._finish_oldest()
 
+    def _drain(self) -> None:
+        """Finish every queued batch and write what is left."""
+        while self.pending:
+            self._finish_oldest()
+        self._write()
+
     def _finish_oldest(self) -> None:
         directory, scanning = self.pending.popleft()
         scan: BatchScan = scanning.result()
@@ -264,8 +271,7 @@ class _Walker:
             self._remove(set(directory.known) - directory.seen)
 
     def _store(self, directory: _Directory, files: list[ScannedFile]) -> None:
-        """Upsert one batch's files in one transaction (bulk statements)."""
-        new, updates = [], []
+        """Queue the records of one batch's new and changed files; write them once enough are queued."""
         for file in files:
             relpath = _join(directory.parent, file.name)
             directory.seen.add(relpath)
@@ -274,28 +280,31 @@ class _Walker:
             self.result.hashed_bytes += file.bytes_read
             record = directory.known.get(relpath)
             if record is None:
-                new.append((relpath, file.size, file.mtime_ns, file.sha256))
+                self.new.append((relpath, directory.parent, file.size, file.mtime_ns, file.sha256))
+                self.result.added += 1
             else:
-                updates.append({"id": record.id, "size": file.size, "mtime_ns": file.mtime_ns,
-                                "sha256": file.sha256, "tier": self.target.tier})
-        if new or updates:
-            with self.database.session() as db:
-                if new:
-                    self._insert(db, directory.parent, new)
-                if updates:
-                    db.execute(update(DataFile), updates)
-        self.result.added += len(new)
-        self.result.updated += len(updates)
+                self.updates.append({"id": record.id, "size": file.size, "mtime_ns": file.mtime_ns,
+                                     "sha256": file.sha256, "tier": self.target.tier})
+                self.result.updated += 1
         self.result.files += len(files)
         self.result.unchanged += sum(not file.read for file in files)
+        if len(self.new) + len(self.updates) >= WRITE_BATCH:
+            self._write()
 
-    def _insert(self, db: Session, parent: str, files: list[tuple[str, int, int, str]]) -> None:
-        """INSERT the records of new files (relpath, size, mtime_ns, sha256) of one folder."""
-        table = DataFile.__table__
-        now = database_value(db, table, "registered_at", utcnow())
-        fixed = (self.target.proposal_id, parent, self.target.tier, now)
-        insert_rows(db, table, ("relpath", "size", "mtime_ns", "sha256", "proposal_id", "parent", "tier",
-                                "registered_at"), [file + fixed for file in files])
+    def _write(self) -> None:
+        """Write the queued records in one transaction: new ones with the driver's executemany."""
+        if not (self.new or self.updates):
+            return
+        with self.database.session() as db:
+            if self.new:
+                table = DataFile.__table__
+                fixed = (self.target.proposal_id, self.target.tier,
+                         database_value(db, table, "registered_at", utcnow()))
+                insert_rows(db, table, ("relpath", "parent", "size", "mtime_ns", "sha256", "proposal_id", "tier",
+                                        "registered_at"), [row + fixed for row in self.new])
+            if self.updates:
+                db.execute(update(DataFile), self.updates)
+        self.new, self.updates = [], []
 
     def _remove(self, relpaths: set[str]) -> None:
         ordered = sorted(relpaths)

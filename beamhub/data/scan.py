@@ -55,11 +55,15 @@ def sha256_of(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[
     try:
         before = os.fstat(fd)
         read = 0
-        while chunk := os.read(fd, CHUNK):
+        while True:
+            # What is left and one byte more, so the end shows without another call: os.read allocates
+            # all it is asked for, and a 1 MiB buffer costs more than hashing a small file.
+            want = min(CHUNK, before.st_size - read + 1) if read < before.st_size else CHUNK
+            chunk = os.read(fd, want)
             digest.update(chunk)
             read += len(chunk)
-            if len(chunk) < CHUNK and read >= before.st_size:
-                break  # the end: spare the read that would return nothing
+            if len(chunk) < want:  # the end (a short read mid-file shows below as a changed file)
+                break
         after = os.fstat(fd)
     finally:
         os.close(fd)

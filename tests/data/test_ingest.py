@@ -155,6 +155,7 @@ def test_worker_processes_register_a_tree_as_one_process_does(services: Any, sys
             monkeypatch.setattr(scan, "ProcessPoolExecutor", RecordedPool)
             monkeypatch.setattr(scan, "INLINE_BATCHES", 0)
             monkeypatch.setattr(ingest, "SCAN_BATCH", 4)
+            monkeypatch.setattr(ingest, "WRITE_BATCH", 8)
             monkeypatch.setattr(services.data.settings, "ingest_workers", 2)
     assert len(pools) == 1
     (inline, inline_folder, first), (parallel, folder, second) = registered
