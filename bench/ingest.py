@@ -1,6 +1,6 @@
 """Registering many small files: `beamhub data register` (ACLs + SHA-256 catalogue) against bare `setfacl -R -m`.
 
-Run as root: /opt/beamhub/venv/bin/python bench/ingest.py [--files 100000]
+Run as root: /opt/beamhub/venv/bin/python bench/ingest.py [--files 100000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,42 +153,52 @@ def measure(env: dict[str, str], proposal: Proposal, trees: tuple[Path, Path], f
     return steps
 
 
-def print_table(steps: list[Step], files: int) -> None:
-    """Seconds, files/s and the ratio to the first (fresh) setfacl, one row per step."""
+def print_table(runs: list[list[Step]], files: int) -> None:
+    """Median seconds (and the range) over the runs, files/s and the ratio to the fresh setfacl, one row a step."""
+    steps = [Step(label=column[0].label, seconds=statistics.median(s.seconds for s in column)) for column in zip(*runs)]
+    spread = [(min(s.seconds for s in column), max(s.seconds for s in column)) for column in zip(*runs)]
     ref = steps[0].seconds
-    print(f"\n{files} files of {FILE_SIZE} B in {-(-files // PER_DIR)} directories; page cache warm; SQLite catalogue")
-    print(f"{'step':<50}{'seconds':>9}{'files/s':>10}{'x setfacl':>11}")
-    for step in steps:
-        print(f"{step.label:<50}{step.seconds:>9.2f}{files / step.seconds:>10.0f}{step.seconds / ref:>11.2f}")
+    print(f"\n{files} files of {FILE_SIZE} B in {-(-files // PER_DIR)} directories; page cache warm; SQLite catalogue; "
+          f"median of {len(runs)} runs, each on new trees")
+    print(f"{'step':<50}{'seconds':>9}{'range':>13}{'files/s':>10}{'x setfacl':>11}")
+    for step, (low, high) in zip(steps, spread):
+        print(f"{step.label:<50}{step.seconds:>9.2f}{f'{low:.2f}-{high:.2f}':>13}{files / step.seconds:>10.0f}"
+              f"{step.seconds / ref:>11.2f}")
     register = steps[1].seconds / ref
     print(f"target: register within 3x of setfacl -R (fresh): {register:.2f}x "
           f"{'met' if register <= 3 else 'MISSED'}")
 
 
-def run(tmp: Path, files: int) -> None:
-    """Create the accounts and the proposal, build the trees, time each step, print the table."""
+def run(tmp: Path, files: int, runs: int) -> None:
+    """For each run: new accounts, proposal and trees, each step timed; then the table."""
     storage, staging = tmp / "storage", tmp / "staging"
     for folder in (storage, staging, tmp / "state"):
         folder.mkdir(mode=0o755)
     names: list[str] = []
+    results = []
     try:
         env = cli_env(tmp, storage, names)
-        proposal = create_proposal(env, storage, names)
-        print(f"building two trees of {files} files", file=sys.stderr, flush=True)
-        trees = make_trees(staging, proposal, files)
-        print_table(measure(env, proposal, trees, files), files)
+        for number in range(1, runs + 1):
+            proposal = create_proposal(env, storage, names)
+            print(f"run {number}/{runs}: building two trees of {files} files", file=sys.stderr, flush=True)
+            trees = make_trees(staging, proposal, files)
+            results.append(measure(env, proposal, trees, files))
+            for tree in trees:
+                shutil.rmtree(tree)
+        print_table(results, files)
     finally:
         remove_accounts(names)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """--files N (>= 1)."""
+    """--files N, --runs N (each >= 1)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=100_000, help=f"files per tree, {PER_DIR} a directory "
                                                               "(default 100000)")
+    p.add_argument("--runs", type=int, default=3, help="runs, each on new trees; the table shows medians (default 3)")
     args = p.parse_args(argv)
-    if args.files < 1:
-        p.error("--files must be at least 1")
+    if args.files < 1 or args.runs < 1:
+        p.error("--files and --runs must be at least 1")
     return args
 
 
@@ -204,7 +215,7 @@ def main(argv: list[str]) -> int:
     tmp = Path(os.path.realpath(tempfile.mkdtemp(prefix="beamhub-bench-in-")))
     tmp.chmod(0o755)
     try:
-        run(tmp, args.files)
+        run(tmp, args.files, args.runs)
     except BenchError as exc:
         print(f"ingest benchmark failed: {exc}", file=sys.stderr)
         return 1
