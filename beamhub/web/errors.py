@@ -9,12 +9,15 @@ from fastapi import Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from beamhub.compute.backend import BackendError
+from beamhub.deps import SESSION_COOKIE, authenticate
 from beamhub.errors import (BeamhubError, Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady,
                             TooManyRequests, Unauthenticated)
+from beamhub.identity.principal import Principal
 from beamhub.web.pages import LoginRequired, login_redirect, render, translator
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -38,24 +41,35 @@ def title_of(exc: BeamhubError) -> str:
     return next((title for kind, title in TITLES if isinstance(exc, kind)), N_("Something went wrong"))
 
 
-def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
-    """The error page: a translated heading, the reason (translated where the catalogue knows it), what next."""
+async def signed_in(request: Request) -> Principal | None:
+    """Who is signed in on this browser, for the menu of an error page; None if nobody (or the login ended)."""
+    if SESSION_COOKIE not in request.cookies:
+        return None
+    try:
+        return await run_in_threadpool(authenticate, request)
+    except BeamhubError:
+        return None
+
+
+async def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
+    """The error page: a translated heading, the reason (translated where the catalogue knows it), what next;
+    the menu too, when someone is signed in."""
     _ = translator(request)
     return render(request, "error.html", status_code, code=status_code, title=_(title),
-                  detail=_(detail) if detail else "")
+                  detail=_(detail) if detail else "", principal=await signed_in(request))
 
 
-def page_error(request: Request, exc: Exception) -> Response:
+async def page_error(request: Request, exc: Exception) -> Response:
     """The page for an exception a page route raised; anything else is not ours to answer."""
     if isinstance(exc, LoginRequired):
         return login_redirect(exc)
     if isinstance(exc, BeamhubError):
-        return error_page(request, exc.status_code, title_of(exc), str(exc))
+        return await error_page(request, exc.status_code, title_of(exc), str(exc))
     if isinstance(exc, BackendError):
-        return error_page(request, 503, N_("The compute backend failed"), str(exc))
+        return await error_page(request, 503, N_("The compute backend failed"), str(exc))
     if isinstance(exc, RequestValidationError):
-        return error_page(request, 422, N_("This request cannot be done"), N_("A field of the form is missing or "
-                                                                                 "not valid; go back and check it."))
+        return await error_page(request, 422, N_("This request cannot be done"),
+                                N_("A field of the form is missing or not valid; go back and check it."))
     raise exc
 
 
@@ -69,7 +83,7 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except (LoginRequired, BeamhubError, BackendError, RequestValidationError) as exc:
-                return page_error(request, exc)
+                return await page_error(request, exc)
 
         return handle
 
@@ -85,5 +99,5 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     if wants_html(request):
         title = N_("Not found") if exc.status_code == 404 else N_("Something went wrong")
         detail = N_("There is no page at this address.") if exc.status_code == 404 else ""
-        return error_page(request, exc.status_code, title, detail)
+        return await error_page(request, exc.status_code, title, detail)
     return await http_exception_handler(request, exc)

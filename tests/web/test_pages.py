@@ -81,6 +81,16 @@ def test_an_unknown_page_is_a_page_for_browsers_and_json_for_programs(hub: Any, 
     assert browser().get("/api/v1/nothing").headers["content-type"] == "application/json"
 
 
+def test_an_error_page_keeps_the_menu_of_whoever_is_signed_in(browser: Any, new_user: Any) -> None:
+    username = new_user()
+    page = browser(username).get("/no/such/page")
+    assert page.status_code == 404 and "There is no page at this address." in page.text
+    assert f'<span class="who">{username}</span>' in page.text and 'href="/data"' in page.text
+    assert 'action="/logout"' in page.text and 'name="csrf_token" value=""' not in page.text
+    stranger = browser().get("/no/such/page")
+    assert 'class="who"' not in stranger.text and 'href="/data"' not in stranger.text
+
+
 def test_pages_forbid_inline_scripts_and_framing(browser: Any) -> None:
     page = browser().get("/login")
     policy = page.headers["content-security-policy"]
