@@ -1,8 +1,8 @@
 """Registration: walk a proposal's tree, set its ACLs, record every regular file with its SHA-256.
 
-Safe to re-run at any time, after a crash too: each directory's files are upserted in batches
-that commit on their own, keyed by (proposal, relative path), and a file whose size and mtime
-match its record is not read again. What the walk no longer finds is removed from the catalogue.
+Safe to re-run at any time, after a crash too: records are upserted WRITE_BATCH to a transaction,
+keyed by (proposal, relative path), and a file whose size and mtime match its record is not read
+again. What the walk no longer finds is removed from the catalogue.
 """
 
 from __future__ import annotations
