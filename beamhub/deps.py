@@ -75,14 +75,13 @@ async def current_principal(connection: HTTPConnection) -> Principal:
     return await run_in_threadpool(authenticate, connection, csrf, unsafe)
 
 
-async def credential_still_valid(connection: HTTPConnection) -> bool:
-    """Whether the caller's credential still stands: long streams ask again, so logout, revocation and
-    disabling end them too."""
+async def principal_if_valid(connection: HTTPConnection) -> Principal | None:
+    """The caller if their credential (still) stands, else None: for long streams that ask again, so logout,
+    revocation and disabling end them, and for pages that only show who is signed in."""
     try:
-        await run_in_threadpool(authenticate, connection)
+        return await run_in_threadpool(authenticate, connection)
     except BeamhubError:
-        return False
-    return True
+        return None
 
 
 def same_origin(connection: HTTPConnection) -> bool:

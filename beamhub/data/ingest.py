@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SCAN_BATCH = 512
 """Entries of one directory handed to one scan_batch call."""
 WRITE_BATCH = 1024
-"""Records written to the catalogue in one transaction."""
+"""Records written to (or removed from) the catalogue in one transaction."""
 
 Progress = Callable[[str, int], None]
 """progress(phase, running total): phase "acl" counts paths, "files" counts files examined."""
@@ -178,13 +178,13 @@ class _Walker:
         start = self.target.start
         if stat.S_ISREG(os.lstat(start).st_mode):
             self._scan(self.target.relative(start.parent), [start.name], [], prune=False, set_acls=False)
-        else:
-            for relative, files, folders in self._listings(start):
-                self.visited.add(relative)
-                self._scan(relative, files, folders, prune=True, set_acls=True)
+            self._drain()
+            return
+        for relative, files, folders in self._listings(start):
+            self.visited.add(relative)
+            self._scan(relative, files, folders, prune=True, set_acls=True)
         self._drain()
-        if stat.S_ISDIR(os.lstat(start).st_mode):
-            self._prune_unvisited(self.target.relative(start))
+        self._prune_unvisited(self.target.relative(start))
 
     def run_files(self, files: dict[Path, list[str]]) -> None:
         """Catalogue the given files (names by directory; their ACLs are set) and nothing else."""
@@ -308,10 +308,10 @@ class _Walker:
 
     def _remove(self, relpaths: set[str]) -> None:
         ordered = sorted(relpaths)
-        for index in range(0, len(ordered), SCAN_BATCH):
+        for index in range(0, len(ordered), WRITE_BATCH):
             with self.database.session() as db:
                 db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
-                                                  DataFile.relpath.in_(ordered[index:index + SCAN_BATCH]),
+                                                  DataFile.relpath.in_(ordered[index:index + WRITE_BATCH]),
                                                   DataFile.tier == self.target.tier))
         self.result.removed += len(relpaths)
 

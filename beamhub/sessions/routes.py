@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from starlette.responses import StreamingResponse
 
 from beamhub.db import utcnow
-from beamhub.deps import Sessions, SessionsPrincipal, credential_still_valid
+from beamhub.deps import Sessions, SessionsPrincipal, principal_if_valid
 from beamhub.sessions.models import SessionEvent, SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
 
@@ -118,7 +118,7 @@ async def _credential_stands(request: Request) -> bool:
     if now - request.state.credential_checked < RECHECK_SECONDS:
         return True
     request.state.credential_checked = now
-    return await credential_still_valid(request)
+    return await principal_if_valid(request) is not None
 
 
 @router.post("/{session_id}/agent", status_code=status.HTTP_204_NO_CONTENT, include_in_schema=False)

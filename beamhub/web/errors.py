@@ -9,12 +9,11 @@ from fastapi import Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from beamhub.compute.backend import BackendError
-from beamhub.deps import SESSION_COOKIE, authenticate
+from beamhub.deps import SESSION_COOKIE, principal_if_valid
 from beamhub.errors import (BeamhubError, Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady,
                             TooManyRequests, Unauthenticated)
 from beamhub.identity.principal import Principal
@@ -43,12 +42,7 @@ def title_of(exc: BeamhubError) -> str:
 
 async def signed_in(request: Request) -> Principal | None:
     """Who is signed in on this browser, for the menu of an error page; None if nobody (or the login ended)."""
-    if SESSION_COOKIE not in request.cookies:
-        return None
-    try:
-        return await run_in_threadpool(authenticate, request)
-    except BeamhubError:
-        return None
+    return await principal_if_valid(request) if SESSION_COOKIE in request.cookies else None
 
 
 async def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
