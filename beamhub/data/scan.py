@@ -21,7 +21,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from beamhub.data.acl import AccessList, AclValues, set_entry_acl
+from beamhub.data.acl import AccessList, AclValues, open_entry, set_fd_acl
 from beamhub.data.fsmeta import CHUNK
 
 HASH_THREADS = 4
@@ -52,23 +52,28 @@ class BatchScan:
 
 def sha256_of(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[str | None, int]:
     """The SHA-256 of a regular file (None if it changed while being read) and the bytes read."""
-    digest = hashlib.sha256()
     fd = os.open(path, _OPEN_FILE, dir_fd=dir_fd)
     try:
-        before = os.fstat(fd)
-        read = 0
-        while True:
-            # What is left and one byte more, so the end shows without another call: os.read allocates
-            # all it is asked for, and a 1 MiB buffer costs more than hashing a small file.
-            want = min(CHUNK, before.st_size - read + 1) if read < before.st_size else CHUNK
-            chunk = os.read(fd, want)
-            digest.update(chunk)
-            read += len(chunk)
-            if len(chunk) < want:  # the end (a short read mid-file shows below as a changed file)
-                break
-        after = os.fstat(fd)
+        return sha256_of_fd(fd, os.fstat(fd))
     finally:
         os.close(fd)
+
+
+def sha256_of_fd(fd: int, before: os.stat_result) -> tuple[str | None, int]:
+    """The SHA-256 of what fd is open on, read from its start (None if it changed since its fstat `before`
+    or while being read), and the bytes read."""
+    digest = hashlib.sha256()
+    read = 0
+    while True:
+        # What is left and one byte more, so the end shows without another call: os.read allocates
+        # all it is asked for, and a 1 MiB buffer costs more than hashing a small file.
+        want = min(CHUNK, before.st_size - read + 1) if read < before.st_size else CHUNK
+        chunk = os.pread(fd, want, read)
+        digest.update(chunk)
+        read += len(chunk)
+        if len(chunk) < want:  # the end (a short read mid-file shows below as a changed file)
+            break
+    after = os.fstat(fd)
     steady = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) and read == after.st_size
     return (digest.hexdigest() if steady else None), read
 
@@ -89,28 +94,33 @@ def open_below(root: str, relative: str) -> int:
 
 def scan_batch(root: str, relative: str, names: list[str], access: AccessList | None,
                known: dict[str, tuple[int, int]]) -> BatchScan:
-    """Set the ACL of each named entry of folder `relative` (unless access is None) and stat its regular
-    files; hash those whose (size, mtime_ns) is not what `known` says. Entries gone meanwhile are left out."""
+    """Set the ACL of each named entry of folder `relative` (unless access is None) and fstat its regular
+    files; hash those whose (size, mtime_ns) is not what `known` says. Entries gone meanwhile, and
+    symlinks, are left out. Each entry is opened once, and its ACL set and its bytes read through that fd."""
     scan = BatchScan()
     values = AclValues(access) if access is not None else None
     dirfd = open_below(root, relative)
     try:
         large: list[tuple[str, int, int]] = []
         for name in names:
+            fd = open_entry(dirfd, name)
+            if fd is None:
+                continue
             try:
-                info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if values is not None and set_entry_acl(dirfd, name, info.st_mode, values):
-                scan.acl_paths += 1
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            if known.get(name) == (info.st_size, info.st_mtime_ns):
-                scan.files.append(ScannedFile(name, info.st_size, info.st_mtime_ns, False, None, 0))
-            elif info.st_size > CHUNK:
-                large.append((name, info.st_size, info.st_mtime_ns))
-            else:
-                _append_hashed(scan, dirfd, name, info.st_size, info.st_mtime_ns)
+                info = os.fstat(fd)
+                if values is not None and set_fd_acl(fd, info.st_mode, values):
+                    scan.acl_paths += 1
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if known.get(name) == (info.st_size, info.st_mtime_ns):
+                    scan.files.append(ScannedFile(name, info.st_size, info.st_mtime_ns, False, None, 0))
+                elif info.st_size > CHUNK:
+                    large.append((name, info.st_size, info.st_mtime_ns))
+                else:
+                    scan.files.append(ScannedFile(name, info.st_size, info.st_mtime_ns, True,
+                                                  *sha256_of_fd(fd, info)))
+            finally:
+                os.close(fd)
         if large:  # hashlib and os.read release the GIL on large buffers: threads pay here
             with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="sha256") as hashers:
                 for hashing in [hashers.submit(_append_hashed, scan, dirfd, *file) for file in large]:
@@ -121,10 +131,16 @@ def scan_batch(root: str, relative: str, names: list[str], access: AccessList | 
 
 
 def _append_hashed(scan: BatchScan, dirfd: int, name: str, size: int, mtime_ns: int) -> None:
-    try:
-        digest, read = sha256_of(name, dirfd)
-    except FileNotFoundError:
+    """Hash a large file again opened by name; what was replaced or changed since its listing is not read."""
+    fd = open_entry(dirfd, name)
+    if fd is None:
         return
+    try:
+        info = os.fstat(fd)
+        same = stat.S_ISREG(info.st_mode) and (info.st_size, info.st_mtime_ns) == (size, mtime_ns)
+        digest, read = sha256_of_fd(fd, info) if same else (None, 0)
+    finally:
+        os.close(fd)
     scan.files.append(ScannedFile(name, size, mtime_ns, True, digest, read))
 
 

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from beamhub.data import ingest, scan
-from beamhub.data.acl import read_access
+from beamhub.data.acl import AccessList, read_access
 from beamhub.data.models import DataFile, Dataset, MemberRole
 from beamhub.data.schemas import ProposalCreate
 from beamhub.identity.principal import Principal
@@ -83,6 +84,12 @@ def processes_with(variable: str) -> list[int]:
 def catalogue(services: Any, proposal_id: str) -> dict[str, Any]:
     with services.db.session() as db:
         return {f.relpath: f for f in db.scalars(select(DataFile).where(DataFile.proposal_id == proposal_id))}
+
+
+def catalogued(services: Any, proposal_id: str) -> int:
+    """How many records the proposal has (no path is recorded twice)."""
+    with services.db.session() as db:
+        return db.scalar(select(func.count()).select_from(DataFile).where(DataFile.proposal_id == proposal_id))
 
 
 def test_registration_sets_acls_on_files_and_default_acls_on_folders(services: Any, system_users: list[str],
@@ -191,6 +198,20 @@ def test_symlinks_are_neither_registered_nor_followed(services: Any, system_user
         shutil.rmtree(outside)
 
 
+def test_a_scan_passes_over_what_an_entry_became_since_it_was_listed(tmp_path: Path) -> None:
+    """A listed file swapped for a FIFO, a socket or a symlink before its batch runs: no hang, no ACL, no record."""
+    write(tmp_path, "real.h5", b"data")
+    os.mkfifo(tmp_path / "fifo.h5")
+    (tmp_path / "link.h5").symlink_to(tmp_path / "real.h5")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(tmp_path / "sock.h5"))
+        result = scan.scan_batch(str(tmp_path), "", ["fifo.h5", "sock.h5", "link.h5", "gone.h5", "real.h5"],
+                                 AccessList(users=frozenset({4242}), groups=frozenset()), {})
+    assert [(f.name, f.sha256) for f in result.files] == [("real.h5", hashlib.sha256(b"data").hexdigest())]
+    assert result.acl_paths == 1
+    assert read_access(tmp_path / "fifo.h5").users == set()
+
+
 def test_membership_changes_reach_the_kernel_at_once(services: Any, system_users: list[str],
                                                      staff_group: Any) -> None:
     alice, carol = new_user(services, system_users), new_user(services, system_users)
@@ -211,21 +232,22 @@ def test_a_killed_registration_is_completed_by_running_it_again(services: Any, e
                                                                 staff_group: Any) -> None:
     proposal = new_proposal(services, staff_group.name.removesuffix("-staff"))
     folder = services.data.proposal_dir(proposal)
-    total = 3000
+    total = 20000  # large enough that it is still running when it is seen half-way
+    block = os.urandom(4096)
     for i in range(total):
-        write(folder, f"scan{i % 5}/f{i:05d}.h5", os.urandom(16384))
+        write(folder, f"scan{i % 5}/f{i:05d}.h5", i.to_bytes(4, "little") + block)
     command = [str(BIN / "beamhub"), "data", "register", str(folder), "--proposal", proposal.id]
     marker = f"BEAMHUB_STATE_DIR={env['BEAMHUB_STATE_DIR']}"
     run = subprocess.Popen(command, env={**os.environ, **env, "BEAMHUB_INGEST_WORKERS": "2"},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while run.poll() is None and time.monotonic() < deadline:
-        if catalogue(services, proposal.id) and len(processes_with(marker)) >= 3:  # it, the forkserver, a worker
+        if catalogued(services, proposal.id) and len(processes_with(marker)) >= 3:  # it, the forkserver, a worker
             break
         time.sleep(0.01)
     run.send_signal(signal.SIGKILL)
     run.wait()
-    assert 0 < len(catalogue(services, proposal.id)) < total, "the registration was not caught half-way"
+    assert 0 < catalogued(services, proposal.id) < total, "the registration was not caught half-way"
     deadline = time.monotonic() + 10
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -235,7 +257,6 @@ def test_a_killed_registration_is_completed_by_running_it_again(services: Any, e
     assert not processes_with(marker)
     records = catalogue(services, proposal.id)
     assert len(records) == total and all(r.sha256 for r in records.values())
+    assert catalogued(services, proposal.id) == total
     with services.db.session() as db:
-        assert db.scalar(select(func.count()).select_from(DataFile).where(DataFile.proposal_id == proposal.id)) \
-            == total
         assert db.scalar(select(func.sum(Dataset.file_count)).where(Dataset.proposal_id == proposal.id)) == total
