@@ -13,13 +13,16 @@ import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, delete, func, select, true, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from beamhub.data.acl import AccessList, set_path_acl
+from beamhub.data.catalogue_writer import CatalogueWriter
 from beamhub.data.models import PATH_BYTES, DataFile, Dataset
 from beamhub.data.scan import BatchRunner, BatchScan, ScannedFile
 from beamhub.db import Database, database_value, insert_rows, utcnow
@@ -93,8 +96,8 @@ def register_tree(database: Database, target: Target, access: AccessList, progre
     for folder in [*_folders_between(target.root, target.start), target.start]:
         set_path_acl(folder, access)
     result.acl_paths = 1
-    with BatchRunner(workers) as runner:
-        walker = _Walker(database, target, result, runner, access, progress)
+    with BatchRunner(workers) as runner, CatalogueWriter(database) as writer:
+        walker = _Walker(database, target, result, runner, writer, access, progress)
         try:
             walker.run()
         except IntegrityError as exc:
@@ -123,9 +126,9 @@ def register_paths(database: Database, target: Target, paths: Iterable[Path], ac
         elif regular:
             files.setdefault(path.parent, []).append(path.name)
         datasets.add(relative.split("/", 1)[0])
-    with BatchRunner(1) as runner:
+    with BatchRunner(1) as runner, CatalogueWriter(database) as writer:
         try:
-            walker = _Walker(database, target, result, runner, None, None)
+            walker = _Walker(database, target, result, runner, writer, None, None)
             walker.forget(gone - {""})
             walker.run_files(files)
         except IntegrityError as exc:
@@ -158,14 +161,15 @@ def _folders_between(root: Path, start: Path) -> list[Path]:
 
 class _Walker:
     """One registration's walk: directories listed here, their entries scanned in batches (see scan.py), the
-    batches' files upserted as their scans come back, in order."""
+    batches' files upserted as their scans come back, in order, by the writer's thread."""
 
     def __init__(self, database: Database, target: Target, result: RegisterResult, runner: BatchRunner,
-                 access: AccessList | None, progress: Progress | None) -> None:
+                 writer: CatalogueWriter, access: AccessList | None, progress: Progress | None) -> None:
         self.database = database
         self.target = target
         self.result = result
         self.runner = runner
+        self.writer = writer
         self.access = access
         self.progress = progress
         self.visited: set[str] = set()
@@ -248,10 +252,11 @@ class _Walker:
                 self._finish_oldest()
 
     def _drain(self) -> None:
-        """Finish every queued batch and write what is left."""
+        """Finish every queued batch, and wait until all is written."""
         while self.pending:
             self._finish_oldest()
         self._write()
+        self.writer.flush()
 
     def _finish_oldest(self) -> None:
         directory, scanning = self.pending.popleft()
@@ -292,41 +297,44 @@ class _Walker:
             self._write()
 
     def _write(self) -> None:
-        """Write the queued records in one transaction: new ones with the driver's executemany."""
-        if not (self.new or self.updates):
-            return
-        with self.database.session() as db:
-            if self.new:
-                table = DataFile.__table__
-                fixed = (self.target.proposal_id, self.target.tier,
-                         database_value(db, table, "registered_at", utcnow()))
-                insert_rows(db, table, ("relpath", "parent", "size", "mtime_ns", "sha256", "proposal_id", "tier",
-                                        "registered_at"), [row + fixed for row in self.new])
-            if self.updates:
-                db.execute(update(DataFile), self.updates)
+        """Hand the queued records to the writer, as one transaction: new ones go in with the driver's executemany."""
+        if self.new or self.updates:
+            self.writer.submit(partial(_write_records, self.target, self.new, self.updates))
         self.new, self.updates = [], []
 
     def _remove(self, relpaths: set[str]) -> None:
         ordered = sorted(relpaths)
         for index in range(0, len(ordered), WRITE_BATCH):
-            with self.database.session() as db:
-                db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
-                                                  DataFile.relpath.in_(ordered[index:index + WRITE_BATCH]),
-                                                  DataFile.tier == self.target.tier))
+            self.writer.submit(partial(_remove_records, self.target, ordered[index:index + WRITE_BATCH]))
         self.result.removed += len(relpaths)
 
     def _prune_unvisited(self, start: str) -> None:
         """Remove the records of files in directories of this tier that no longer exist."""
-        with self.database.session() as db:
+        with self.database.session() as db:  # from the index alone: a folder of another tier deletes nothing
             parents = set(db.scalars(select(DataFile.parent).distinct().where(
-                DataFile.proposal_id == self.target.proposal_id, DataFile.tier == self.target.tier,
-                under(DataFile.parent, start))))
+                DataFile.proposal_id == self.target.proposal_id, under(DataFile.parent, start))))
         for parent in sorted(parents - self.visited):
             with self.database.session() as db:
                 gone = db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
                                                          DataFile.tier == self.target.tier,
                                                          DataFile.parent == parent))
                 self.result.removed += gone.rowcount or 0
+
+
+def _write_records(target: Target, new: list[tuple[str, str, int, int, str]], updates: list[dict[str, Any]],
+                   db: Session) -> None:
+    if new:
+        table = DataFile.__table__
+        fixed = (target.proposal_id, target.tier, database_value(db, table, "registered_at", utcnow()))
+        insert_rows(db, table, ("relpath", "parent", "size", "mtime_ns", "sha256", "proposal_id", "tier",
+                                "registered_at"), [row + fixed for row in new])
+    if updates:
+        db.execute(update(DataFile), updates)
+
+
+def _remove_records(target: Target, relpaths: list[str], db: Session) -> None:
+    db.execute(delete(DataFile).where(DataFile.proposal_id == target.proposal_id, DataFile.relpath.in_(relpaths),
+                                      DataFile.tier == target.tier))
 
 
 def _join(parent: str, name: str) -> str:
@@ -339,11 +347,15 @@ def folder_range(prefix: str) -> tuple[str, str]:
 
 
 def under(column: Any, folder: str) -> ColumnElement[bool]:
-    """SQL: the path column is `folder` itself or lies below it ("" is the whole proposal)."""
+    """SQL: the path column is `folder` itself or lies below it ("" is the whole proposal).
+
+    One range [folder, high) that an index can seek, narrowed by a filter: an OR of the folder and
+    its range made SQLite read every path of the proposal.
+    """
     if not folder:
         return true()
     low, high = folder_range(folder)
-    return (column == folder) | ((column >= low) & (column < high))
+    return (column >= folder) & (column < high) & ((column == folder) | (column >= low))
 
 
 def refresh_datasets(database: Database, target: Target) -> None:
