@@ -1,6 +1,6 @@
 """Registering many small files: `beamhub data register` (ACLs + SHA-256 catalogue) against bare `setfacl -R -m`.
 
-Run as root: /opt/beamhub/venv/bin/python bench/ingest.py [--files 100000] [--runs 3]
+Run as root: /opt/beamhub/venv/bin/python bench/ingest.py [--files 100000] [--runs 5]
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=100_000, help=f"files per tree, {PER_DIR} a directory "
                                                               "(default 100000)")
-    p.add_argument("--runs", type=int, default=3, help="runs, each on new trees; the table shows medians (default 3)")
+    p.add_argument("--runs", type=int, default=5, help="runs, each on new trees; the table shows medians (default 5)")
     args = p.parse_args(argv)
     if args.files < 1 or args.runs < 1:
         p.error("--files and --runs must be at least 1")
