@@ -157,16 +157,17 @@ def open_entry(dirfd: int, name: str) -> int | None:
         raise
 
 
-def set_fd_acl(fd: int, mode: int, values: AclValues) -> bool:
-    """Set the ACL (and a directory's default ACL) of what fd, whose fstat mode is `mode`, is open on.
-    False, and nothing set, if it is neither a directory nor a regular file."""
+def set_acl_xattrs(target: int | str, mode: int, values: AclValues) -> bool:
+    """Set the ACL (and a directory's default ACL) of target: an fd, or a path whose final component is
+    not followed; its stat mode is `mode`. False, and nothing set, if it is neither a directory nor a regular file."""
     directory = stat.S_ISDIR(mode)
     if not (directory or stat.S_ISREG(mode)):
         return False
     value = values.get(directory, (mode >> 6) & 0o7)
-    os.setxattr(fd, ACCESS_XATTR, value)
+    follow = isinstance(target, int)  # an fd is the file itself (and refuses follow_symlinks=False)
+    os.setxattr(target, ACCESS_XATTR, value, follow_symlinks=follow)
     if directory:
-        os.setxattr(fd, DEFAULT_XATTR, value)
+        os.setxattr(target, DEFAULT_XATTR, value, follow_symlinks=follow)
     return True
 
 
@@ -176,27 +177,15 @@ def set_entry_acl(dirfd: int, name: str, values: AclValues) -> bool:
     try:
         fd = open_entry(dirfd, name)
     except PermissionError:  # not root, and the owner's own bits refuse reading: set it by name
-        return _set_unreadable_entry_acl(dirfd, name, values)
+        mode = os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode
+        # dirfd's /proc link names this very directory; the final name is not followed.
+        return set_acl_xattrs(f"/proc/self/fd/{dirfd}/{name}", mode, values)
     if fd is None:
         return False
     try:
-        return set_fd_acl(fd, os.fstat(fd).st_mode, values)
+        return set_acl_xattrs(fd, os.fstat(fd).st_mode, values)
     finally:
         os.close(fd)
-
-
-def _set_unreadable_entry_acl(dirfd: int, name: str, values: AclValues) -> bool:
-    mode = os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode
-    directory = stat.S_ISDIR(mode)
-    if not (directory or stat.S_ISREG(mode)):
-        return False
-    # dirfd's /proc link names this very directory; the final name is not followed.
-    path = f"/proc/self/fd/{dirfd}/{name}"
-    value = values.get(directory, (mode >> 6) & 0o7)
-    os.setxattr(path, ACCESS_XATTR, value, follow_symlinks=False)
-    if directory:
-        os.setxattr(path, DEFAULT_XATTR, value, follow_symlinks=False)
-    return True
 
 
 def _apply_batch(dirfd: int, names: Iterable[str], access: AccessList) -> int:

@@ -21,7 +21,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from beamhub.data.acl import AccessList, AclValues, open_entry, set_fd_acl
+from beamhub.data.acl import AccessList, AclValues, open_entry, set_acl_xattrs
 from beamhub.data.fsmeta import CHUNK
 
 HASH_THREADS = 4
@@ -65,7 +65,7 @@ def sha256_of_fd(fd: int, before: os.stat_result) -> tuple[str | None, int]:
     digest = hashlib.sha256()
     read = 0
     while True:
-        # What is left and one byte more, so the end shows without another call: os.read allocates
+        # What is left and one byte more, so the end shows without another call: os.pread allocates
         # all it is asked for, and a 1 MiB buffer costs more than hashing a small file.
         want = min(CHUNK, before.st_size - read + 1) if read < before.st_size else CHUNK
         chunk = os.pread(fd, want, read)
@@ -108,7 +108,7 @@ def scan_batch(root: str, relative: str, names: list[str], access: AccessList | 
                 continue
             try:
                 info = os.fstat(fd)
-                if values is not None and set_fd_acl(fd, info.st_mode, values):
+                if values is not None and set_acl_xattrs(fd, info.st_mode, values):
                     scan.acl_paths += 1
                 if not stat.S_ISREG(info.st_mode):
                     continue
@@ -121,7 +121,7 @@ def scan_batch(root: str, relative: str, names: list[str], access: AccessList | 
                                                   *sha256_of_fd(fd, info)))
             finally:
                 os.close(fd)
-        if large:  # hashlib and os.read release the GIL on large buffers: threads pay here
+        if large:  # hashlib and os.pread release the GIL on large buffers: threads pay here
             with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="sha256") as hashers:
                 for hashing in [hashers.submit(_append_hashed, scan, dirfd, *file) for file in large]:
                     hashing.result()

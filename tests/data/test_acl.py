@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +179,20 @@ def test_a_missing_root_is_not_found(base: Path) -> None:
         set_tree_acl(base / "missing", MEMBERS)
     with pytest.raises(NotFound):
         set_path_acl(base / "missing", MEMBERS)
+
+
+def test_the_owner_sets_the_acl_of_a_file_its_own_bits_keep_it_from_reading(base: Path) -> None:
+    """Registration run as the DAQ account, not root: a write-only file cannot be opened, its ACL is set by name."""
+    folder = base / "daq"
+    folder.mkdir(mode=0o755)
+    written = folder / "frame.raw"
+    written.write_bytes(b"data")
+    written.chmod(0o200)
+    for path in (folder, written):
+        os.chown(path, DAQ, DAQ_GROUP)
+    code = ("import sys\nfrom pathlib import Path\nfrom beamhub.data.acl import AccessList, set_path_acl\n"
+            f"set_path_acl(Path(sys.argv[1]), AccessList(users=frozenset({{{ALICE}}}), groups=frozenset()))")
+    subprocess.run([sys.executable, "-c", code, str(written)], check=True, user=DAQ, group=DAQ_GROUP,
+                   extra_groups=[], cwd="/")
+    assert read_access(written).users == {ALICE}
+    assert stat.S_IMODE(written.stat().st_mode) & 0o700 == 0o200
