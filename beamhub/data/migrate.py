@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, select, update
 
-from beamhub.data.fsmeta import CHUNK, O_READ, FileMeta, copy_meta, opened, sha256_fd
+from beamhub.data.fsmeta import CHUNK, O_READ, FileMeta, copy_meta, opened
 from beamhub.data.models import DataFile, Proposal
-from beamhub.data.scan import sha256_of
+from beamhub.data.scan import sha256_of, sha256_of_fd
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
@@ -242,7 +242,7 @@ class _Mover:
             raise _Unverified("its content does not match the SHA-256 in the catalogue")
         os.fsync(out)
         os.posix_fadvise(out, 0, 0, os.POSIX_FADV_DONTNEED)
-        if sha256_fd(out) != digest.hexdigest():
+        if sha256_of_fd(out, os.fstat(out))[0] != digest.hexdigest():
             raise _Unverified("the copy reads back different bytes")
 
     def _already_there(self, source: Path, destination: Path, info: os.stat_result, expected: str | None) -> bool:
