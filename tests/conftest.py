@@ -97,6 +97,7 @@ class Beamhub:
         self.env = {**os.environ, "BEAMHUB_STATE_DIR": str(state_dir), "BEAMHUB_BIND": f"127.0.0.1:{self.port}",
                     "BEAMHUB_ADMIN_TOKEN": self.admin_token, "BEAMHUB_RECONCILE_INTERVAL": "0.5", **env}
         self.process: subprocess.Popen[bytes] | None = None
+        self.accounts: list[str] = []
         self.admin = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"},
                                   timeout=30)
 
@@ -138,6 +139,7 @@ class Beamhub:
         username = str(fields.pop("username", unique_name("u")))
         response = self.admin.post("/api/v1/users", json={"username": username, **fields})
         assert response.status_code == 201, response.text
+        self.accounts.append(username)
         token = self.admin.post(f"/api/v1/users/{username}/tokens", json={"name": "test"}).json()["token"]
         return username, token
 
@@ -155,6 +157,15 @@ class Beamhub:
         for session in self.admin.get("/api/v1/sessions", params={"active": True}).json():
             self.admin.delete(f"/api/v1/sessions/{session['id']}")
 
+    def shut_down(self) -> None:
+        """Stop its sessions and the server, and remove the system accounts create_user made."""
+        if self.process is not None and self.process.poll() is None:
+            self.stop_all_sessions()
+        self.stop()
+        for name in self.accounts:
+            subprocess.run(["userdel", "-r", name], capture_output=True)
+            subprocess.run(["groupdel", name], capture_output=True)
+
 
 @pytest.fixture
 def beamhub_factory(tmp_path: Path, require_root: None) -> Iterator[type]:
@@ -171,9 +182,7 @@ def beamhub_factory(tmp_path: Path, require_root: None) -> Iterator[type]:
 
     yield make  # type: ignore[misc]
     for server in servers:
-        if server.process is not None and server.process.poll() is None:
-            server.stop_all_sessions()
-        server.stop()
+        server.shut_down()
 
 
 @pytest.fixture
@@ -221,6 +230,4 @@ def module_beamhub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
     yield make  # type: ignore[misc]
     for server in servers:
-        if server.process is not None and server.process.poll() is None:
-            server.stop_all_sessions()
-        server.stop()
+        server.shut_down()

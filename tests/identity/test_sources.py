@@ -164,10 +164,21 @@ def test_a_group_change_through_the_api_shows_in_id(server: Any, team: dict[str,
     assert "no drift" in identity_sync(server).stdout
 
 
+def free_uid(start: int) -> int:
+    """The first UID from start that no account on this machine has."""
+    candidate = start
+    while True:
+        try:
+            pwd.getpwuid(candidate)
+        except KeyError:
+            return candidate
+        candidate += 1
+
+
 def test_a_uid_mismatch_is_reported_as_unrepairable(server: Any, team: dict[str, Any]) -> None:
     user = team["users"][0]
     uid = pwd.getpwnam(user).pw_uid
-    other = uid + 500_000
+    other = free_uid(uid + 500_000)
     run("usermod", "-u", str(other), user)
     try:
         result = identity_sync(server)
