@@ -28,6 +28,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def remove_accounts(names: list[str]) -> None:
+    """Remove these system accounts, their homes and their private groups (what is already gone is no error)."""
+    for name in names:
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{secrets.token_hex(3)}"
 
@@ -162,9 +169,7 @@ class Beamhub:
         if self.process is not None and self.process.poll() is None:
             self.stop_all_sessions()
         self.stop()
-        for name in self.accounts:
-            subprocess.run(["userdel", "-r", name], capture_output=True)
-            subprocess.run(["groupdel", name], capture_output=True)
+        remove_accounts(self.accounts)
 
 
 @pytest.fixture
@@ -195,9 +200,7 @@ def system_users() -> Iterator[list[str]]:
     """Names of system accounts a test creates: each is removed (userdel -r) at the end."""
     names: list[str] = []
     yield names
-    for name in names:
-        subprocess.run(["userdel", "-r", name], capture_output=True)
-        subprocess.run(["groupdel", name], capture_output=True)
+    remove_accounts(names)
 
 
 @pytest.fixture(scope="module")

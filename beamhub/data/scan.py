@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from beamhub.data.acl import AccessList, AclValues, open_entry, set_acl_xattrs
-from beamhub.data.fsmeta import CHUNK
+from beamhub.data.fsmeta import CHUNK, O_READ
 
 HASH_THREADS = 4
 INLINE_BATCHES = 4
 """Batches a registration runs in its own process before it starts worker processes."""
-_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -52,7 +51,7 @@ class BatchScan:
 
 def sha256_of(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[str | None, int]:
     """The SHA-256 of a regular file (None if it changed while being read) and the bytes read."""
-    fd = os.open(path, _OPEN_FILE, dir_fd=dir_fd)
+    fd = os.open(path, O_READ, dir_fd=dir_fd)
     try:
         return sha256_of_fd(fd, os.fstat(fd))
     finally:
