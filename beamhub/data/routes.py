@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
@@ -28,6 +30,7 @@ from beamhub.data.schemas import (
 from beamhub.data.service import DataService
 from beamhub.deps import Browse, Data, scoped
 from beamhub.identity.principal import Principal
+from beamhub.sse import PROGRESS_RESPONSES, Report, run_reporting
 
 router = APIRouter(prefix="/api/v1/proposals", tags=["data"])
 
@@ -67,18 +70,31 @@ def get_proposal(proposal_id: ProposalId, principal: Reader, data: Data) -> Prop
     return proposal_out(data, data.get(principal, proposal_id))
 
 
-@router.put("/{proposal_id}/members/{username}", response_model=ProposalOut)
-def set_member(proposal_id: ProposalId, username: str, principal: Reader, data: Data,
-               body: MemberUpdate | None = None) -> ProposalOut:
-    """Add a member or change their role; every file's ACL is rewritten before the answer."""
+@router.put("/{proposal_id}/members/{username}", response_model=ProposalOut, responses=PROGRESS_RESPONSES)
+async def set_member(proposal_id: ProposalId, username: str, request: Request, principal: Reader, data: Data,
+                     body: MemberUpdate | None = None) -> object:
+    """Add a member or change their role; every file's ACL is rewritten before the answer (phase `acl`)."""
     role = (body or MemberUpdate()).role
-    return proposal_out(data, data.set_member(principal, proposal_id, username, role))
+
+    def change(report: Report | None) -> ProposalOut:
+        return proposal_out(data, data.set_member(principal, proposal_id, username, role, _acl_progress(report)))
+
+    return await run_reporting(request, change)
 
 
-@router.delete("/{proposal_id}/members/{username}", response_model=ProposalOut)
-def remove_member(proposal_id: ProposalId, username: str, principal: Reader, data: Data) -> ProposalOut:
-    """Remove a member; the kernel refuses them the data once this answers."""
-    return proposal_out(data, data.remove_member(principal, proposal_id, username))
+@router.delete("/{proposal_id}/members/{username}", response_model=ProposalOut, responses=PROGRESS_RESPONSES)
+async def remove_member(proposal_id: ProposalId, username: str, request: Request, principal: Reader,
+                        data: Data) -> object:
+    """Remove a member; the kernel refuses them the data once this answers (phase `acl`)."""
+
+    def change(report: Report | None) -> ProposalOut:
+        return proposal_out(data, data.remove_member(principal, proposal_id, username, _acl_progress(report)))
+
+    return await run_reporting(request, change)
+
+
+def _acl_progress(report: Report | None) -> Callable[[int], None] | None:
+    return None if report is None else partial(report, "acl")
 
 
 @router.get("/{proposal_id}/datasets", response_model=Page[DatasetOut])
@@ -131,7 +147,13 @@ def readers(proposal_id: ProposalId, principal: Reader, browse: Browse,
                       groups=[AclGroupOut.model_validate(g) for g in groups])
 
 
-@router.post("/{proposal_id}/register", response_model=RegisterOut)
-def register(proposal_id: ProposalId, body: RegisterRequest, principal: Ingester, data: Data) -> object:
-    """The DAQ registers new data: ACLs from the member list, checksums, catalogue; safe to repeat."""
-    return data.register(principal, proposal_id, body.path, body.tier)
+@router.post("/{proposal_id}/register", response_model=RegisterOut, responses=PROGRESS_RESPONSES)
+async def register(proposal_id: ProposalId, body: RegisterRequest, request: Request, principal: Ingester,
+                   data: Data) -> object:
+    """The DAQ registers new data: ACLs from the member list, checksums, catalogue; safe to repeat.
+    Progress phases: `acl` (paths whose ACL is set) and `files` (files examined)."""
+
+    def run(report: Report | None) -> RegisterOut:
+        return RegisterOut.model_validate(data.register(principal, proposal_id, body.path, body.tier, report))
+
+    return await run_reporting(request, run)

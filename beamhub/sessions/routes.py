@@ -12,17 +12,17 @@ from beamhub.db import utcnow
 from beamhub.deps import Sessions, SessionsPrincipal, principal_if_valid
 from beamhub.sessions.models import SessionEvent, SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
+from beamhub.sse import EVENT_STREAM, SSE_HEADERS, server_sent_event
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 RECHECK_SECONDS = 5.0
 """How often an open event stream asks again whether its caller's credential still stands."""
 
 
 def _sse(event: SessionEvent) -> str:
     """One server-sent event: its id, its kind as the event name, the event as JSON."""
-    payload = EventOut.model_validate(event, from_attributes=True).model_dump_json()
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {payload}\n\n"
+    return server_sent_event(event.kind, EventOut.model_validate(event, from_attributes=True).model_dump_json(),
+                             event.id)
 
 
 def session_out(record: SessionRecord) -> SessionOut:
@@ -50,7 +50,7 @@ def list_sessions(principal: SessionsPrincipal, sessions: Sessions, user: str | 
     return [session_out(r) for r in sessions.list(principal, user, active_only=active)]
 
 
-@router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/events", response_class=StreamingResponse, responses={200: {"content": {EVENT_STREAM: {}}}})
 def my_session_events(request: Request, principal: SessionsPrincipal, sessions: Sessions,
                       last_event_id: int | None = Header(None)) -> StreamingResponse:
     """Server-sent events of all your sessions, from now (or after Last-Event-ID), while you listen."""
@@ -68,7 +68,7 @@ def my_session_events(request: Request, principal: SessionsPrincipal, sessions: 
             await asyncio.sleep(0.5)
             events = await asyncio.to_thread(sessions.events_of_user, principal, principal.username, cursor)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(stream(), media_type=EVENT_STREAM, headers=SSE_HEADERS)
 
 
 @router.get("/{session_id}", response_model=SessionOut)
@@ -88,7 +88,7 @@ def stop_session(session_id: str, principal: SessionsPrincipal, sessions: Sessio
 
 
 @router.get("/{session_id}/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: {"content": {EVENT_STREAM: {}}}})
 def session_events(request: Request, session_id: str, principal: SessionsPrincipal, sessions: Sessions,
                    after: int = Query(0, ge=0), last_event_id: int | None = Header(None)) -> StreamingResponse:
     """Server-sent events of a session, from the first (or after Last-Event-ID) until it ends."""
@@ -107,7 +107,7 @@ def session_events(request: Request, session_id: str, principal: SessionsPrincip
                 return
             await asyncio.sleep(0.25)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(stream(), media_type=EVENT_STREAM, headers=SSE_HEADERS)
 
 
 async def _credential_stands(request: Request) -> bool:

@@ -5,6 +5,7 @@ a PI's member change reaches the kernel before the answer."""
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import shutil
 import subprocess
@@ -169,6 +170,33 @@ def test_the_pi_adds_and_removes_a_member_and_the_kernel_follows(world: World, r
                                                                            for m in removed.json()["members"]}
     assert read_as(world.names["newcomer"], data) == "PermissionError"
     assert newcomer.get(f"{world.base}/files/scan2/result.h5").status_code == 404
+
+
+def test_long_work_streams_its_progress_to_a_client_that_asks(world: World, registered: dict[str, Any]) -> None:
+    events = {"Accept": "text/event-stream"}
+    newcomer = world.names["newcomer"]
+    registration = stream_events(world.client("daq").post(f"{world.base}/register", json={"path": "scan1"},
+                                                          headers=events))
+    assert registration[0][0] == "progress" and {d["phase"] for _, d in registration[:-1]} <= {"acl", "files"}
+    name, result = registration[-1]
+    assert name == "result" and (result["files"], result["unchanged"], result["added"]) == (3, 3, 0)
+    refused = world.client("member").post(f"{world.base}/register", json={}, headers=events)
+    assert refused.status_code == 403 and "detail" in refused.json()
+    added = stream_events(world.client("pi").put(f"{world.base}/members/{newcomer}", json={"role": "member"},
+                                                 headers=events))
+    assert added[0][0] == "progress" and {d["phase"] for _, d in added[:-1]} == {"acl"}
+    assert added[-1][0] == "result" and newcomer in {m["username"] for m in added[-1][1]["members"]}
+    removed = stream_events(world.client("pi").delete(f"{world.base}/members/{newcomer}", headers=events))
+    assert removed[-1][0] == "result" and newcomer not in {m["username"] for m in removed[-1][1]["members"]}
+    assert read_as(newcomer, Path(world.proposal["path"]) / "scan2/result.h5") == "PermissionError"
+
+
+def stream_events(response: httpx.Response) -> list[tuple[str, Any]]:
+    """The (event, JSON data) pairs of a text/event-stream answer, comments left out."""
+    assert response.headers["content-type"].startswith("text/event-stream"), response.text
+    blocks = [dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+              for block in response.text.strip().split("\n\n")]
+    return [(block["event"], json.loads(block["data"])) for block in blocks]
 
 
 def read_as(username: str, path: Path) -> str:
