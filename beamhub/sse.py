@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -40,13 +41,17 @@ def server_sent_event(name: str, data: str, event_id: int | None = None) -> str:
     return f"{head}event: {name}\ndata: {data}\n\n"
 
 
-class _Feed:
-    """What the work's thread reports, passed to the event loop: throttled progress, then None when it ends."""
+class _Work:
+    """Work running in a thread of its own (it may take hours: it must not hold a thread of the loop's shared
+    pool), its throttled progress passed to the event loop, then None once its outcome is settled."""
 
-    def __init__(self) -> None:
+    def __init__(self, work: Callable[[Report | None], BaseModel]) -> None:
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue()
+        self.outcome: asyncio.Future[BaseModel] = self.loop.create_future()
+        self.outcome.add_done_callback(_log_failure)
         self.sent_at: float | None = None
+        threading.Thread(target=self._run, args=(work,), name="long-request", daemon=True).start()
 
     def report(self, phase: str, done: int) -> None:
         now = time.monotonic()
@@ -54,8 +59,20 @@ class _Feed:
             self.sent_at = now
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (phase, done))
 
-    def finished(self) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, None)
+    def _run(self, work: Callable[[Report | None], BaseModel]) -> None:
+        try:
+            result = work(self.report)
+        except BaseException as exc:  # settled for the stream to report, whatever it is
+            self.loop.call_soon_threadsafe(self._settle, None, exc)
+        else:
+            self.loop.call_soon_threadsafe(self._settle, result, None)
+
+    def _settle(self, result: BaseModel | None, exc: BaseException | None) -> None:
+        if exc is None:
+            self.outcome.set_result(result)  # type: ignore[arg-type]
+        else:
+            self.outcome.set_exception(exc)
+        self.queue.put_nowait(None)
 
 
 async def run_reporting(request: Request, work: Callable[[Report | None], BaseModel]) -> BaseModel | StreamingResponse:
@@ -67,31 +84,22 @@ async def run_reporting(request: Request, work: Callable[[Report | None], BaseMo
     """
     if EVENT_STREAM not in request.headers.get("accept", ""):
         return await run_in_threadpool(work, None)
-    feed = _Feed()
-
-    def run() -> BaseModel:
-        try:
-            return work(feed.report)
-        finally:
-            feed.finished()
-
-    task = asyncio.ensure_future(asyncio.to_thread(run))
-    task.add_done_callback(_log_failure)
-    first = await feed.queue.get()
+    running = _Work(work)
+    first = await running.queue.get()
     if first is None:
-        await task  # a refusal raises here, before any byte of the stream
-    return StreamingResponse(_events(feed, first, task), media_type=EVENT_STREAM, headers=SSE_HEADERS)
+        running.outcome.result()  # a refusal raises here, before any byte of the stream
+    return StreamingResponse(_events(running, first), media_type=EVENT_STREAM, headers=SSE_HEADERS)
 
 
-async def _events(feed: _Feed, first: tuple[str, int] | None, task: asyncio.Future[BaseModel]) -> AsyncIterator[str]:
+async def _events(running: _Work, first: tuple[str, int] | None) -> AsyncIterator[str]:
     report = first
     while report is not None:
         phase, done = report
         yield server_sent_event("progress", json.dumps({"phase": phase, "done": done}))
-        while (report := await _next_report(feed)) is _QUIET:
+        while (report := await _next_report(running)) is _QUIET:
             yield ": working\n\n"
     try:
-        result = await task
+        result = running.outcome.result()
     except BeamhubError as exc:
         yield server_sent_event("error", json.dumps({"status": exc.status_code, "detail": str(exc)}))
     except Exception:  # logged by _log_failure; the client gets no traceback
@@ -100,15 +108,15 @@ async def _events(feed: _Feed, first: tuple[str, int] | None, task: asyncio.Futu
         yield server_sent_event("result", result.model_dump_json())
 
 
-async def _next_report(feed: _Feed) -> tuple[str, int] | None:
+async def _next_report(running: _Work) -> tuple[str, int] | None:
     """The next report, None at the end, or _QUIET after KEEPALIVE_SECONDS without either."""
     try:
-        return await asyncio.wait_for(feed.queue.get(), KEEPALIVE_SECONDS)
+        return await asyncio.wait_for(running.queue.get(), KEEPALIVE_SECONDS)
     except asyncio.TimeoutError:
         return _QUIET
 
 
-def _log_failure(task: asyncio.Future[BaseModel]) -> None:
+def _log_failure(outcome: asyncio.Future[BaseModel]) -> None:
     """Log work that failed unexpectedly (a refusal is the client's to read, not the log's)."""
-    if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, BeamhubError):
+    if (exc := outcome.exception()) is not None and not isinstance(exc, BeamhubError):
         log.error("long-running request failed", exc_info=exc)

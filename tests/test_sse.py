@@ -3,9 +3,13 @@ or its error, and a refusal before any progress stays a plain HTTP error."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -108,3 +112,33 @@ def test_an_unexpected_failure_shows_no_internals(client: TestClient, caplog: py
     assert "secret" not in json.dumps(received)
     assert any("long-running request failed" in record.message for record in caplog.records)
 
+
+
+def test_long_work_leaves_the_servers_shared_threads_free(client: TestClient) -> None:
+    """Forty registrations in progress at once, more than the event loop's pool has threads: the server still
+    answers what needs one of those threads (an event stream's database poll)."""
+    app, release = client.app, threading.Event()
+
+    def waiting(report: Report | None) -> Count:
+        assert report is not None
+        report("acl", 1)
+        release.wait(30)
+        return Count(total=1)
+
+    @app.post("/waiting")  # type: ignore[attr-defined]
+    async def run(request: Request) -> Any:
+        return await run_reporting(request, waiting)
+
+    @app.get("/quick")  # type: ignore[attr-defined]
+    async def quick() -> int:
+        return await asyncio.to_thread(lambda: 1)
+
+    with client, ThreadPoolExecutor(41) as requests:
+        streams = [requests.submit(client.post, "/waiting", headers={"Accept": EVENT_STREAM}) for _ in range(40)]
+        try:
+            time.sleep(1)
+            assert requests.submit(client.get, "/quick").result(timeout=5).json() == 1
+        finally:
+            release.set()
+        assert all(stream.result(timeout=30).text.endswith('event: result\ndata: {"total":1}\n\n')
+                   for stream in streams)

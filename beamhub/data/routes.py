@@ -1,4 +1,4 @@
-"""/api/v1/proposals: proposals, members, datasets, files, downloads and the DAQ's registration."""
+"""/api/v1/proposals: proposals, members, datasets, files, downloads, the DAQ's registration, tier migration."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, status
 from starlette.responses import Response, StreamingResponse
 
 from beamhub.data.download import file_response, zip_response
+from beamhub.data.migrate import migrate_proposal
 from beamhub.data.models import DataFile, Proposal
 from beamhub.data.schemas import (
     PROPOSAL_PATTERN,
@@ -19,6 +20,8 @@ from beamhub.data.schemas import (
     FileOut,
     MemberOut,
     MemberUpdate,
+    MigrationOut,
+    MigrationRequest,
     Page,
     ProposalCreate,
     ProposalOut,
@@ -28,7 +31,7 @@ from beamhub.data.schemas import (
     RegisterRequest,
 )
 from beamhub.data.service import DataService
-from beamhub.deps import Browse, Data, scoped
+from beamhub.deps import AdminPrincipal, Browse, Data, scoped
 from beamhub.identity.principal import Principal
 from beamhub.sse import PROGRESS_RESPONSES, Report, run_reporting
 
@@ -155,5 +158,18 @@ async def register(proposal_id: ProposalId, body: RegisterRequest, request: Requ
 
     def run(report: Report | None) -> RegisterOut:
         return RegisterOut.model_validate(data.register(principal, proposal_id, body.path, body.tier, report))
+
+    return await run_reporting(request, run)
+
+
+@router.post("/{proposal_id}/migrate", response_model=MigrationOut, responses=PROGRESS_RESPONSES)
+async def migrate(proposal_id: ProposalId, body: MigrationRequest, request: Request, principal: AdminPrincipal,
+                  data: Data) -> object:
+    """Move the proposal's data to another tier (administrators): copy with ACLs, xattrs and mtimes, verify,
+    switch the catalogue, remove the source; run it again to finish an interrupted one.
+    Progress phases: `copy` (files copied or found verified) and `remove` (files removed from the old tier)."""
+    def run(report: Report | None) -> MigrationOut:
+        progress = None if report is None else lambda phase, _bytes, files: report(phase, files)
+        return MigrationOut.model_validate(migrate_proposal(data, principal, proposal_id, body.to, progress))
 
     return await run_reporting(request, run)

@@ -113,6 +113,31 @@ class RegisterOut(BaseModel):
     hashed_bytes: int
 
 
+class MigrationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(max_length=32, description="the tier to move the proposal's data to, e.g. warm")
+
+
+class MigrationOut(BaseModel):
+    """What a migration did; `kept` lists source entries left in place because they differ from their copy."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    proposal_id: str
+    from_tier: str
+    to_tier: str
+    files_copied: int
+    files_skipped: int = Field(description="already on the new tier, verified, from an earlier run")
+    bytes_copied: int
+    files_verified: int
+    files_removed: int
+    bytes_removed: int
+    switched: bool = Field(description="the catalogue names the new tier")
+    kept: list[str]
+    seconds: float
+
+
 class ReaderOut(BaseModel):
     """A user who can read a path: the ACL entry that grants it, and the ways in (web, jupyter, smb)."""
 

@@ -227,3 +227,22 @@ def test_an_admin_sees_who_can_read_a_path_over_the_api_and_the_cli(world: World
     outside = subprocess.run([str(BIN / "beamhub"), "data", "who-can-read", "/etc/passwd"], env=world.server.env,
                              capture_output=True, text=True)
     assert outside.returncode == 1 and "not under the storage root" in outside.stderr
+
+
+def test_an_admin_migrates_the_proposal_over_the_api_and_members_still_download(world: World,
+                                                                                 registered: dict[str, Any]) -> None:
+    hot = Path(world.proposal["path"])
+    assert world.client("pi").post(f"{world.base}/migrate", json={"to": "warm"}).status_code == 403
+    assert world.server.admin.post(f"{world.base}/migrate", json={"to": "cold"}).status_code == 422
+    moved = stream_events(world.server.admin.post(f"{world.base}/migrate", json={"to": "warm"},
+                                                  headers={"Accept": "text/event-stream"}))
+    assert moved[0][0] == "progress" and {d["phase"] for _, d in moved[:-1]} <= {"copy", "remove"}
+    name, report = moved[-1]
+    assert name == "result", report
+    assert (report["from_tier"], report["to_tier"], report["switched"], report["kept"]) == ("hot", "warm", True, [])
+    assert report["files_verified"] == report["files_removed"] == len(FILES) and not hot.exists()
+    member = world.client("member")
+    assert member.get(f"{world.base}/files/notes.txt").content == FILES["notes.txt"]
+    assert {f["tier"] for f in member.get(f"{world.base}/files").json()["items"]} == {"warm"}
+    assert world.server.admin.post(f"{world.base}/migrate", json={"to": "warm"}).json()["detail"] == \
+        f"proposal {world.proposal['id']} is already on tier warm"
