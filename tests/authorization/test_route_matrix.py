@@ -133,6 +133,7 @@ ROUTES = [
     Route("HEAD", "/api/v1/proposals/{proposal_id}/files/{path}", OWNER),
     Route("POST", "/api/v1/proposals/{proposal_id}/register", ADMIN, body=lambda w: {}),
     Route("GET", "/api/v1/proposals/{proposal_id}/readers", ADMIN),
+    Route("POST", "/api/v1/proposals/{proposal_id}/migrate", ADMIN, body=lambda w: {"to": "hot"}),  # 422: it is there
 ]
 GUARDED = [route for route in ROUTES if route.access != PUBLIC]
 
