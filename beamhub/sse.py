@@ -57,15 +57,20 @@ class _Work:
         now = time.monotonic()
         if self.sent_at is None or now - self.sent_at >= PROGRESS_INTERVAL:
             self.sent_at = now
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (phase, done))
+            self._to_loop(self.queue.put_nowait, (phase, done))
 
     def _run(self, work: Callable[[Report | None], BaseModel]) -> None:
         try:
             result = work(self.report)
         except BaseException as exc:  # settled for the stream to report, whatever it is
-            self.loop.call_soon_threadsafe(self._settle, None, exc)
+            self._to_loop(self._settle, None, exc)
         else:
-            self.loop.call_soon_threadsafe(self._settle, result, None)
+            self._to_loop(self._settle, result, None)
+
+    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        """Hand a call to the event loop; once the server has stopped it, the work goes on unheard."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(callback, *args)
 
     def _settle(self, result: BaseModel | None, exc: BaseException | None) -> None:
         if exc is None:
