@@ -1,4 +1,4 @@
-"""Server-sent events: their format, and long work (a registration, a member change) reported as it goes."""
+"""Server-sent events: their format, and long work (registration, member changes, migration) reported as it goes."""
 
 from __future__ import annotations
 
