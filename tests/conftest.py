@@ -105,13 +105,14 @@ class Beamhub:
                     "BEAMHUB_ADMIN_TOKEN": self.admin_token, "BEAMHUB_RECONCILE_INTERVAL": "0.5", **env}
         self.process: subprocess.Popen[bytes] | None = None
         self.accounts: list[str] = []
+        self.clients: list[httpx.Client] = []
         self.admin = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"},
                                   timeout=30)
 
     def start(self) -> None:
-        log = open(self.state_dir / "server.log", "ab")
-        self.process = subprocess.Popen([str(BIN / "beamhub"), "serve"], env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT)
+        with open(self.state_dir / "server.log", "ab") as log:  # the server keeps its own copy of the fd
+            self.process = subprocess.Popen([str(BIN / "beamhub"), "serve"], env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -138,8 +139,10 @@ class Beamhub:
         return (self.state_dir / "server.log").read_text(errors="replace")[-5000:]
 
     def client(self, token: str | None = None) -> httpx.Client:
+        """A client of this server (with the token, if given); shut_down closes it."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        self.clients.append(httpx.Client(base_url=self.url, headers=headers, timeout=30))
+        return self.clients[-1]
 
     def create_user(self, **fields: object) -> tuple[str, str]:
         """A new user (and system account); returns its name and an API token."""
@@ -165,10 +168,12 @@ class Beamhub:
             self.admin.delete(f"/api/v1/sessions/{session['id']}")
 
     def shut_down(self) -> None:
-        """Stop its sessions and the server, and remove the system accounts create_user made."""
+        """Stop its sessions and the server, close its clients, and remove the system accounts create_user made."""
         if self.process is not None and self.process.poll() is None:
             self.stop_all_sessions()
         self.stop()
+        for client in [self.admin, *self.clients]:
+            client.close()
         remove_accounts(self.accounts)
 
 
