@@ -168,6 +168,7 @@ async def migrate(proposal_id: ProposalId, body: MigrationRequest, request: Requ
     """Move the proposal's data to another tier (administrators): copy with ACLs, xattrs and mtimes, verify,
     switch the catalogue, remove the source; run it again to finish an interrupted one.
     Progress phases: `copy` (files copied or found verified) and `remove` (files removed from the old tier)."""
+
     def run(report: Report | None) -> MigrationOut:
         progress = None if report is None else lambda phase, _bytes, files: report(phase, files)
         return MigrationOut.model_validate(migrate_proposal(data, principal, proposal_id, body.to, progress))

@@ -42,10 +42,9 @@ class World:
         return f"/api/v1/proposals/{self.proposal['id']}"
 
 
-def _user(server: Any, names: list[str], **fields: Any) -> tuple[str, str]:
-    username = f"da{secrets.token_hex(3)}"
-    names.append(username)
-    return server.create_user(username=username, **fields)
+def _user(server: Any, **fields: Any) -> tuple[str, str]:
+    """A new user and their token; the server's shut-down removes the account."""
+    return server.create_user(username=f"da{secrets.token_hex(3)}", **fields)
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +53,11 @@ def world(module_beamhub_factory: Any, module_database_url: str, uid_range_env: 
     storage.chmod(0o755)
     server = module_beamhub_factory(env={"BEAMHUB_DATABASE_URL": module_database_url, **uid_range_env,
                                          "BEAMHUB_STORAGE_ROOT": str(storage)})
-    made: list[str] = []
     try:
         names, tokens = {}, {}
         for who in ("pi", "member", "stranger", "newcomer"):
-            names[who], tokens[who] = _user(server, made)
-        names["daq"], _ = _user(server, made, roles=["service"])
+            names[who], tokens[who] = _user(server)
+        names["daq"], _ = _user(server, roles=["service"])
         tokens["daq"] = server.admin.post(f"/api/v1/users/{names['daq']}/tokens",
                                           json={"name": "daq", "scopes": ["data:ingest"]}).json()["token"]
         now = datetime.now(timezone.utc)
@@ -75,9 +73,6 @@ def world(module_beamhub_factory: Any, module_database_url: str, uid_range_env: 
             path.write_bytes(data)
         yield World(server, storage, proposal, tokens, names)
     finally:
-        for name in made:
-            subprocess.run(["userdel", "-r", name], capture_output=True)
-            subprocess.run(["groupdel", name], capture_output=True)
         shutil.rmtree(storage, ignore_errors=True)
 
 
