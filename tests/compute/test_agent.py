@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -21,6 +22,13 @@ import pytest
 
 from beamhub.agent import SECRET_ENV, port_is_free
 
+_spec = importlib.util.spec_from_file_location("beamhub_test_local_backend_kit",
+                                              Path(__file__).with_name("local_backend_kit.py"))
+assert _spec is not None and _spec.loader is not None
+kit = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kit)
+wait_for = kit.wait_for
+
 SECRET = "s3cret-" + secrets.token_hex(8)
 SESSION = "sess1"
 
@@ -29,14 +37,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Recorder:
