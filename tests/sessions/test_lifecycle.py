@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import pwd
-import socket
+import stat
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -301,8 +301,12 @@ def test_a_session_without_gpus_sees_none(hub: Any, hub_sessions: Any, owner: tu
         hub_sessions.stop(session["id"])
 
 
-def test_sessions_started_at_once_never_share_a_port(hub: Any, hub_sessions: Any) -> None:
-    _, token = hub.create_user()
+def runtime_dir(server: Any, session_id: str) -> Path:
+    return Path(server.env.get("BEAMHUB_RUNTIME_DIR", "/run/beamhub")) / session_id
+
+
+def test_sessions_started_at_once_each_get_their_own_runtime_directory(hub: Any, hub_sessions: Any) -> None:
+    user, token = hub.create_user()
     started: list[dict[str, Any]] = []
     threads = [threading.Thread(target=lambda: started.append(hub_sessions.running(token, **SLEEP)))
                for _ in range(4)]
@@ -312,23 +316,25 @@ def test_sessions_started_at_once_never_share_a_port(hub: Any, hub_sessions: Any
         thread.join()
     try:
         assert len(started) == 4
-        ports = [int(hub_sessions.program_env(s["id"])["BEAMHUB_PORT"]) for s in started]
-        assert len(set(ports)) == 4
-        window = range(int(hub.env["BEAMHUB_PORT_MIN"]), int(hub.env["BEAMHUB_PORT_MAX"]) + 1)
-        assert all(port in window for port in ports)
+        account = pwd.getpwnam(user)
+        sockets = [hub_sessions.program_env(s["id"])["BEAMHUB_SOCKET"] for s in started]
+        assert sockets == [str(runtime_dir(hub, s["id"]) / "http.sock") for s in started]
+        assert len(set(sockets)) == 4
+        for session in started:
+            info = runtime_dir(hub, session["id"]).stat()
+            assert (info.st_uid, info.st_gid) == (account.pw_uid, account.pw_gid)
+            assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
     finally:
         for session in started:
             hub_sessions.stop(session["id"])
 
 
-def test_a_port_held_by_another_program_is_skipped(hub: Any, hub_sessions: Any, owner: tuple[str, str]) -> None:
-    first_port = int(hub.env["BEAMHUB_PORT_MIN"])
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # an earlier session may leave TIME_WAIT
-        squatter.bind(("127.0.0.1", first_port))
-        squatter.listen()
-        session = hub_sessions.running(owner[1], **SLEEP)
-        try:
-            assert int(hub_sessions.program_env(session["id"])["BEAMHUB_PORT"]) != first_port
-        finally:
-            hub_sessions.stop(session["id"])
+def test_a_stopped_sessions_runtime_directory_is_gone(hub: Any, hub_sessions: Any, owner: tuple[str, str]) -> None:
+    session = hub_sessions.running(owner[1], **SLEEP)
+    directory = runtime_dir(hub, session["id"])
+    try:
+        assert directory.is_dir()
+    finally:
+        hub_sessions.stop(session["id"])
+    hub.wait_for_state(session["id"], {"stopped"}, timeout=30)
+    assert not directory.exists()
