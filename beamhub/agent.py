@@ -1,8 +1,10 @@
 """The session agent: runs a session's program as the user and tells beamhub how it goes.
 
-Started by a backend as `python -m beamhub.agent --session ID --callback URL --port P
+Started by a backend as `python -m beamhub.agent --session ID --callback URL --socket PATH
 [--ready-path PATH] -- PROGRAM ARGS...`, with the per-session secret in $BEAMHUB_AGENT_SECRET.
-It starts the program, waits until it answers HTTP on the port (when a ready path is given),
+It starts the program, waits until it answers HTTP on the session's Unix socket (when a ready path
+is given; the socket lives in a directory only the user and beamhub may enter, so no other user's
+process can stand in for the program),
 reports "ready", sends activity heartbeats, and reports the program's exit. Stdlib only: it
 runs inside whatever environment the session's image provides.
 """
@@ -27,7 +29,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="beamhub.agent")
     parser.add_argument("--session", required=True)
     parser.add_argument("--callback", required=True, help="beamhub's base URL")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--socket", required=True, help="the Unix socket the program answers on")
     parser.add_argument("--ready-path", default="", help="HTTP path that answers once the program is up")
     parser.add_argument("--heartbeat", type=float, default=30.0)
     parser.add_argument("program", nargs=argparse.REMAINDER)
@@ -58,31 +60,21 @@ class Reporter:
             return False
 
 
-def answers_http(port: int, path: str) -> bool:
-    """True once the program answers its session-specific path on 127.0.0.1:port.
+def answers_http(socket_path: str, path: str) -> bool:
+    """True once the program answers its session-specific path on the Unix socket.
 
     Any status counts (JupyterLab answers 403 without its token) except 404: a program that
     does not know the session's path is not the session's program.
     """
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-            conn.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(1)
+            conn.connect(socket_path)
+            conn.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
             status_line = conn.recv(16)
     except OSError:
         return False
     return status_line.startswith(b"HTTP/") and status_line[9:12] != b"404"
-
-
-def port_is_free(port: int) -> bool:
-    """True unless something holds the port; a closed connection's TIME_WAIT does not count,
-    as servers bind with SO_REUSEADDR (and Linux still refuses it next to a listener)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -134,8 +126,8 @@ def supervise(args: argparse.Namespace, reporter: Reporter) -> int:
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
-        if not ready_sent and (not args.ready_path or answers_http(args.port, args.ready_path)):
-            ready_sent = reporter.send({"event": "ready", "port": args.port})
+        if not ready_sent and (not args.ready_path or answers_http(args.socket, args.ready_path)):
+            ready_sent = reporter.send({"event": "ready"})
         elif ready_sent and now >= next_heartbeat:
             reporter.send({"event": "activity", "cpu_seconds": group_cpu_seconds(os.getpgid(0))})
             next_heartbeat = now + args.heartbeat
@@ -152,9 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     if not secret:
         print(f"beamhub.agent: ${SECRET_ENV} is not set", file=sys.stderr)
         return 2
-    if not port_is_free(args.port):
-        print(f"beamhub.agent: port {args.port} is already in use", file=sys.stderr)
-        return 3
     return supervise(args, Reporter(args.callback, args.session, secret))
 
 

@@ -7,10 +7,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.routing import Host
 
 from beamhub import __version__
 from beamhub.compute.backend import BackendError
@@ -25,7 +25,10 @@ from beamhub.identity.login_routes import router as login_router
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.windows_routes import router as windows_router
 from beamhub.services import build_services
-from beamhub.sessions.proxy import router as proxy_router
+from beamhub.sessions.entry import session_host_pattern
+from beamhub.sessions.origin_routes import console_router as session_console_router
+from beamhub.sessions.origin_routes import session_router
+from beamhub.sessions.proxy import Upstreams
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
 from beamhub.web.console import install as install_console
@@ -74,7 +77,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.proxy_client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10), follow_redirects=False)
+        app.state.upstreams = Upstreams()
         tasks = ([asyncio.create_task(reconciler.run_forever()),
                   asyncio.create_task(release_embargoes_forever(services.data))] if run_reconciler else [])
         try:
@@ -85,7 +88,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             reconciler.close()
-            await app.state.proxy_client.aclose()
+            await app.state.upstreams.aclose()
             services.db.dispose()
 
     app = FastAPI(title="beamhub", version=__version__, lifespan=lifespan,
@@ -100,7 +103,9 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     for router in (login_router, users_router, audit_router, keys_router, windows_router, sessions_router,
-                   heps_router, proxy_router, data_router):
+                   heps_router, session_console_router, data_router):
         app.include_router(router)
     install_console(app, settings)
+    # First of all routes: a session's host name serves that session and nothing of the console.
+    app.router.routes.insert(0, Host(session_host_pattern(settings), app=session_router))
     return app

@@ -67,7 +67,10 @@ def serve(config: ConfigOption = None, reload: bool = False) -> None:
         err.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"beamhub listening on http://{settings.bind} (state in {settings.state_dir})")
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    # X-Forwarded-For/-Proto count only from the configured proxies: sessions run on this host's loopback too.
+    trusted = ",".join(settings.trusted_proxies)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info",
+                proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
 
 
 @user_app.command("create")

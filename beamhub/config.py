@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     database_url: str | None = None
     bind: str = "127.0.0.1:8000"
     public_url: str | None = Field(None, description="URL the session agents use to reach beamhub")
+    session_url: str | None = Field(
+        None, pattern=r"^https?://[^/]*\{session\}[^/]*/?$",
+        description="origin of each session, {session} standing for its id, e.g. https://{session}.sessions."
+                    "example.org (a wildcard DNS name and certificate). Default: http://{session}.sessions."
+                    "localhost:PORT on bind's port, which browsers resolve to this machine by themselves")
+    trusted_proxies: list[str] = Field(
+        [], description="addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto count; "
+                        "never the network sessions run on")
     admin_token: SecretStr | None = None
 
     backend: str = "local"
@@ -43,6 +51,9 @@ class Settings(BaseSettings):
     gid_min: int = 30000
     gid_max: int = 39999
     manage_system_accounts: bool = True
+    host_groups: list[str] = Field([], description="host groups outside gid_min-gid_max that beamhub may record and "
+                                                   "give members (e.g. a directory's groups on the nss source, or "
+                                                   "render for GPUs); a user's private group never")
 
     login_methods: list[str] = ["password"]
     pam_service: str = "login"
@@ -89,8 +100,8 @@ class Settings(BaseSettings):
     node_memory: str | None = None
     gpus: list[str] = []
     overcommit: bool = False
-    port_min: int = 40000
-    port_max: int = 40999
+    runtime_dir: Path = Field(Path("/run/beamhub"), description="where each session gets a directory only its user "
+                                                                "and beamhub may enter, for its program's socket")
 
     default_runtime: int = 86400
     max_runtime: int = 30 * 86400
@@ -127,7 +138,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _ranges_are_ordered(self) -> Settings:
-        for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max"), ("port_min", "port_max"),
+        for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max"),
                           ("idmap_range_low", "idmap_range_high"), ("idmap_default_low", "idmap_default_high")):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} ({getattr(self, low)}) is above {high} ({getattr(self, high)})")
@@ -152,6 +163,10 @@ class Settings(BaseSettings):
     @property
     def port(self) -> int:
         return int(self.bind.rpartition(":")[2])
+
+    @property
+    def session_url_pattern(self) -> str:
+        return self.session_url or f"http://{{session}}.sessions.localhost:{self.port}"
 
     @property
     def callback_url(self) -> str:

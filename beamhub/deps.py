@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -12,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from beamhub.data.browse import DataBrowser
 from beamhub.data.service import DataService
-from beamhub.errors import BeamhubError, Forbidden
+from beamhub.errors import BeamhubError, Forbidden, Unauthenticated
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
 from beamhub.identity.login import LoginService, same_secret
@@ -46,17 +45,34 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     return connection.cookies.get(TOKEN_COOKIE)
 
 
-def _has_bearer(connection: HTTPConnection) -> bool:
+def has_bearer(connection: HTTPConnection) -> bool:
     scheme, _, value = connection.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and bool(value.strip())
+
+
+def secure_cookies(connection: HTTPConnection) -> bool:
+    """Secure cookies as configured, else when the request came over https (or wss)."""
+    configured = get_services(connection).settings.cookie_secure
+    return configured if configured is not None else connection.url.scheme in ("https", "wss")
+
+
+def _refuse_tossed_cookies(connection: HTTPConnection) -> None:
+    """Two cookies of one of beamhub's names mean that another host (a sibling domain) set one of them: which one
+    is ours cannot be told, so neither counts."""
+    names = [part.partition("=")[0].strip() for part in connection.headers.get("cookie", "").split(";")]
+    for name in (SESSION_COOKIE, TOKEN_COOKIE):
+        if names.count(name) > 1:
+            raise Unauthenticated(f"two {name} cookies were sent, one of them set by another site; log in again")
 
 
 def authenticate(connection: HTTPConnection, csrf: str | None = None, check_csrf: bool = False) -> Principal:
     """The caller: bearer header, else login session cookie (CSRF-checked if asked), else token cookie."""
     services = get_services(connection)
     address = client_address(connection)
+    if not has_bearer(connection):
+        _refuse_tossed_cookies(connection)
     session = connection.cookies.get(SESSION_COOKIE)
-    if session and not _has_bearer(connection):
+    if session and not has_bearer(connection):
         principal, expected = services.login.resolve_cookie(session)
         if check_csrf and not same_secret(csrf, expected):
             raise Forbidden("CSRF token missing or wrong")
@@ -82,25 +98,6 @@ async def principal_if_valid(connection: HTTPConnection) -> Principal | None:
         return await run_in_threadpool(authenticate, connection)
     except BeamhubError:
         return None
-
-
-def same_origin(connection: HTTPConnection) -> bool:
-    """Whether a browser's request comes from this site's pages (no Origin header: not a cross-site browser one)."""
-    origin = connection.headers.get("origin")
-    if origin is None:
-        return connection.headers.get("sec-fetch-site") != "cross-site"
-    allowed = {connection.headers.get("host", "").lower()}
-    public_url = get_services(connection).settings.public_url
-    if public_url:
-        allowed.add(urlsplit(public_url).netloc.lower())
-    return urlsplit(origin).netloc.lower() in allowed
-
-
-def proxy_principal(connection: HTTPConnection) -> Principal:
-    """The caller of a proxied request or websocket: cookies count only from this site's own pages."""
-    if not _has_bearer(connection) and not same_origin(connection):
-        raise Forbidden("cross-site request refused: its Origin is not this site")
-    return authenticate(connection)
 
 
 def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

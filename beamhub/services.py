@@ -15,6 +15,7 @@ from beamhub.identity.groups import GroupService
 from beamhub.identity.login import LoginService
 from beamhub.identity.service import IdentityService
 from beamhub.identity.sshkeys import SshKeyService
+from beamhub.sessions.entry import SessionEntry
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
 
@@ -30,6 +31,7 @@ class Services:
     groups: GroupService
     keys: SshKeyService
     sessions: SessionService
+    entry: SessionEntry
     workstations: WorkstationService
     login: LoginService
     audit: AuditService
@@ -55,7 +57,8 @@ def build_services(settings: Settings) -> Services:
     sessions = SessionService(db, settings, backend, identity, audit)
     identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
     data = DataService(db, settings, identity, groups, audit)
+    login = LoginService(db, settings, identity, audit)
     return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,
                     keys=SshKeyService(db, identity), sessions=sessions,
-                    workstations=WorkstationService(db), audit=audit,
-                    login=LoginService(db, settings, identity, audit), data=data, browse=DataBrowser(data))
+                    entry=SessionEntry(db, sessions, identity, login), workstations=WorkstationService(db),
+                    audit=audit, login=login, data=data, browse=DataBrowser(data))

@@ -23,7 +23,11 @@ class Account:
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """One process tree to run: the session agent's command line and its limits."""
+    """One process tree to run: the session agent's command line and its limits.
+
+    `runtime_dir` is the session's private directory (its program's socket lives there): the backend creates it
+    on the node, owned by the account with mode 0700, so that only the user and beamhub may enter it, and removes
+    it when the session ends."""
 
     session_id: str
     account: Account
@@ -31,6 +35,7 @@ class LaunchSpec:
     env: dict[str, str]
     ncores: float
     memory: int
+    runtime_dir: Path
     gpu_ids: list[str] = field(default_factory=list)
 
 

@@ -22,6 +22,9 @@ class Cgroups(Protocol):
     def create(self, name: str, ncores: float, memory: int) -> list[Path]:
         """Make the session's groups with its limits; return their directories."""
 
+    def paths(self, name: str) -> list[Path]:
+        """The directories of a session's groups, whether they exist or not."""
+
     def oom_kills(self, dirs: list[Path]) -> int:
         """How many processes the kernel killed in these groups for memory."""
 
@@ -75,6 +78,9 @@ class CgroupV2:
         _write(root / "cgroup.subtree_control", "+cpu +memory")
         _write(self.parent / "cgroup.subtree_control", "+cpu +memory")
 
+    def paths(self, name: str) -> list[Path]:
+        return [self.parent / name]
+
     def create(self, name: str, ncores: float, memory: int) -> list[Path]:
         group = self.parent / name
         group.mkdir(exist_ok=True)
@@ -99,8 +105,11 @@ class CgroupV1:
         self.memory.mkdir(exist_ok=True)
         self.cpu.mkdir(exist_ok=True)
 
+    def paths(self, name: str) -> list[Path]:
+        return [self.memory / name, self.cpu / name]
+
     def create(self, name: str, ncores: float, memory: int) -> list[Path]:
-        mem, cpu = self.memory / name, self.cpu / name
+        mem, cpu = self.paths(name)
         mem.mkdir(exist_ok=True)
         cpu.mkdir(exist_ok=True)
         _write(mem / "memory.limit_in_bytes", str(memory))

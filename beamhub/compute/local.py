@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 from beamhub.compute import cgroups
-from beamhub.compute.backend import BackendError, Capacity, Handle, LaunchSpec, PollResult
+from beamhub.compute.backend import Account, BackendError, Capacity, Handle, LaunchSpec, PollResult
 from beamhub.config import Settings
 from beamhub.units import parse_size
 
@@ -71,6 +72,16 @@ def _release(pid: int, dirs: list[Path], env: dict[str, str], gate: int) -> None
         os.close(gate)
 
 
+def make_private_dir(path: Path, account: Account) -> None:
+    """The session's runtime directory: its parent traversable but not listable, itself only the user's.
+    A directory left by an earlier session of the same id is replaced, never reused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o711)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
+    os.chown(path, account.uid, account.gid)
+
+
 def _node_memory() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
@@ -98,7 +109,29 @@ class LocalBackend:
         return Capacity(ncores=ncores, memory=memory, gpu_ids=tuple(self.settings.gpus))
 
     def start(self, spec: LaunchSpec) -> Handle:
-        dirs = self.cgroups.create(spec.session_id, spec.ncores, spec.memory) if self.cgroups else []
+        try:
+            make_private_dir(spec.runtime_dir, spec.account)
+        except OSError as exc:
+            raise BackendError(f"cannot create the session's runtime directory {spec.runtime_dir}: {exc}") from exc
+        try:
+            return self._start_in_cgroups(spec)
+        except BackendError:
+            shutil.rmtree(spec.runtime_dir, ignore_errors=True)
+            raise
+
+    def _limited_groups(self, spec: LaunchSpec) -> list[Path]:
+        """The session's cgroups with its limits; what a refused limit left behind is removed at once."""
+        if self.cgroups is None:
+            return []
+        try:
+            return self.cgroups.create(spec.session_id, spec.ncores, spec.memory)
+        except OSError as exc:
+            cgroups.kill_and_remove(self.cgroups.paths(spec.session_id))
+            raise BackendError(f"the kernel refused the session's limits ({spec.ncores:g} cores, "
+                               f"{spec.memory} bytes): {exc.strerror or exc}") from exc
+
+    def _start_in_cgroups(self, spec: LaunchSpec) -> Handle:
+        dirs = self._limited_groups(spec)
         account = spec.account
         env = {**spec.env, "HOME": str(account.home), "USER": account.username, "LOGNAME": account.username,
                "CUDA_VISIBLE_DEVICES": ",".join(spec.gpu_ids)}
@@ -127,7 +160,7 @@ class LocalBackend:
         # Read even if it already exited (a zombie until reaped): a handle needs its start time.
         start_time = process_start_time(child.pid, zombies=True)
         handle: Handle = {"session_id": spec.session_id, "pid": child.pid, "start_time": start_time,
-                          "cgroups": [str(d) for d in dirs]}
+                          "cgroups": [str(d) for d in dirs], "runtime_dir": str(spec.runtime_dir)}
         (self.handles_dir / f"{spec.session_id}.json").write_text(json.dumps(handle))
         return handle
 
@@ -161,6 +194,8 @@ class LocalBackend:
                 time.sleep(0.05)
             self._signal_group(pid, signal.SIGKILL)
         cgroups.kill_and_remove([Path(d) for d in handle.get("cgroups", [])])
+        if handle.get("runtime_dir"):
+            shutil.rmtree(handle["runtime_dir"], ignore_errors=True)
         if (child := self._children.pop(pid, None)) is not None:
             child.wait(timeout=5)
         (self.handles_dir / f"{handle['session_id']}.json").unlink(missing_ok=True)

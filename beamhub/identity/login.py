@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
+from dataclasses import replace
 from datetime import timedelta
 import pam
 from argon2 import PasswordHasher
@@ -190,11 +191,21 @@ class LoginService:
             raise Unauthenticated("credentials are required")
         with self.db.session() as db:
             record = db.scalar(select(LoginSession).where(LoginSession.digest == cookie_digest(value)))
-            if record is None or record.ended_at is not None or record.expires_at <= utcnow():
-                raise Unauthenticated("the login session is unknown, ended or expired; log in again")
-            if record.user.state is not UserState.active:
-                raise Forbidden("account disabled")
-            return principal_of(record.user), record.csrf_token
+            return self._live(record), record.csrf_token if record is not None else ""
+
+    def principal_of_login(self, login_id: int) -> Principal:
+        """The principal of a login session found by its id (what a session's entry cookie stands on)."""
+        with self.db.session() as db:
+            return self._live(db.get(LoginSession, login_id))
+
+    @staticmethod
+    def _live(record: LoginSession | None) -> Principal:
+        """The principal of a login session that still stands; 401 if ended or expired, 403 if disabled."""
+        if record is None or record.ended_at is not None or record.expires_at <= utcnow():
+            raise Unauthenticated("the login session is unknown, ended or expired; log in again")
+        if record.user.state is not UserState.active:
+            raise Forbidden("account disabled")
+        return replace(principal_of(record.user), login_id=record.id)
 
     def principal_for_cookie(self, value: str | None) -> Principal:
         """The principal of a live session cookie."""

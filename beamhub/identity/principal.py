@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from beamhub.errors import Forbidden
 
-SCOPES = frozenset({"sessions", "data:read", "data:ingest", "admin"})
-"""What a token may be limited to; a login cookie carries every scope its user's roles allow."""
+SCOPES = frozenset({"sessions", "keys", "data:read", "data:ingest", "admin"})
+"""What a token may be limited to; a login cookie carries every scope its user's roles allow.
+`keys` adds SSH keys, which outlive the token: a token limited to other scopes cannot."""
 
 
 def role_scopes(roles: frozenset[str] | list[str]) -> frozenset[str]:
     """The scopes a user's roles can use: a token issued without a list gets these."""
-    scopes = {"sessions", "data:read"}
+    scopes = {"sessions", "keys", "data:read"}
     if "admin" in roles:
         scopes |= {"admin", "data:ingest"}
     if "service" in roles:
@@ -31,6 +32,7 @@ class Principal:
     scopes: frozenset[str] | None = None
     address: str = ""
     token_id: int | None = field(default=None, compare=False)
+    login_id: int | None = field(default=None, compare=False)
 
     @property
     def is_admin(self) -> bool:
@@ -64,4 +66,4 @@ class Principal:
         return self.may_act_for(owner_id) or (self.is_staff and beamline is not None and beamline in self.beamlines)
 
     def with_address(self, address: str) -> Principal:
-        return Principal(self.username, self.user_id, self.roles, self.beamlines, self.scopes, address, self.token_id)
+        return replace(self, address=address)

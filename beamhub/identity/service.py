@@ -20,7 +20,7 @@ from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticat
 from beamhub.identity import accounts, sources
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
-from beamhub.identity.models import ApiToken, Role, User, UserState
+from beamhub.identity.models import ApiToken, Group, Role, User, UserState
 from beamhub.identity.principal import SCOPES, Principal, role_scopes
 
 BOOTSTRAP_ADMIN = "admin-token"
@@ -81,6 +81,7 @@ class IdentityService:
         """A new user with a UID from the configured range and a matching system account.
 
         On the nss source the account must already exist: its UID, GID and groups are taken, none is created.
+        Everything is checked before anything is written, so a refused user leaves nothing behind.
         """
         roles = sorted(set(roles or [Role.user.value]) | {Role.user.value})
         with self.db.session() as db:
@@ -89,15 +90,14 @@ class IdentityService:
             nss = self.settings.identity_source == "nss"
             if nss:
                 uid, gid, groups = sources.nss_identity(username, uid, groups)
+                self._check_host_account(username, uid)
             else:
-                uid = uid if uid is not None else self._free_uid(db)
+                uid = self._new_uid(db, username, uid)
                 gid = uid
+                groups = self._new_groups(db, groups or [])
             user = User(username=username, uid=uid, gid=gid, roles=roles, beamlines=sorted(set(beamlines or [])),
                         display_name=display_name, email=email, state=UserState.active)
-            names = set(groups or [])
-            if self.settings.all_users_group and not nss:
-                names.add(self.settings.all_users_group)
-            user.group_list = [self.groups.ensure(db, name) for name in sorted(names)]
+            user.group_list = [self.groups.ensure(db, name) for name in groups]
             db.add(user)
             try:
                 db.flush()
@@ -109,11 +109,45 @@ class IdentityService:
                              beamlines=user.beamlines)
         return user
 
+    def _check_host_account(self, username: str, uid: int) -> None:
+        """On the nss source, refuse an account outside beamhub's UID range (root, daemon, the host's users)."""
+        if not self.settings.uid_min <= uid <= self.settings.uid_max:
+            raise Forbidden(f"{username} has UID {uid} on this host, outside beamhub's UID range "
+                            f"{self.settings.uid_min}-{self.settings.uid_max}: beamhub does not take over host "
+                            "accounts")
+
+    def _new_uid(self, db: Session, username: str, uid: int | None) -> int:
+        """The UID of a new user on the db source (and its private group's GID); refuses what the host holds."""
+        held = accounts.account_named(username)
+        if held is not None:
+            raise Conflict(f"{username} is already an account on this host (UID {held.pw_uid}): beamhub creates "
+                           "its own accounts and takes over none")
+        if db.scalar(select(Group.id).where(Group.name == username)) is not None or accounts.group_named(username):
+            raise Conflict(f"a group named {username} already exists, so {username} cannot have a private group")
+        if uid is None:
+            return self._free_uid(db)
+        if not self.settings.uid_min <= uid <= self.settings.uid_max:
+            raise Invalid(f"UID {uid} is outside beamhub's UID range {self.settings.uid_min}-{self.settings.uid_max}")
+        if uid in self._used_ids(db) or accounts.uid_taken(uid) or accounts.gid_taken(uid):
+            raise Conflict(f"UID {uid} is already taken (by a user, or as the GID of a group)")
+        return uid
+
+    def _new_groups(self, db: Session, names: list[str]) -> list[str]:
+        """The groups a new user joins (with the all-users group), each one beamhub may give members."""
+        wanted = set(names) | ({self.settings.all_users_group} if self.settings.all_users_group else set())
+        for name in sorted(wanted):
+            self.groups.check_grantable(db, name)
+        return sorted(wanted)
+
+    def _used_ids(self, db: Session) -> set[int]:
+        """UIDs of beamhub's users and GIDs of its groups: a new user's UID is also its private group's GID."""
+        return set(db.scalars(select(User.uid))) | set(db.scalars(select(Group.gid)))
+
     def _free_uid(self, db: Session) -> int:
-        used = set(db.scalars(select(User.uid).where(User.uid.between(self.settings.uid_min,
-                                                                         self.settings.uid_max))))
+        """The first UID of the range that no user, and no group as its GID, has here or on the host."""
+        used = self._used_ids(db)
         for uid in range(self.settings.uid_min, self.settings.uid_max + 1):
-            if uid not in used and not accounts.uid_taken(uid):
+            if uid not in used and not accounts.uid_taken(uid) and not accounts.gid_taken(uid):
                 return uid
         raise Conflict(f"no free UID left in {self.settings.uid_min}-{self.settings.uid_max}")
 
@@ -235,6 +269,17 @@ class IdentityService:
         self.audit.record(actor, "token.refused", actor, address, success=False, reason=str(refusal),
                           token_id=token_id)
         raise refusal
+
+    def principal_of_token(self, token_id: int) -> Principal:
+        """The principal of an API token found by its id, if it still stands (what a session's entry cookie
+        obtained with that token stands on); 401 or 403 as for the token itself."""
+        with self.db.session() as db:
+            record = db.get(ApiToken, token_id)
+            refusal = _refusal(record, utcnow())
+            if refusal is not None:
+                raise refusal
+            assert record is not None
+            return principal_of(record.user, frozenset(record.scopes), record.id)
 
     def resolve_target(self, principal: Principal, username: str | None) -> User:
         """The user a request acts for: oneself, or anyone for an administrator."""

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from beamhub.errors import Invalid
 
+SOCKET_NAME = "http.sock"
+"""The Unix socket a session's program answers on, inside its private runtime directory."""
+
 
 @dataclass(frozen=True)
 class KindProgram:
@@ -21,37 +24,38 @@ def proxy_prefix(session_id: str) -> str:
     return f"/s/{session_id}/"
 
 
-def jupyter(image: Path, session_id: str, port: int, token: str, command: str | None,
+def jupyter(image: Path, session_id: str, socket: Path, token: str, command: str | None,
             args: list[str]) -> KindProgram:
-    """JupyterLab on loopback, under the proxy's prefix, trusting only the session token."""
+    """JupyterLab on the session's Unix socket, under the proxy's prefix, trusting only the session token."""
     prefix = proxy_prefix(session_id)
     return KindProgram(
-        argv=[str(image / "bin" / "jupyter-lab"), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-              f"--ServerApp.base_url={prefix}", "--ServerApp.allow_remote_access=True",
-              "--ServerApp.port_retries=0", "--ServerApp.quit_button=False"],
+        argv=[str(image / "bin" / "jupyter-lab"), "--no-browser", f"--ServerApp.sock={socket}",
+              "--ServerApp.sock_mode=0600", f"--ServerApp.base_url={prefix}", "--ServerApp.allow_remote_access=True",
+              "--ServerApp.quit_button=False"],
         ready_path=f"{prefix}api/status",
         env={"JUPYTER_TOKEN": token},
     )
 
 
-def command(image: Path, session_id: str, port: int, token: str, command: str | None,
+def command(image: Path, session_id: str, socket: Path, token: str, command: str | None,
             args: list[str]) -> KindProgram:
-    """The seed's single_cmd with its arguments, found on the image's PATH."""
+    """The seed's single_cmd with its arguments, found on the image's PATH; a web server it runs listens on
+    $BEAMHUB_SOCKET."""
     if not command:
         raise Invalid("a command session needs a command")
     return KindProgram(argv=[command, *args],
-                       env={"BEAMHUB_PORT": str(port), "BEAMHUB_BASE_URL": proxy_prefix(session_id),
+                       env={"BEAMHUB_SOCKET": str(socket), "BEAMHUB_BASE_URL": proxy_prefix(session_id),
                             "BEAMHUB_SESSION_TOKEN": token})
 
 
 KINDS = {"jupyter": jupyter, "command": command}
 
 
-def program_for(kind: str, image: Path, session_id: str, port: int, token: str, command: str | None,
+def program_for(kind: str, image: Path, session_id: str, socket: Path, token: str, command: str | None,
                 args: list[str]) -> KindProgram:
     """The program for a kind; Invalid for an unknown kind."""
     try:
         build = KINDS[kind]
     except KeyError:
         raise Invalid(f"unknown session kind {kind!r}; known: {', '.join(sorted(KINDS))}") from None
-    return build(image, session_id, port, token, command, args)
+    return build(image, session_id, socket, token, command, args)

@@ -54,7 +54,6 @@ class SessionRecord(Base):
 
     state: Mapped[SessionState] = mapped_column(Enum(SessionState, native_enum=False, length=16))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     url: Mapped[str | None] = mapped_column(String(255), nullable=True)
     token: Mapped[str] = mapped_column(String(64))
     agent_secret: Mapped[str] = mapped_column(String(64))
@@ -100,3 +99,22 @@ class Workstation(Base):
         ForeignKey("sessions.id", ondelete="SET NULL"), nullable=True
     )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SessionGrant(Base):
+    """A browser's way into one session on the session's own origin: first a one-time code the console hands out,
+    then the cookie it is exchanged for. Only SHA-256 digests are stored, and a grant stands only while the login
+    session or API token that asked for it stands."""
+
+    __tablename__ = "session_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    login_session_id: Mapped[int | None] = mapped_column(ForeignKey("login_sessions.id", ondelete="CASCADE"),
+                                                         nullable=True, index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=True,
+                                                 index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,74 +1,111 @@
-"""/s/{session}/...: HTTP and websockets forwarded to a session, for its owner or an admin only."""
+"""Forwarding to a session's program: HTTP and websockets over its private Unix socket, with beamhub's credentials
+swapped for the session's private token, and nothing of beamhub's (cookies, nginx headers) taken from its answers.
+
+Who may reach a session is decided in sessions.origin_routes; this module only carries bytes.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import websockets
-from fastapi import APIRouter, Request, WebSocket
 from starlette.background import BackgroundTask
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.websockets import WebSocketDisconnect
-
-from beamhub.deps import SESSION_COOKIE, TOKEN_COOKIE, get_services, proxy_principal
-from beamhub.errors import BeamhubError
-
-log = logging.getLogger(__name__)
-router = APIRouter(tags=["proxy"])
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+OUR_COOKIE_PREFIXES = ("beamhub-", "__host-beamhub-", "__secure-beamhub-")
+"""Cookies of beamhub itself (console and session entry): a session never sees them and never sets them."""
+
+SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-downloads"
+"""The CSP of whatever a session answers on the console's origin: an opaque origin, so its scripts reach nothing of
+the console's."""
+
+UPSTREAM_CLIENTS = 256
+"""Sessions whose upstream connections are kept open at once (least recently used ones are closed)."""
 
 
-def _strip_our_cookie(cookie_header: str) -> str:
-    """The Cookie header without beamhub's own credential, which a session must never see."""
-    ours = (f"{TOKEN_COOKIE}=", f"{SESSION_COOKIE}=")
-    parts = [p for p in cookie_header.split(";") if p.strip() and not p.strip().startswith(ours)]
+def _ours(cookie_name: str) -> bool:
+    return cookie_name.strip().lower().startswith(OUR_COOKIE_PREFIXES)
+
+
+def _strip_our_cookies(cookie_header: str) -> str:
+    """The Cookie header without beamhub's own cookies, which a session must never see."""
+    parts = [p for p in cookie_header.split(";") if p.strip() and not _ours(p.partition("=")[0])]
     return ";".join(parts).strip()
 
 
-def upstream_headers(headers: dict[str, str] | list[tuple[str, str]], token: str) -> dict[str, str]:
+def upstream_headers(headers: list[tuple[str, str]], token: str) -> dict[str, str]:
     """Request headers to send on: beamhub's credentials replaced by the session's token."""
-    items = headers.items() if isinstance(headers, dict) else headers
-    out = {k: v for k, v in items if k.lower() not in HOP_BY_HOP | {"authorization", "cookie"}}
-    cookie = _strip_our_cookie(dict((k.lower(), v) for k, v in items).get("cookie", ""))
+    out = {k: v for k, v in headers if k.lower() not in HOP_BY_HOP | {"authorization", "cookie"}}
+    cookie = _strip_our_cookies("; ".join(v for k, v in headers if k.lower() == "cookie"))
     if cookie:
         out["cookie"] = cookie
     out["authorization"] = f"token {token}"
     return out
 
 
-def _client(request: Request) -> httpx.AsyncClient:
-    return request.app.state.proxy_client
+def sets_our_cookie(set_cookie: str) -> bool:
+    """Whether a session's Set-Cookie would touch beamhub's cookies, or any host beyond the session's own."""
+    name = set_cookie.partition("=")[0]
+    attributes = [a.strip().lower() for a in set_cookie.split(";")[1:]]
+    return _ours(name) or any(a.startswith("domain") for a in attributes)
 
 
-async def _target(connection: Request | WebSocket, session_id: str) -> tuple[int, str]:
-    """Port and token of the session, if the caller may reach it (checked off the event loop)."""
-
-    def authorize() -> tuple[int, str]:
-        principal = proxy_principal(connection)
-        principal.require_scope("sessions")
-        return get_services(connection).sessions.proxy_target(principal, session_id)
-
-    return await asyncio.to_thread(authorize)
+def downstream_headers(response: httpx.Response) -> list[tuple[str, str]]:
+    """The session's response headers that may reach the browser: never one that steers an nginx in front of
+    beamhub (X-Accel-*) or sets beamhub's cookies."""
+    return [(k, v) for k, v in response.headers.multi_items()
+            if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-accel-")
+            and not (k.lower() == "set-cookie" and sets_our_cookie(v))]
 
 
-@router.api_route("/s/{session_id}/{path:path}", methods=METHODS, include_in_schema=False)
-async def proxy_http(session_id: str, path: str, request: Request) -> Response:
-    port, token = await _target(request, session_id)
-    url = httpx.URL(f"http://127.0.0.1:{port}{request.url.path}", query=request.url.query.encode())
-    upstream = _client(request).build_request(
-        request.method, url, headers=upstream_headers(request.headers.items(), token), content=request.stream())
+class Upstreams:
+    """Pooled keep-alive HTTP clients, one per session socket."""
+
+    def __init__(self) -> None:
+        self._clients: OrderedDict[Path, httpx.AsyncClient] = OrderedDict()
+
+    def client(self, socket: Path) -> httpx.AsyncClient:
+        client = self._clients.pop(socket, None)
+        if client is None:
+            client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket)),
+                                       timeout=httpx.Timeout(None, connect=10), follow_redirects=False)
+        self._clients[socket] = client
+        while len(self._clients) > UPSTREAM_CLIENTS:
+            _, oldest = self._clients.popitem(last=False)
+            asyncio.get_running_loop().create_task(oldest.aclose())
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+async def forward_http(request: Request, upstreams: Upstreams, socket: Path, token: str,
+                       sandbox: bool) -> Response:
+    """Send the request to the session and stream its answer back."""
+    client = upstreams.client(socket)
+    query = f"?{request.url.query}" if request.url.query else ""
+    url = httpx.URL(f"http://session{request.url.path}{query}")
+    upstream = client.build_request(request.method, url, headers=upstream_headers(request.headers.items(), token),
+                                    content=request.stream())
     try:
-        response = await _client(request).send(upstream, stream=True)
+        response = await client.send(upstream, stream=True)
     except httpx.HTTPError as exc:
-        return Response(content=f'{{"detail": "session {session_id} does not answer: {type(exc).__name__}"}}',
+        return Response(content=f'{{"detail": "the session does not answer: {type(exc).__name__}"}}',
                         status_code=502, media_type="application/json")
-    headers = [(k, v) for k, v in response.headers.multi_items()
-               if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-accel-")]  # never steer nginx
+    headers = downstream_headers(response)
+    if sandbox:
+        headers.append(("content-security-policy", SANDBOX))
     if response.headers.get("content-type", "").startswith("text/html"):
         return await _scrubbed_page(response, headers, token)
     result = StreamingResponse(response.aiter_raw(), status_code=response.status_code,
@@ -94,33 +131,32 @@ async def _scrubbed_page(response: httpx.Response, headers: list[tuple[str, str]
     return result
 
 
-@router.websocket("/s/{session_id}/{path:path}")
-async def proxy_websocket(websocket: WebSocket, session_id: str, path: str) -> None:
-    try:
-        port, token = await _target(websocket, session_id)
-    except BeamhubError as exc:
-        await websocket.close(code=4000 + exc.status_code, reason=str(exc))
-        return
+WEBSOCKET_SKIP = {"host", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+                  "sec-websocket-protocol"}
+
+
+async def forward_websocket(websocket: WebSocket, socket: Path, token: str,
+                            still_allowed: Callable[[], Awaitable[bool]]) -> None:
+    """Connect to the session's websocket and copy messages both ways until either side closes or the caller's
+    credential stops standing (asked every few seconds)."""
     query = f"?{websocket.url.query}" if websocket.url.query else ""
-    url = f"ws://127.0.0.1:{port}{websocket.url.path}{query}"
-    skip = {"host", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
-            "sec-websocket-protocol"}
-    headers = upstream_headers([(k, v) for k, v in websocket.headers.items() if k.lower() not in skip], token)
+    headers = upstream_headers([(k, v) for k, v in websocket.headers.items() if k.lower() not in WEBSOCKET_SKIP],
+                               token)
     subprotocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     try:
-        upstream = await websockets.connect(url, additional_headers=headers, subprotocols=subprotocols or None,
-                                            max_size=None, open_timeout=10)
-    except (OSError, websockets.InvalidHandshake) as exc:
+        upstream = await websockets.unix_connect(
+            str(socket), uri=f"ws://session{websocket.url.path}{query}", additional_headers=headers,
+            subprotocols=subprotocols or None, max_size=None, open_timeout=10)
+    except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError) as exc:
         await websocket.close(code=1011, reason=f"session does not answer: {type(exc).__name__}")
         return
     await websocket.accept(subprotocol=upstream.subprotocol)
     async with upstream:
-        await _pump(websocket, upstream)
+        await _pump(websocket, upstream, still_allowed)
 
 
-async def _pump(client: WebSocket, upstream: websockets.ClientConnection) -> None:
-    """Copy messages both ways until either side closes."""
-
+async def _pump(client: WebSocket, upstream: websockets.ClientConnection,
+                still_allowed: Callable[[], Awaitable[bool]]) -> None:
     async def client_to_upstream() -> None:
         try:
             while True:
@@ -142,11 +178,16 @@ async def _pump(client: WebSocket, upstream: websockets.ClientConnection) -> Non
         except (websockets.ConnectionClosed, WebSocketDisconnect, RuntimeError):
             return
 
-    tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
+    async def credential_stands() -> None:
+        while await still_allowed():
+            pass
+
+    tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client()),
+             asyncio.create_task(credential_stands())]
     _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
     try:
-        await client.close()
+        await client.close(code=1008 if tasks[2].done() else 1000)
     except (RuntimeError, WebSocketDisconnect):  # the client is gone already
         pass

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import socket
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,15 +52,6 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 class SessionService(SessionReader):
     def __init__(self, db: Database, settings: Settings, backend: Backend, identity: IdentityService,
                  audit: AuditService) -> None:
@@ -74,12 +64,27 @@ class SessionService(SessionReader):
         self._moving = threading.Lock()  # requests, the reconciler and agent reports move states one at a time
         self._ending: set[str] = set()  # sessions whose processes a thread of this process is stopping now
 
-    def proxy_target(self, principal: Principal, session_id: str) -> tuple[int, str]:
-        """Port and private token of a running session the principal may reach."""
+    def runtime_dir(self, session_id: str) -> Path:
+        """The session's private directory on its node, where its program's socket lives."""
+        return self.settings.runtime_dir / session_id
+
+    def upstream_socket(self, session_id: str) -> Path:
+        return self.runtime_dir(session_id) / kinds.SOCKET_NAME
+
+    def entered(self, principal: Principal, session_id: str) -> SessionRecord:
+        """A running session the principal may enter: only its owner does (staff and admins manage it from
+        outside, they never run code as its user)."""
         record = self.get(principal, session_id)
-        if record.state is not S.running or record.port is None:
+        if principal.user_id != record.user_id:
+            raise Forbidden(f"only {record.user.username} may enter session {session_id}")
+        if record.state is not S.running:
             raise NotReady(f"session {session_id} is {record.state.value}, not running")
-        return record.port, record.token
+        return record
+
+    def proxy_target(self, principal: Principal, session_id: str) -> tuple[Path, str]:
+        """Socket and private token of a running session the principal owns."""
+        record = self.entered(principal, session_id)
+        return self.upstream_socket(record.id), record.token
 
     # --- creating ----------------------------------------------------------------------
     def create(self, principal: Principal, spec: SessionSpec, username: str | None = None) -> SessionRecord:
@@ -87,7 +92,7 @@ class SessionService(SessionReader):
         user = self.identity.resolve_target(principal, username)
         image = spec.image or self.settings.default_image
         image_path = self._image_path(image)
-        kinds.program_for(spec.kind, image_path, "check", 0, "", spec.command, spec.args)  # Invalid before recording
+        kinds.program_for(spec.kind, image_path, "check", Path(), "", spec.command, spec.args)  # Invalid first
         runtime = spec.runtime or self.settings.default_runtime
         if runtime > self.settings.max_runtime:
             raise Invalid(f"runtime {runtime} s exceeds the maximum of {self.settings.max_runtime} s")
@@ -99,13 +104,13 @@ class SessionService(SessionReader):
             name = spec.name or self._free_name(db, user.id, spec.kind)
             if self._active_named(db, user.id, name):
                 raise Conflict(f"you already have an active session named {name}")
-            gpu_ids, port = self._allocate(db, spec)
+            gpu_ids = self._allocate(db, spec)
             now = utcnow()
             record = SessionRecord(
                 id=secrets.token_hex(8), user_id=user.id, name=name, kind=spec.kind, image=image,
                 ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus, gpu_ids=gpu_ids, command=spec.command,
                 args=list(spec.args), env=dict(spec.env), source_ip=spec.source_ip, description=spec.description,
-                state=S.pending, port=port, token=secrets.token_hex(24), agent_secret=_digest(secret),
+                state=S.pending, token=secrets.token_hex(24), agent_secret=_digest(secret),
                 backend=self.backend.name, created_at=now, expires_at=now + timedelta(seconds=runtime),
             )
             db.add(record)
@@ -166,8 +171,8 @@ class SessionService(SessionReader):
                 return name
         raise Conflict("too many active sessions")
 
-    def _allocate(self, db: Session, spec: SessionSpec) -> tuple[list[str], int]:
-        """GPU ids and a port for a new session, if the node has room; else InsufficientResources."""
+    def _allocate(self, db: Session, spec: SessionSpec) -> list[str]:
+        """GPU ids for a new session, if the node has room; else InsufficientResources."""
         capacity = self.backend.capacity()
         active = list(db.scalars(select(SessionRecord).where(SessionRecord.state.in_(ACTIVE_STATES))))
         if not self.settings.overcommit:
@@ -176,23 +181,21 @@ class SessionService(SessionReader):
         used_gpus = {g for r in active for g in r.gpu_ids}
         free_gpus = [g for g in capacity.gpu_ids if g not in used_gpus]
         _check_room("GPUs", spec.gpus, len(capacity.gpu_ids), len(capacity.gpu_ids) - len(free_gpus), str)
-        used_ports = {r.port for r in active}
-        for port in range(self.settings.port_min, self.settings.port_max + 1):
-            if port not in used_ports and _port_is_free(port):
-                return free_gpus[: spec.gpus], port
-        raise InsufficientResources("no free port left for a new session on this node")
+        return free_gpus[: spec.gpus]
 
     def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str, by: Principal) -> None:
-        program = kinds.program_for(record.kind, image_path, record.id, record.port or 0, record.token,
-                                    record.command, record.args)
+        socket = self.upstream_socket(record.id)
+        program = kinds.program_for(record.kind, image_path, record.id, socket, record.token, record.command,
+                                    record.args)
         argv = [str(self.settings.agent_python), "-m", "beamhub.agent", "--session", record.id,
-                "--callback", self.settings.callback_url, "--port", str(record.port),
+                "--callback", self.settings.callback_url, "--socket", str(socket),
                 "--ready-path", program.ready_path, "--heartbeat", str(self.settings.heartbeat_interval),
                 "--", *program.argv]
         env = {"PATH": f"{image_path / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                **record.env, **program.env, "BEAMHUB_SESSION_ID": record.id, "BEAMHUB_AGENT_SECRET": secret}
         spec = LaunchSpec(session_id=record.id, account=self.identity.account(user), argv=argv, env=env,
-                          ncores=record.ncores, memory=record.memory, gpu_ids=record.gpu_ids)
+                          ncores=record.ncores, memory=record.memory, gpu_ids=record.gpu_ids,
+                          runtime_dir=self.runtime_dir(record.id))
         try:
             handle = self.backend.start(spec)
         except BackendError as exc:
@@ -324,7 +327,7 @@ class SessionService(SessionReader):
                 raise Unauthenticated("unknown session or wrong agent secret")
             if report.event == "ready" and record.state is S.starting:
                 record.url = kinds.proxy_prefix(record.id)
-                self._transition(db, record, S.running, "answers on its port")
+                self._transition(db, record, S.running, "answers on its socket")
             elif report.event == "activity":
                 record.last_activity = utcnow()
                 record.activity = {"cpu_seconds": report.cpu_seconds}

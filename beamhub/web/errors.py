@@ -83,9 +83,8 @@ class PageRoute(APIRoute):
 
 
 def wants_html(request: Request) -> bool:
-    """A browser navigating to a page (not an API client, not a session behind the proxy)."""
-    path = request.url.path
-    return "text/html" in request.headers.get("accept", "") and not path.startswith(("/api/", "/s/"))
+    """A browser navigating to a page (not an API client)."""
+    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
 
 
 async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -18,7 +18,6 @@ SERVICE_MESSAGES = (
     N_("too many active sessions"),
     N_("the new expiry is in the past"),
     N_("a command session needs a command"),
-    N_("no free port left for a new session on this node"),
     N_("single sign-on is not enabled here"),
     N_("this needs an administrator"),
     N_("DSA keys are not accepted: generate an ed25519 key with ssh-keygen -t ed25519"),

@@ -9,7 +9,6 @@ Screenshots of every page, in English and Chinese, go to $BEAMHUB_SCREENSHOTS
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import shutil
 import subprocess
@@ -78,10 +77,8 @@ def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterato
     """A server with alice (member of P1), bob (member of P2) and an admin, all with the local PASSWORD."""
     storage = Path(tempfile.mkdtemp(prefix="beamhub-browser-"))
     storage.chmod(0o755)
-    ports = random.randrange(20000, 32000, 200)
     server = module_beamhub_factory(env={**uid_range_env, "BEAMHUB_STORAGE_ROOT": str(storage),
-                                         "BEAMHUB_NODE_CPUS": "4", "BEAMHUB_NODE_MEMORY": "8Gi",
-                                         "BEAMHUB_PORT_MIN": str(ports), "BEAMHUB_PORT_MAX": str(ports + 199)})
+                                         "BEAMHUB_NODE_CPUS": "4", "BEAMHUB_NODE_MEMORY": "8Gi"})
     users: dict[str, str] = {}
     try:
         for role, fields in (("alice", {}), ("bob", {}), ("admin", {"roles": ["admin"]})):

@@ -4,7 +4,6 @@ administrators query it (API and CLI); it never holds a secret."""
 from __future__ import annotations
 
 import json
-import random
 import secrets
 import subprocess
 import sys
@@ -25,10 +24,8 @@ LOCAL = "127.0.0.1"
 
 @pytest.fixture(scope="module")
 def server(module_beamhub_factory: Any, module_database_url: str, uid_range_env: dict[str, str]) -> Any:
-    """One server per database; sessions get a private port window."""
-    start = random.randrange(20000, 32000, 200)
-    return module_beamhub_factory(env={"BEAMHUB_DATABASE_URL": module_database_url, **uid_range_env,
-                                       "BEAMHUB_PORT_MIN": str(start), "BEAMHUB_PORT_MAX": str(start + 199)})
+    """One server per database."""
+    return module_beamhub_factory(env={"BEAMHUB_DATABASE_URL": module_database_url, **uid_range_env})
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -157,27 +156,14 @@ class SessionKit:
         return asyncio.run(execute_over_websocket(self.channels_url(session_id, kernel_id), token, code))
 
 
-def private_port_window() -> dict[str, str]:
-    """A random block of session ports below the ephemeral range, so that servers of concurrent test runs (which
-    use the default 40000-40999) and their clients' ephemeral ports never hand out a port one of ours just got."""
-    start = random.randrange(20000, 32000, 200)
-    return {"BEAMHUB_PORT_MIN": str(start), "BEAMHUB_PORT_MAX": str(start + 199)}
-
-
 @pytest.fixture
 def make_hub(beamhub_factory: Any) -> Callable[..., Any]:
-    """make_hub(**env): a beamhub server with these BEAMHUB_* settings and a private session port window."""
+    """make_hub(**env): a beamhub server with these BEAMHUB_* settings."""
 
     def make(**env: str) -> Any:
-        return beamhub_factory(env={**private_port_window(), **env})
+        return beamhub_factory(env=env)
 
     return make
-
-
-@pytest.fixture
-def beamhub(make_hub: Callable[..., Any]) -> Any:
-    """The default server of tests/conftest.py, with a private session port window."""
-    return make_hub()
 
 
 @pytest.fixture(scope="session")
@@ -193,10 +179,10 @@ def _require_image() -> None:
 
 @pytest.fixture(scope="module")
 def make_module_hub(module_beamhub_factory: Any) -> Callable[..., Any]:
-    """make_module_hub(**env): a server the tests of a module share, with a private session port window."""
+    """make_module_hub(**env): a server the tests of a module share."""
 
     def make(**env: str) -> Any:
-        return module_beamhub_factory(env={**private_port_window(), **env})
+        return module_beamhub_factory(env=env)
 
     return make
 

@@ -1,5 +1,5 @@
-"""The proxy at /s/{id}/...: only the owner (or an admin) reaches a session, with beamhub's credential
-swapped for the session's private token, over HTTP and websockets, against a real JupyterLab."""
+"""The proxy at /s/{id}/... for API clients with a bearer token: only the owner reaches a session, with beamhub's
+credential swapped for the session's private token, over HTTP and websockets, against a real JupyterLab."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ EMPTY_NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 
 
 # A command session that answers every GET with the request's path and headers, as JSON.
 ECHO_SERVER = textwrap.dedent("""
-    import http.server, json, os
+    import http.server, json, os, socketserver
     class Echo(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
@@ -25,11 +25,21 @@ ECHO_SERVER = textwrap.dedent("""
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("X-Accel-Redirect", "/_protected/etc/shadow")
+            self.send_header("Set-Cookie", "beamhub-session=swapped; Path=/")
+            self.send_header("Set-Cookie", "beamhub-entry=swapped; Path=/")
+            self.send_header("Set-Cookie", "tossed=1; Domain=localhost; Path=/")
+            self.send_header("Set-Cookie", "theme=light; Path=/")
             self.end_headers()
             self.wfile.write(body)
         def log_message(self, *args):
             pass
-    http.server.HTTPServer(("127.0.0.1", int(os.environ["BEAMHUB_PORT"])), Echo).serve_forever()
+        def address_string(self):
+            return "session"
+    class Server(socketserver.UnixStreamServer):
+        def get_request(self):
+            request, _ = super().get_request()
+            return request, ("session", 0)
+    Server(os.environ["BEAMHUB_SOCKET"], Echo).serve_forever()
 """)
 
 
@@ -45,15 +55,19 @@ def test_owner_reaches_jupyterlab_with_a_bearer_token(hub: Any, owner: tuple[str
     assert "kernels" in response.json()
 
 
-def test_owner_reaches_jupyterlab_with_the_login_cookie(hub: Any, owner: tuple[str, str],
-                                                        lab: dict[str, Any]) -> None:
-    with httpx.Client(base_url=hub.url, cookies={"beamhub-token": owner[1]}, timeout=30) as client:
-        response = client.get(status_url(lab))
-    assert response.status_code == 200, response.text
+def test_the_console_origin_sandboxes_what_a_session_answers(hub: Any, owner: tuple[str, str],
+                                                              lab: dict[str, Any]) -> None:
+    with hub.client(owner[1]) as client:
+        response = client.get(f"/s/{lab['id']}/lab")
+    assert response.status_code == 200
+    policies = response.headers.get_list("content-security-policy")  # a browser enforces every one of them
+    assert any(policy.startswith("sandbox") and "allow-same-origin" not in policy for policy in policies)
 
 
-def test_an_admin_reaches_any_session(hub: Any, lab: dict[str, Any]) -> None:
-    assert hub.admin.get(status_url(lab)).status_code == 200
+def test_an_admin_does_not_enter_a_users_session(hub: Any, lab: dict[str, Any]) -> None:
+    response = hub.admin.get(status_url(lab))
+    assert response.status_code == 403
+    assert "only" in response.json()["detail"]
 
 
 def test_another_user_is_forbidden(hub: Any, lab: dict[str, Any]) -> None:
@@ -109,7 +123,7 @@ def test_the_upstream_gets_the_session_token_and_never_beamhubs(hub: Any, hub_se
         headers = {k.lower(): v for k, v in echo["headers"].items()}
         assert echo["path"] == f"/s/{session['id']}/echo?x=1"
         assert headers["authorization"] == f"token {hub_sessions.private_token(session['id'])}"
-        assert headers["cookie"] == "theme=dark"
+        assert headers["cookie"] == "theme=dark"  # neither beamhub-token nor the entry cookie
         assert all(owner[1] not in value for value in headers.values())
     finally:
         hub_sessions.stop(session["id"])
@@ -117,13 +131,16 @@ def test_the_upstream_gets_the_session_token_and_never_beamhubs(hub: Any, hub_se
 
 def _echo(hub: Any, session_id: str, token: str) -> dict[str, Any] | None:
     """What the echo server saw of a request carrying both beamhub credentials and another cookie."""
-    with httpx.Client(base_url=hub.url, cookies={"beamhub-token": token, "theme": "dark"}, timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as client:
+    cookies = f"beamhub-token={token}; beamhub-entry=x; theme=dark"
+    with httpx.Client(base_url=hub.url, timeout=30,
+                      headers={"Authorization": f"Bearer {token}", "Cookie": cookies}) as client:
         response = client.get(f"/s/{session_id}/echo", params={"x": "1"})
     if response.status_code == 502:  # the command runs before its server listens
         return None
     assert response.status_code == 200, response.text
     assert "x-accel-redirect" not in response.headers  # a session must never steer an nginx in front of beamhub
+    set_cookies = response.headers.get_list("set-cookie")
+    assert set_cookies == ["theme=light; Path=/"]  # never beamhub's cookies, never beyond the session's host
     return response.json()
 
 
@@ -153,6 +170,7 @@ def test_a_kernel_websocket_of_another_user_is_refused(hub: Any, hub_sessions: A
     url = hub_sessions.channels_url(lab["id"], kernel_id)
     assert _websocket_refusal(url, {"Authorization": f"Bearer {stranger}"}) == 403
     assert _websocket_refusal(url, {}) == 403
+    assert _websocket_refusal(url, {"Cookie": f"beamhub-token={owner[1]}"}) == 403  # browsers go to the session
 
 
 def _websocket_refusal(url: str, headers: dict[str, str]) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,10 +22,8 @@ def csrf_of(page: httpx.Response) -> str:
 
 @pytest.fixture(scope="module")
 def hub(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Any:
-    """A server shared by a module: a node of 4 cores and 8 GiB, session ports of its own."""
-    start = random.randrange(20000, 32000, 200)
-    return module_beamhub_factory(env={**uid_range_env, "BEAMHUB_NODE_CPUS": "4", "BEAMHUB_NODE_MEMORY": "8Gi",
-                                       "BEAMHUB_PORT_MIN": str(start), "BEAMHUB_PORT_MAX": str(start + 199)})
+    """A server shared by a module: a node of 4 cores and 8 GiB."""
+    return module_beamhub_factory(env={**uid_range_env, "BEAMHUB_NODE_CPUS": "4", "BEAMHUB_NODE_MEMORY": "8Gi"})
 
 
 @pytest.fixture(scope="module")

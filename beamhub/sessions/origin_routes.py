@@ -1,0 +1,173 @@
+"""/s/{session}/...: who reaches a session, and on which origin.
+
+On the console's origin a session is never served to a browser: a browser (a cookie) is sent to the session's own
+origin with a one-time code, and exchanges it there for an entry cookie of that origin. API clients that send a
+bearer token may use either origin; on the console's, the answer carries a sandboxing CSP. Only a session's owner
+enters it; staff and administrators manage it from the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, WebSocket
+from starlette.requests import HTTPConnection
+from starlette.responses import RedirectResponse, Response
+
+from beamhub.deps import authenticate, client_address, get_services, has_bearer, secure_cookies
+from beamhub.errors import BeamhubError, Forbidden, Invalid, NotFound, Unauthenticated
+from beamhub.identity.principal import Principal
+from beamhub.sessions.entry import COOKIE_TTL, session_origin
+from beamhub.sessions.proxy import METHODS, Upstreams, forward_http, forward_websocket
+
+ENTER_PATH = "/_beamhub/enter"
+RECHECK_SECONDS = 2.0
+"""How often an open websocket asks again whether its caller's credential still stands."""
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+Decide = Callable[[HTTPConnection, str], tuple[Path, str]]
+"""Who may reach a session over a connection: its socket and token, or a BeamhubError."""
+
+console_router = APIRouter(tags=["proxy"])
+session_router = APIRouter()
+"""Served on the session's own origin only (app.py mounts it under the sessions' host name)."""
+
+
+def _upstreams(connection: HTTPConnection) -> Upstreams:
+    return connection.app.state.upstreams
+
+
+def entry_cookie_name(connection: HTTPConnection) -> str:
+    """Over https the `__Host-` prefix: a browser then refuses it from any other host, a sibling session included."""
+    return "__Host-beamhub-entry" if secure_cookies(connection) else "beamhub-entry"
+
+
+def _target(principal: Principal, connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
+    principal.require_scope("sessions")
+    return get_services(connection).sessions.proxy_target(principal, session_id)
+
+
+def _bearer_target(connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
+    return _target(authenticate(connection), connection, session_id)
+
+
+def from_own_pages(connection: HTTPConnection) -> bool:
+    """Whether a cookie-carrying request comes from the session's own pages or is a top-level navigation:
+    other sessions' pages are same-site, so SameSite alone does not keep them out."""
+    origin = connection.headers.get("origin")
+    if origin is not None:
+        return origin.partition("://")[2].lower() == connection.headers.get("host", "").lower()
+    site = connection.headers.get("sec-fetch-site")
+    return site in (None, "same-origin", "none") or connection.headers.get("sec-fetch-mode") == "navigate"
+
+
+def _entry_target(connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
+    """The session's socket and token for a request with a bearer token or the session's entry cookie."""
+    if has_bearer(connection):
+        return _bearer_target(connection, session_id)
+    if not from_own_pages(connection):
+        raise Forbidden("cross-origin request refused: it does not come from this session's pages")
+    entry = get_services(connection).entry
+    cookie = connection.cookies.get(entry_cookie_name(connection))
+    principal = entry.principal_for_cookie(session_id, cookie).with_address(client_address(connection))
+    return _target(principal, connection, session_id)
+
+
+# --- the console's origin --------------------------------------------------------------------
+@console_router.api_route("/s/{session_id}/{path:path}", methods=METHODS, include_in_schema=False)
+async def session_on_console(session_id: str, path: str, request: Request) -> Response:
+    """Bearer clients are served (sandboxed); a browser is sent to the session's own origin."""
+    if has_bearer(request):
+        socket, token = await asyncio.to_thread(_bearer_target, request, session_id)
+        return await forward_http(request, _upstreams(request), socket, token, sandbox=True)
+    origin = session_origin(get_services(request).settings, session_id)
+    if request.method not in ("GET", "HEAD"):
+        raise Forbidden(f"session {session_id} is served on its own origin, {origin}")
+
+    def issue() -> str:
+        principal = authenticate(request)
+        principal.require_scope("sessions")
+        return get_services(request).entry.issue_code(principal, session_id)
+
+    next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    try:
+        code = await asyncio.to_thread(issue)
+    except Unauthenticated:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        return RedirectResponse(f"/login?{urlencode({'next': next_path})}", 303, headers=NO_STORE)
+    return RedirectResponse(f"{origin}{ENTER_PATH}?{urlencode({'code': code, 'next': next_path})}", 303,
+                            headers=NO_STORE)
+
+
+@console_router.websocket("/s/{session_id}/{path:path}")
+async def websocket_on_console(websocket: WebSocket, session_id: str, path: str) -> None:
+    """Only bearer clients: a browser's websocket belongs on the session's own origin."""
+    if not has_bearer(websocket):
+        await websocket.close(code=4403, reason="a session's pages are served on its own origin")
+        return
+    await _serve_websocket(websocket, session_id, _bearer_target)
+
+
+# --- the session's own origin ----------------------------------------------------------------
+def _own_session(connection: HTTPConnection, session_id: str) -> None:
+    """A session's origin serves that session only."""
+    if connection.path_params.get("session") != session_id:
+        raise NotFound(f"session {session_id} is not served on this origin")
+
+
+@session_router.get(ENTER_PATH, include_in_schema=False)
+async def enter_session(request: Request, code: str = Query(max_length=128),
+                        next: str = Query(max_length=4096)) -> Response:  # noqa: A002 (the parameter's name)
+    """Exchange the console's one-time code for this origin's entry cookie, then go where the user was going."""
+    session_id = request.path_params["session"]
+    if not next.startswith(f"/s/{session_id}/") or any(c in next for c in "\\\r\n"):
+        raise Invalid("next must be a path inside this session")
+    cookie = await asyncio.to_thread(get_services(request).entry.redeem_code, session_id, code)
+    response = RedirectResponse(next, 303, headers=NO_STORE)
+    response.set_cookie(entry_cookie_name(request), cookie, max_age=int(COOKIE_TTL.total_seconds()), path="/",
+                        httponly=True, samesite="lax", secure=secure_cookies(request))
+    return response
+
+
+@session_router.api_route("/s/{session_id}/{path:path}", methods=METHODS, include_in_schema=False)
+async def session_http(session_id: str, path: str, request: Request) -> Response:
+    _own_session(request, session_id)
+    entry_cookie = request.cookies.get(entry_cookie_name(request))
+    if request.method == "GET" and not entry_cookie and not has_bearer(request):
+        console = get_services(request).settings.callback_url
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"{console}{request.url.path}{query}", 303, headers=NO_STORE)
+    socket, token = await asyncio.to_thread(_entry_target, request, session_id)
+    return await forward_http(request, _upstreams(request), socket, token, sandbox=False)
+
+
+@session_router.websocket("/s/{session_id}/{path:path}")
+async def session_websocket(websocket: WebSocket, session_id: str, path: str) -> None:
+    try:
+        _own_session(websocket, session_id)
+    except BeamhubError as exc:
+        await websocket.close(code=4000 + exc.status_code, reason=str(exc))
+        return
+    await _serve_websocket(websocket, session_id, _entry_target)
+
+
+async def _serve_websocket(websocket: WebSocket, session_id: str, decide: Decide) -> None:
+    """Forward a websocket the caller may open, and close it once their credential stops standing."""
+    try:
+        socket, token = await asyncio.to_thread(decide, websocket, session_id)
+    except BeamhubError as exc:
+        await websocket.close(code=4000 + exc.status_code, reason=str(exc))
+        return
+
+    async def still_allowed() -> bool:
+        await asyncio.sleep(RECHECK_SECONDS)
+        try:
+            await asyncio.to_thread(decide, websocket, session_id)
+        except BeamhubError:
+            return False
+        return True
+
+    await forward_websocket(websocket, socket, token, still_allowed)
