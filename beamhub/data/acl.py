@@ -13,6 +13,10 @@ The ACL a path gets REPLACES whatever it had (a removed member loses their entry
 Nobody named gets w. A directory gets the same ACL as its default ACL, so what the DAQ
 writes into it later inherits the same readers.
 
+A regular file with more than one name (st_nlink > 1) shares its inode, and so its ACL, with its
+other names, which may lie in another proposal: its ACL is set only once every name of it is
+found inside the proposal's folder (see links.py), and left alone otherwise.
+
 ACLs are written as the kernel's own xattr value (`linux/posix_acl_xattr.h`: version 2, then
 little-endian (tag u16, perm u16, id u32) entries ordered by tag and id), built once per owner
 bits and set with one fsetxattr on the entry, opened (never through a symlink) relative to its
@@ -23,6 +27,7 @@ registration reads the file's bytes through the same fd. pylibacl reads them.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import struct
@@ -35,7 +40,10 @@ from pathlib import Path
 
 import posix1e
 
+from beamhub.data.links import NONE_PROVEN, Linked, Proven, linked, may_set, proven_links
 from beamhub.errors import Invalid, NotFound
+
+log = logging.getLogger(__name__)
 
 _BATCH = 256
 ACCESS_XATTR = "system.posix_acl_access"
@@ -78,7 +86,10 @@ def set_path_acl(path: Path, access: AccessList) -> None:
             os.stat(path.name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
             raise NotFound(f"{path} does not exist") from None
-        if not set_entry_acl(fd, path.name, AclValues(access)):
+        done = set_entry_acl(fd, path.name, AclValues(access))
+        if isinstance(done, Linked):
+            raise Invalid(f"{path} has {done.nlink} hard links, perhaps from another proposal; its ACL is left alone")
+        if not done:
             raise Invalid(f"{path} is not a regular file or directory; its ACL is left alone")
     finally:
         os.close(fd)
@@ -104,17 +115,53 @@ def set_tree_acl(root: Path, access: AccessList, progress: Callable[[int], None]
     _report(progress, done)
     if not stat.S_ISDIR(mode):
         return done
-    pending: deque[Future[int]] = deque()
+    pending: deque[Future[tuple[int, list[Linked]]]] = deque()
+    held: list[Linked] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="acl") as pool:
-        for names, dirfd in _batches(root):
-            pending.append(pool.submit(_apply_batch, os.dup(dirfd), names, access))
+        for folder, names, dirfd in _batches(root):
+            pending.append(pool.submit(_apply_batch, os.dup(dirfd), folder, names, access))
             while len(pending) > 2 * workers:
-                done += pending.popleft().result()
+                done += _collect(pending.popleft(), held)
                 _report(progress, done)
         while pending:
-            done += pending.popleft().result()
+            done += _collect(pending.popleft(), held)
             _report(progress, done)
+    done += _settle_links(root, held, access)
+    _report(progress, done)
     return done
+
+
+def _collect(batch: Future[tuple[int, list[Linked]]], held: list[Linked]) -> int:
+    """How many ACLs a finished batch set; the hard-linked files it left alone are added to `held`."""
+    count, linked_files = batch.result()
+    held += linked_files
+    return count
+
+
+def _settle_links(root: Path, held: list[Linked], access: AccessList) -> int:
+    """Set the ACL of the held hard-linked files whose every name is in root's tree; log the others. How many set."""
+    proven = proven_links(root, held)
+    values = AclValues(access)
+    count = 0
+    for file in held:
+        done = _set_by_path(Path(file.name), values, proven) if file.key in proven else file
+        if isinstance(done, Linked):
+            log.warning("ACL left alone: %s has %d hard links, not all inside %s", file.name, done.nlink, root)
+        else:
+            count += done
+    return count
+
+
+def _set_by_path(path: Path, values: AclValues, proven: Proven) -> bool | Linked:
+    """set_entry_acl of a path whose folder is opened without following a symlink; False if it is gone."""
+    try:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        return set_entry_acl(fd, path.name, values, proven)
+    finally:
+        os.close(fd)
 
 
 def read_access(path: Path) -> AccessList:
@@ -171,43 +218,52 @@ def set_acl_xattrs(target: int | str, mode: int, values: AclValues) -> bool:
     return True
 
 
-def set_entry_acl(dirfd: int, name: str, values: AclValues) -> bool:
-    """Set the ACL of the entry `name` of directory dirfd, never through a symlink.
-    False if it is neither a directory nor a regular file, or is gone."""
+def set_entry_acl(dirfd: int, name: str, values: AclValues, proven: Proven = NONE_PROVEN) -> bool | Linked:
+    """Set the ACL of the entry `name` of directory dirfd, never through a symlink. False if it is neither a
+    directory nor a regular file, or is gone; its Linked, and nothing set, if links.may_set refuses it."""
     try:
         fd = open_entry(dirfd, name)
     except PermissionError:  # not root, and the owner's own bits refuse reading: set it by name
-        mode = os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode
+        info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        if not may_set(info, proven):
+            return linked(name, info)
         # dirfd's /proc link names this very directory; the final name is not followed.
-        return set_acl_xattrs(f"/proc/self/fd/{dirfd}/{name}", mode, values)
+        return set_acl_xattrs(f"/proc/self/fd/{dirfd}/{name}", info.st_mode, values)
     if fd is None:
         return False
     try:
-        return set_acl_xattrs(fd, os.fstat(fd).st_mode, values)
+        info = os.fstat(fd)
+        return set_acl_xattrs(fd, info.st_mode, values) if may_set(info, proven) else linked(name, info)
     finally:
         os.close(fd)
 
 
-def _apply_batch(dirfd: int, names: Iterable[str], access: AccessList) -> int:
-    """Set the ACL of each name inside dirfd (closed at the end); return how many were set."""
+def _apply_batch(dirfd: int, folder: str, names: Iterable[str], access: AccessList) -> tuple[int, list[Linked]]:
+    """Set the ACL of each name inside dirfd (closed at the end), the folder `folder`: how many were set, and
+    the hard-linked files left alone (by their path)."""
     values = AclValues(access)
     count = 0
+    held: list[Linked] = []
     try:
         for name in names:
-            count += set_entry_acl(dirfd, name, values)  # False for one removed while we walked
+            done = set_entry_acl(dirfd, name, values)  # False for one removed while we walked
+            if isinstance(done, Linked):
+                held.append(done._replace(name=os.path.join(folder, name)))
+            else:
+                count += done
     finally:
         os.close(dirfd)
-    return count
+    return count, held
 
 
-def _batches(root: Path) -> Iterable[tuple[list[str], int]]:
-    """(names, dirfd) for the entries of every real directory under root, a batch at a time."""
+def _batches(root: Path) -> Iterable[tuple[str, list[str], int]]:
+    """(folder, names, dirfd) for the entries of every real directory under root, a batch at a time."""
     walk = os.fwalk(root, follow_symlinks=False, onerror=_raise)
     with closing(walk):
-        for _, dirs, files, dirfd in walk:
+        for folder, dirs, files, dirfd in walk:
             names = dirs + files
             for start in range(0, len(names), _BATCH):
-                yield names[start:start + _BATCH], dirfd
+                yield folder, names[start:start + _BATCH], dirfd
 
 
 def _lstat(path: Path) -> os.stat_result:

@@ -71,11 +71,21 @@ def register(path: Path, proposal: Annotated[str, typer.Option("--proposal", "-p
              config: ConfigOption = None) -> None:
     """Set the ACLs of PATH (a folder or file of the proposal) and record its files with their SHA-256."""
     services = _services(config)
-    with _errors(), _phases({"acl": "ACLs set", "files": "files catalogued"}) as report:
+    labels = {"acl": "ACLs set", "files": "files catalogued", "refused": "hard links refused"}
+    with _errors(), _phases(labels) as report:
         result = services.data.register_path(_principal(), proposal, path, report)
     console.print(f"{result.files} files: {result.added} added, {result.updated} updated, "
                   f"{result.unchanged} unchanged, {result.removed} removed, {result.skipped} skipped; "
                   f"{result.hashed_bytes} bytes hashed, {result.acl_paths} ACLs set")
+    _print_refused(result.refused)
+
+
+def _print_refused(refused: list[str]) -> None:
+    """Name the hard-linked files a registration refused, on stderr."""
+    if refused:
+        err.print(f"[yellow]refused {len(refused)} hard-linked files with names outside the proposal "
+                  f"(ACL left alone, not catalogued):[/yellow] {escape(', '.join(refused[:20]))}"
+                  + (" ..." if len(refused) > 20 else ""))
 
 
 @data_app.command("sync-acls")
@@ -222,7 +232,8 @@ def watch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2
 
     def report(kind: str, result: RegisterResult) -> None:
         console.print(f"{datetime.now():%H:%M:%S} {kind}: {result.files} files, {result.added} added, "
-                      f"{result.updated} updated, {result.acl_paths} ACLs set")
+                      f"{result.updated} updated, {result.acl_paths} ACLs set, {len(result.refused)} refused")
+        _print_refused(result.refused)
         if kind == "start-up":
             console.print(f"watching {escape(str(watcher.target.start))} (stop with Ctrl-C or SIGTERM)")
 
@@ -234,7 +245,8 @@ def watch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2
         watcher = ProposalWatcher(services.data, _principal(), proposal, path, report)
         summary = watcher.run(stop)
     console.print(f"stopped: {summary.files} files registered in {summary.batches} batches "
-                  f"({summary.started.files} files seen at start-up, {summary.rescans} rescans after lost events)")
+                  f"({summary.started.files} files seen at start-up, {summary.rescans} rescans after lost events), "
+                  f"{len(summary.refused)} hard-linked files refused")
 
 
 @data_app.command("migrate")

@@ -3,6 +3,11 @@
 Safe to re-run at any time, after a crash too: records are upserted WRITE_BATCH to a transaction,
 keyed by (proposal, relative path), and a file whose size and mtime match its record is not read
 again. What the walk no longer finds is removed from the catalogue.
+
+A regular file with more than one name (st_nlink > 1) may share its inode, and so its ACL, with a
+name in another proposal: its scan leaves it alone, and once the walk is done, the proposal's folder
+is searched for its names (links.py). If it holds them all, the file's ACL is set and it is
+catalogued; if not, every name of it found here is refused: reported, logged, not catalogued.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, select, true, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from beamhub.data.acl import AccessList, set_path_acl
+from beamhub.data.catalogue import Target, recount, refresh_datasets, under
 from beamhub.data.catalogue_writer import CatalogueWriter
-from beamhub.data.models import PATH_BYTES, DataFile, Dataset
+from beamhub.data.links import NONE_PROVEN, Linked, Proven, proven_links
+from beamhub.data.models import PATH_BYTES, DataFile
 from beamhub.data.scan import BatchRunner, BatchScan, ScannedFile
 from beamhub.db import Database, database_value, insert_rows, utcnow
 from beamhub.errors import Conflict, Invalid, NotFound
@@ -36,7 +43,8 @@ WRITE_BATCH = 1024
 """Records written to (or removed from) the catalogue in one transaction."""
 
 Progress = Callable[[str, int], None]
-"""progress(phase, running total): phase "acl" counts paths, "files" counts files examined."""
+"""progress(phase, running total): phase "acl" counts paths, "files" counts files examined, "refused" counts
+hard-linked files refused."""
 
 
 @dataclass
@@ -49,19 +57,8 @@ class RegisterResult:
     skipped: int = 0
     acl_paths: int = 0
     hashed_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to register: a proposal's folder on one tier, and the path inside it to start from."""
-
-    proposal_id: str
-    root: Path
-    start: Path
-    tier: str
-
-    def relative(self, path: Path) -> str:
-        return "" if path == self.root else path.relative_to(self.root).as_posix()
+    refused: list[str] = field(default_factory=list)
+    """Hard-linked files with a name outside the proposal (or not shown inside it): ACL left alone, not catalogued."""
 
 
 @dataclass
@@ -93,9 +90,10 @@ def register_tree(database: Database, target: Target, access: AccessList, progre
     the tree is large, and each batch is written to the catalogue in one transaction.
     """
     result = RegisterResult()
-    for folder in [*_folders_between(target.root, target.start), target.start]:
+    start_is_file = stat.S_ISREG(os.lstat(target.start).st_mode)  # its scan sets its ACL, hard links checked
+    for folder in _folders_between(target.root, target.start) + ([] if start_is_file else [target.start]):
         set_path_acl(folder, access)
-    result.acl_paths = 1
+    result.acl_paths = 0 if start_is_file else 1
     with BatchRunner(workers) as runner, CatalogueWriter(database) as writer:
         walker = _Walker(database, target, result, runner, writer, access, progress)
         try:
@@ -108,7 +106,8 @@ def register_tree(database: Database, target: Target, access: AccessList, progre
 
 
 def register_paths(database: Database, target: Target, paths: Iterable[Path], access: AccessList) -> RegisterResult:
-    """Set the ACL of each given folder and regular file and catalogue the files; no walk.
+    """Set the ACL of each given folder and regular file and catalogue the files; no walk (but a search of the
+    proposal's folder for the other names of a hard-linked file).
 
     A path that no longer exists loses its record (a folder: the records below it). One that is
     neither a folder nor a regular file (a symlink) is passed over.
@@ -121,36 +120,37 @@ def register_paths(database: Database, target: Target, paths: Iterable[Path], ac
         relative = target.relative(path)
         if not os.path.lexists(path):
             gone.add(relative)
-        elif (regular := _set_acl(path, target, access, result)) is None:
+        elif (regular := _prepare(path, target, access, result)) is None:
             continue
         elif regular:
             files.setdefault(path.parent, []).append(path.name)
         datasets.add(relative.split("/", 1)[0])
     with BatchRunner(1) as runner, CatalogueWriter(database) as writer:
         try:
-            walker = _Walker(database, target, result, runner, writer, None, None)
+            walker = _Walker(database, target, result, runner, writer, access, None)
             walker.forget(gone - {""})
             walker.run_files(files)
         except IntegrityError as exc:
             raise Conflict(f"another registration of {target.proposal_id} ran at the same time; "
                            "run this one again") from exc
     for name in sorted(datasets - {""}):
-        _recount(database, target, name)
+        recount(database, target, name)
     return result
 
 
-def _set_acl(path: Path, target: Target, access: AccessList, result: RegisterResult) -> bool | None:
-    """Set the ACL of one folder or file: True for a regular file to catalogue, False for a folder, None: skipped."""
+def _prepare(path: Path, target: Target, access: AccessList, result: RegisterResult) -> bool | None:
+    """Set the ACL of a folder: False; True for a regular file to scan (which sets its ACL); None: skipped."""
     try:
-        regular = stat.S_ISREG(os.lstat(path).st_mode)
-        if regular and not recordable(target.relative(path)):
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            if recordable(target.relative(path)):
+                return True
             result.skipped += 1
             return None
         set_path_acl(path, access)
     except (FileNotFoundError, NotFound, Invalid):
         return None
     result.acl_paths += 1
-    return regular
+    return False
 
 
 def _folders_between(root: Path, start: Path) -> list[Path]:
@@ -164,7 +164,7 @@ class _Walker:
     batches' files upserted as their scans come back, in order, by the writer's thread."""
 
     def __init__(self, database: Database, target: Target, result: RegisterResult, runner: BatchRunner,
-                 writer: CatalogueWriter, access: AccessList | None, progress: Progress | None) -> None:
+                 writer: CatalogueWriter, access: AccessList, progress: Progress | None) -> None:
         self.database = database
         self.target = target
         self.result = result
@@ -177,24 +177,27 @@ class _Walker:
         self.depth = 2 * runner.workers + 2
         self.new: list[tuple[str, str, int, int, str]] = []
         self.updates: list[dict[str, Any]] = []
+        self.held: list[tuple[str, Linked]] = []
+        """(folder, file) of the hard-linked files the scans left alone."""
 
     def run(self) -> None:
         start = self.target.start
         if stat.S_ISREG(os.lstat(start).st_mode):
-            self._scan(self.target.relative(start.parent), [start.name], [], prune=False, set_acls=False)
-            self._drain()
+            self.run_files({start.parent: [start.name]})
             return
         for relative, files, folders in self._listings(start):
             self.visited.add(relative)
-            self._scan(relative, files, folders, prune=True, set_acls=True)
+            self._scan(relative, files, folders, prune=True)
         self._drain()
+        self._settle_links()
         self._prune_unvisited(self.target.relative(start))
 
     def run_files(self, files: dict[Path, list[str]]) -> None:
-        """Catalogue the given files (names by directory; their ACLs are set) and nothing else."""
+        """Set the ACLs of the given files (names by directory) and catalogue them, and nothing else."""
         for directory in sorted(files):
-            self._scan(self.target.relative(directory), sorted(files[directory]), [], prune=False, set_acls=False)
+            self._scan(self.target.relative(directory), sorted(files[directory]), [], prune=False)
         self._drain()
+        self._settle_links()
 
     def forget(self, relpaths: set[str]) -> None:
         """Remove the records of these paths on this tier, and of every file below those that were folders."""
@@ -227,7 +230,8 @@ class _Walker:
         log.warning("not registered (name not UTF-8 or path too long): %r", relpath)
         return False
 
-    def _scan(self, parent: str, files: list[str], folders: list[str], prune: bool, set_acls: bool) -> None:
+    def _scan(self, parent: str, files: list[str], folders: list[str], prune: bool,
+              proven: Proven = NONE_PROVEN) -> None:
         """Queue the batches of one directory (folders first: their ACLs matter most); finish the oldest
         batches while too many are queued."""
         query = (select(DataFile.id, DataFile.relpath, DataFile.size, DataFile.mtime_ns, DataFile.sha256,
@@ -246,8 +250,8 @@ class _Walker:
             self._finish(directory)
         for batch in batches:
             self.pending.append((directory, self.runner.submit(
-                str(self.target.root), parent, batch, self.access if set_acls else None,
-                {name: current[name] for name in batch if name in current})))
+                str(self.target.root), parent, batch, self.access,
+                {name: current[name] for name in batch if name in current}, proven)))
             while len(self.pending) > self.depth:
                 self._finish_oldest()
 
@@ -263,12 +267,49 @@ class _Walker:
         scan: BatchScan = scanning.result()
         self.result.acl_paths += scan.acl_paths
         self._store(directory, scan.files)
+        for file in scan.linked:  # kept from pruning: _settle_links decides
+            directory.seen.add(_join(directory.parent, file.name))
+            self.held.append((directory.parent, file))
         directory.batches_left -= 1
         if directory.batches_left == 0:
             self._finish(directory)
         if self.progress is not None:
             self.progress("acl", self.result.acl_paths)
             self.progress("files", self.result.files)
+
+    def _settle_links(self) -> None:
+        """Scan again the held hard-linked files whose every name the proposal's folder holds (now proven);
+        refuse the others, and any whose links changed meanwhile."""
+        held, self.held = self.held, []
+        if not held:
+            return
+        proven = proven_links(self.target.root, [file for _, file in held])
+        names: dict[str, list[str]] = {}
+        for parent, file in held:
+            if file.key in proven:
+                names.setdefault(parent, []).append(file.name)
+            else:
+                self.held.append((parent, file))
+        for parent in sorted(names):
+            self._scan(parent, sorted(names[parent]), [], prune=False, proven=proven)
+        self._drain()
+        self._refuse(sorted(_join(parent, file.name) for parent, file in self.held))
+        self.held = []
+
+    def _refuse(self, relpaths: list[str]) -> None:
+        """Report and log hard-linked files left alone, and drop their records (no ACL vouches for them)."""
+        for relpath in relpaths:
+            log.warning("refused %s of proposal %s: a hard link whose other names are not all inside its folder; "
+                        "its ACL is left alone", relpath, self.target.proposal_id)
+        self.result.refused += relpaths
+        for index in range(0, len(relpaths), WRITE_BATCH):
+            with self.database.session() as db:
+                gone = db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
+                                                         DataFile.tier == self.target.tier,
+                                                         DataFile.relpath.in_(relpaths[index:index + WRITE_BATCH])))
+                self.result.removed += gone.rowcount or 0
+        if relpaths and self.progress is not None:
+            self.progress("refused", len(self.result.refused))
 
     def _finish(self, directory: _Directory) -> None:
         """A directory whose batches are all stored: drop the records of files it no longer has."""
@@ -339,49 +380,3 @@ def _remove_records(target: Target, relpaths: list[str], db: Session) -> None:
 
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
-
-
-def folder_range(prefix: str) -> tuple[str, str]:
-    """[low, high) holding exactly the paths below folder `prefix` (byte order: '0' follows '/')."""
-    return f"{prefix}/", f"{prefix}0"
-
-
-def under(column: Any, folder: str) -> ColumnElement[bool]:
-    """SQL: the path column is `folder` itself or lies below it ("" is the whole proposal).
-
-    One range [folder, high) that an index can seek, narrowed by a filter: an OR of the folder and
-    its range made SQLite read every path of the proposal.
-    """
-    if not folder:
-        return true()
-    low, high = folder_range(folder)
-    return (column >= folder) & (column < high) & ((column == folder) | (column >= low))
-
-
-def refresh_datasets(database: Database, target: Target) -> None:
-    """Recount the datasets (first-level folders) the registration touched; drop those that are gone."""
-    relative = target.relative(target.start)
-    if relative:
-        names = {relative.split("/", 1)[0]} if "/" in relative or target.start.is_dir() else set()
-    else:
-        with database.session() as db:
-            names = set(db.scalars(select(Dataset.name).where(Dataset.proposal_id == target.proposal_id)))
-        names |= {entry.name for entry in os.scandir(target.root) if entry.is_dir(follow_symlinks=False)}
-    for name in sorted(names):
-        _recount(database, target, name)
-
-
-def _recount(database: Database, target: Target, name: str) -> None:
-    low, high = folder_range(name)
-    with database.session() as db:
-        count, total = db.execute(select(func.count(), func.coalesce(func.sum(DataFile.size), 0)).where(
-            DataFile.proposal_id == target.proposal_id, DataFile.relpath >= low, DataFile.relpath < high)).one()
-        dataset = db.scalar(select(Dataset).where(Dataset.proposal_id == target.proposal_id, Dataset.name == name))
-        if not count and not (target.root / name).is_dir():
-            if dataset is not None:
-                db.delete(dataset)
-            return
-        if dataset is None:
-            dataset = Dataset(proposal_id=target.proposal_id, name=name)
-            db.add(dataset)
-        dataset.file_count, dataset.total_bytes, dataset.updated_at = count, total, utcnow()

@@ -154,7 +154,8 @@ def readers(proposal_id: ProposalId, principal: Reader, browse: Browse,
 async def register(proposal_id: ProposalId, body: RegisterRequest, request: Request, principal: Ingester,
                    data: Data) -> object:
     """The DAQ registers new data: ACLs from the member list, checksums, catalogue; safe to repeat.
-    Progress phases: `acl` (paths whose ACL is set) and `files` (files examined)."""
+    Progress phases: `acl` (paths whose ACL is set), `files` (files examined) and `refused` (hard-linked files
+    with a name outside the proposal: ACL left alone, not catalogued; named in the result's `refused`)."""
 
     def run(report: Report | None) -> RegisterOut:
         return RegisterOut.model_validate(data.register(principal, proposal_id, body.path, body.tier, report))

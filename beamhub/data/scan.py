@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from beamhub.data.acl import AccessList, AclValues, open_entry, set_acl_xattrs
 from beamhub.data.fsmeta import CHUNK, O_READ
+from beamhub.data.links import Linked, Proven, linked, may_set
 
 HASH_THREADS = 4
 INLINE_BATCHES = 4
@@ -43,10 +44,12 @@ class ScannedFile(NamedTuple):
 
 @dataclass
 class BatchScan:
-    """What one batch found: how many ACLs it set, its regular files."""
+    """What one batch found: how many ACLs it set, its regular files, and those it left alone: hard-linked
+    files not proven to have all their names inside the proposal (links.py)."""
 
     acl_paths: int = 0
     files: list[ScannedFile] = field(default_factory=list)
+    linked: list[Linked] = field(default_factory=list)
 
 
 def sha256_of(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[str | None, int]:
@@ -91,13 +94,14 @@ def open_below(root: str, relative: str) -> int:
     return fd
 
 
-def scan_batch(root: str, relative: str, names: list[str], access: AccessList | None,
-               known: dict[str, tuple[int, int]]) -> BatchScan:
-    """Set the ACL of each named entry of folder `relative` (unless access is None) and fstat its regular
-    files; hash those whose (size, mtime_ns) is not what `known` says. Entries gone meanwhile, and
-    symlinks, are left out. Each entry is opened once, and its ACL set and its bytes read through that fd."""
+def scan_batch(root: str, relative: str, names: list[str], access: AccessList,
+               known: dict[str, tuple[int, int]], proven: Proven) -> BatchScan:
+    """Set the ACL of each named entry of folder `relative` and fstat its regular files; hash those whose
+    (size, mtime_ns) is not what `known` says. Entries gone meanwhile, and symlinks, are left out; a
+    hard-linked file that `proven` does not vouch for is only listed in `linked`. Each entry is opened
+    once, and its ACL set and its bytes read through that fd."""
     scan = BatchScan()
-    values = AclValues(access) if access is not None else None
+    values = AclValues(access)
     dirfd = open_below(root, relative)
     try:
         large: list[tuple[str, int, int]] = []
@@ -107,7 +111,10 @@ def scan_batch(root: str, relative: str, names: list[str], access: AccessList | 
                 continue
             try:
                 info = os.fstat(fd)
-                if values is not None and set_acl_xattrs(fd, info.st_mode, values):
+                if not may_set(info, proven):
+                    scan.linked.append(linked(name, info))
+                    continue
+                if set_acl_xattrs(fd, info.st_mode, values):
                     scan.acl_paths += 1
                 if not stat.S_ISREG(info.st_mode):
                     continue

@@ -336,5 +336,6 @@ class DataService:
             result = register_tree(self.db, target, self.access_list(proposal), progress,
                                    self.settings.ingest_workers)
         self.audit.record_as(principal, "data.register", proposal.id, path=target.relative(target.start),
-                             tier=target.tier, added=result.added, updated=result.updated, removed=result.removed)
+                             tier=target.tier, added=result.added, updated=result.updated, removed=result.removed,
+                             refused=len(result.refused))
         return result

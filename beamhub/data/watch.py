@@ -4,7 +4,8 @@ Every folder of the tree is watched first, then the whole tree is registered (wh
 nobody watched): a file closed in between raises an event, so none is missed. Then each file closed
 after writing, or renamed into place, is registered by DataService.register_files in batches: its
 ACL set from the proposal's access list, its record upserted with its SHA-256, by the same code as
-`register`. A new folder is watched at once and then scanned, for what was written into it before
+`register` (a hard-linked file only if the proposal's folder holds all its names: it is refused
+otherwise). A new folder is watched at once and then scanned, for what was written into it before
 its watch existed. A file or folder deleted or moved away loses its records. When the kernel's
 event queue overflows, the tree is watched and registered anew.
 """
@@ -58,6 +59,8 @@ class WatchSummary:
     """Files registered (added or updated) from events, start-up and rescans not counted."""
     batches: int = 0
     rescans: int = 0
+    refused: set[str] = field(default_factory=set)
+    """Hard-linked files refused (RegisterResult.refused), from events, start-up and rescans."""
 
 
 class _Stopped(Exception):
@@ -126,7 +129,7 @@ class ProposalWatcher:
         self.service.audit.record_as(self.principal, "data.watch", self.target.proposal_id,
                                      path=self.target.relative(self.target.start), tier=self.target.tier,
                                      files=self.summary.files, batches=self.summary.batches,
-                                     rescans=self.summary.rescans)
+                                     rescans=self.summary.rescans, refused=len(self.summary.refused))
         return self.summary
 
     # --- whole-tree registration ------------------------------------------------------------
@@ -137,6 +140,7 @@ class ProposalWatcher:
                                        self.target.relative(self.target.start), self.target.tier, self._check_stop)
         if kind == "start-up":
             self.summary.started = result
+        self.summary.refused.update(result.refused)
         self.report(kind, result)
 
     def _check_stop(self, phase: str, done: int) -> None:
@@ -206,6 +210,7 @@ class ProposalWatcher:
             result = self._register(paths)
         self.summary.files += result.added + result.updated
         self.summary.batches += 1
+        self.summary.refused.update(result.refused)
         self.report("batch", result)
 
     def _register(self, paths: list[Path]) -> RegisterResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -222,6 +223,31 @@ def test_an_admin_sees_who_can_read_a_path_over_the_api_and_the_cli(world: World
     outside = subprocess.run([str(BIN / "beamhub"), "data", "who-can-read", "/etc/passwd"], env=world.server.env,
                              capture_output=True, text=True)
     assert outside.returncode == 1 and "not under the storage root" in outside.stderr
+
+
+def test_a_hard_link_to_another_proposals_file_is_refused_by_the_register_route(world: World,
+                                                                                registered: dict[str, Any]) -> None:
+    now = datetime.now(timezone.utc)
+    other = world.server.admin.post("/api/v1/proposals", json={
+        "id": f"2024-{secrets.randbelow(10**5):05d}", "title": "the stranger's", "beamline": "b2",
+        "beamtime_start": (now - timedelta(days=1)).isoformat(), "beamtime_end": now.isoformat(),
+        "members": [{"username": world.names["stranger"], "role": "pi"}]}).json()
+    secret = Path(other["path"]) / "secret.h5"
+    secret.write_bytes(b"the stranger's frames")
+    assert world.client("daq").post(f"/api/v1/proposals/{other['id']}/register", json={}).json()["refused"] == []
+    link = Path(world.proposal["path"]) / "scan2/stolen.h5"
+    os.link(secret, link)
+    try:
+        answer = world.client("daq").post(f"{world.base}/register", json={}).json()
+        assert answer["refused"] == ["scan2/stolen.h5"] and answer["added"] == 0
+        assert world.client("member").get(f"{world.base}/files/scan2/stolen.h5").status_code == 404
+        assert "scan2/stolen.h5" not in {f["path"] for f in world.client("member").get(f"{world.base}/files").json()[
+            "items"]}
+        assert world.client("stranger").get(f"/api/v1/proposals/{other['id']}/files/secret.h5").content == \
+            b"the stranger's frames"
+        assert read_as(world.names["member"], link) == "PermissionError"
+    finally:
+        link.unlink()
 
 
 def test_an_admin_migrates_the_proposal_over_the_api_and_members_still_download(world: World,

@@ -206,7 +206,7 @@ def test_a_scan_passes_over_what_an_entry_became_since_it_was_listed(tmp_path: P
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(tmp_path / "sock.h5"))
         result = scan.scan_batch(str(tmp_path), "", ["fifo.h5", "sock.h5", "link.h5", "gone.h5", "real.h5"],
-                                 AccessList(users=frozenset({4242}), groups=frozenset()), {})
+                                 AccessList(users=frozenset({4242}), groups=frozenset()), {}, {})
     assert [(f.name, f.sha256) for f in result.files] == [("real.h5", hashlib.sha256(b"data").hexdigest())]
     assert result.acl_paths == 1
     assert read_access(tmp_path / "fifo.h5").users == set()

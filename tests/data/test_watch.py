@@ -137,6 +137,34 @@ def test_closed_files_in_old_and_new_folders_are_registered_readable_by_members_
         assert read_as(stranger, folder / name) == "PermissionError"
 
 
+def test_a_hard_link_moved_in_from_another_proposal_is_refused_and_one_from_inside_registered(
+        services: Any, people: tuple[Any, Any, str], proposal: Any) -> None:
+    member, stranger, beamline = people
+    now = datetime.now(timezone.utc)
+    other = services.data.create(ADMIN, ProposalCreate(
+        id=f"2025-{secrets.randbelow(10**5):05d}", title="someone else's", beamline=beamline,
+        beamtime_start=now - timedelta(hours=1), beamtime_end=now, members=[{"username": stranger.username}]))
+    secret = services.data.proposal_dir(other) / "secret.h5"
+    daq_write(secret, b"the stranger's frames")
+    services.data.register(ADMIN, other.id)
+    before = subprocess.run(["getfacl", "-cn", str(secret)], capture_output=True, text=True).stdout
+    folder = services.data.proposal_dir(proposal)
+    (folder / "scan1").mkdir()
+    with watching(services, proposal.id) as summary:
+        os.link(secret, folder / "scan1/.stolen.tmp")
+        os.rename(folder / "scan1/.stolen.tmp", folder / "scan1/stolen.h5")
+        own = daq_write(folder / "scan1/own.h5", b"our frames")
+        os.link(folder / "scan1/own.h5", folder / "scan1/.again.tmp")
+        os.rename(folder / "scan1/.again.tmp", folder / "scan1/own-again.h5")
+        wait_for(lambda: "scan1/stolen.h5" in summary.refused, what="the link from the other proposal refused")
+        wait_for(lambda: set(checksums(services, proposal.id)) == {"scan1/own.h5", "scan1/own-again.h5"},
+                 what="both names of the file linked inside the proposal registered")
+    assert subprocess.run(["getfacl", "-cn", str(secret)], capture_output=True, text=True).stdout == before
+    assert read_as(member, folder / "scan1/stolen.h5") == "PermissionError"
+    assert read_as(stranger, secret) == "the stranger's frames"
+    assert read_as(member, folder / "scan1/own-again.h5") == own.decode()
+
+
 def test_a_file_is_registered_only_once_the_daq_closes_it(services: Any, people: tuple[Any, Any, str],
                                                           proposal: Any, storage: Path) -> None:
     member, _, _ = people
