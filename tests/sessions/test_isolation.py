@@ -314,3 +314,33 @@ def test_a_kernel_websocket_closes_once_its_token_is_revoked(hub: Any, hub_sessi
             return time.monotonic() - started
 
     assert asyncio.run(held_open()) < 5
+
+
+def test_a_websocket_on_the_sessions_origin_closes_once_the_login_ends(hub: Any, hub_sessions: Any,
+                                                                      lab: dict[str, Any],
+                                                                      owner: tuple[str, str]) -> None:
+    assert hub.admin.put(f"/api/v1/users/{owner[0]}/password", json={"password": PASSWORD}).status_code == 204
+    browser = Browser(hub)
+    browser.log_in(owner[0])
+    assert browser.enter(lab["id"], "api/status").status_code == 200
+    host = browser.host_of(lab["id"])
+    kernel = hub_sessions.start_kernel(lab["id"], owner[1])
+    url = f"ws://{host}/s/{lab['id']}/api/kernels/{kernel}/channels"
+    headers = {"Cookie": f"beamhub-entry={browser.jars[host]['beamhub-entry']}", "Origin": f"http://{host}"}
+
+    async def held_open() -> float:
+        async with websockets.connect(url, host="127.0.0.1", port=hub.port, additional_headers=headers,
+                                      open_timeout=10) as ws:
+            page = await asyncio.to_thread(browser.request, "GET", "/")
+            csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+            ended = await asyncio.to_thread(browser.request, "POST", "/logout", data={"csrf_token": csrf})
+            assert ended.status_code in (200, 303)
+            started = time.monotonic()
+            with pytest.raises(websockets.ConnectionClosed):
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+            return time.monotonic() - started
+
+    assert asyncio.run(held_open()) < 5
+    browser.close()
