@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy import select
@@ -21,10 +21,30 @@ from beamhub.data.models import DataFile, Dataset, Proposal
 from beamhub.data.paths import check_relative, resolve_inside
 from beamhub.data.service import DataService
 from beamhub.data.who import GroupAccess, ReadAccess, path_readers
-from beamhub.errors import Forbidden, NotFound
+from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
 FOLDER = os.R_OK | os.X_OK
+SCAN_ROWS = 1000
+"""Catalogue rows one page of files examines at most, however many of them the caller's ACLs hide."""
+CHUNK = 100
+"""Rows read in one query while a page fills, at least."""
+
+
+def hidden_cursor(anchor: str | None, skip: int) -> str:
+    """The cursor past `skip` rows after the path `anchor` (None: the start) that the caller may not read: it names
+    none of them (a catalogue path never starts with "/")."""
+    return f"/{skip}/{anchor or ''}"
+
+
+def parse_cursor(after: str | None) -> tuple[str | None, int]:
+    """(the path to list after, or None, and how many rows after it to skip) of a page's `after`."""
+    if after is None or not after.startswith("/"):
+        return after, 0
+    skip, _, anchor = after[1:].partition("/")
+    if not skip.isdigit():
+        raise Invalid("not a cursor of this listing: pass the `next` of the previous page")
+    return anchor or None, int(skip)
 
 
 class DataBrowser:
@@ -56,24 +76,47 @@ class DataBrowser:
 
     def files(self, principal: Principal, proposal_id: str, prefix: str, after: str | None,
               limit: int) -> tuple[list[DataFile], str | None]:
-        """A page of registered files under folder `prefix` that the caller may read, and the cursor of the next.
+        """A page of at most `limit` registered files under folder `prefix` that the caller may read, and the
+        cursor of the next page (None: the folder ends).
 
-        The page examines `limit` catalogue rows in path order; it may hold fewer items (even none)
-        when the ACLs hide some, and the cursor still moves on, so no request scans the catalogue.
+        Rows are read in path order until the page is full, the folder ends or SCAN_ROWS rows were
+        examined. The cursor never names a file the caller may not read: it is the page's last file,
+        or, when every row examined was hidden, a hidden_cursor that counts them.
         """
         proposal = self.data.get(principal, proposal_id)
         folder = "/".join(check_relative(prefix))
-        query = (select(DataFile).where(DataFile.proposal_id == proposal.id, under(DataFile.relpath, folder))
-                 .order_by(DataFile.relpath).limit(limit))
+        readable = self._readable(principal, proposal)
+        anchor, skip = parse_cursor(after)
+        page: list[DataFile] = []
+        position, offset, examined, size = anchor, skip, 0, max(limit, CHUNK)
+        while examined < SCAN_ROWS:
+            rows = self._rows(proposal.id, folder, position, offset, size)
+            offset = 0
+            for row in rows:
+                examined, position = examined + 1, row.relpath
+                if readable(row):
+                    page.append(row)
+                    if len(page) == limit:
+                        return page, row.relpath
+            if len(rows) < size:
+                return page, None
+        return page, page[-1].relpath if page else hidden_cursor(anchor, skip + examined)
+
+    def _readable(self, principal: Principal, proposal: Proposal) -> Callable[[DataFile], bool]:
+        """Whether the principal may read a record's file: by its real ACL (an administrator: every one)."""
+        if principal.is_admin:
+            return lambda record: True
+        caller = self._caller(principal)
+        return lambda record: may_read(self._real(proposal, record), caller)
+
+    def _rows(self, proposal_id: str, folder: str, after: str | None, skip: int, count: int) -> list[DataFile]:
+        """`count` records under folder, in path order, after the path `after` and `skip` rows more."""
+        query = (select(DataFile).where(DataFile.proposal_id == proposal_id, under(DataFile.relpath, folder))
+                 .order_by(DataFile.relpath).offset(skip).limit(count))
         if after is not None:
             query = query.where(DataFile.relpath > after)
         with self.db.session() as db:
-            rows = list(db.scalars(query))
-        cursor = rows[-1].relpath if len(rows) == limit else None
-        if principal.is_admin:
-            return rows, cursor
-        caller = self._caller(principal)
-        return [r for r in rows if may_read(self._real(proposal, r), caller)], cursor
+            return list(db.scalars(query))
 
     def _real(self, proposal: Proposal, record: DataFile) -> Path:
         """Where a catalogue record's file is (built from the catalogue, never from a request)."""

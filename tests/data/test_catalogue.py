@@ -16,10 +16,11 @@ from pydantic import ValidationError
 
 from beamhub.services import build_services
 from beamhub.config import Settings
+from beamhub.data import browse
 from beamhub.data.acl import AccessList, read_access, set_path_acl
 from beamhub.data.models import MemberRole
 from beamhub.data.schemas import ProposalCreate
-from beamhub.errors import Forbidden, NotFound
+from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import principal_of
 
@@ -160,6 +161,46 @@ def test_listings_show_only_what_the_real_acl_lets_the_caller_read(services: Any
         services.browse.readable_file(alice, proposal.id, "scan1/withheld.h5")
     with pytest.raises(NotFound):
         services.browse.folder_entries(alice, proposal.id, "private")
+
+
+def all_pages(services: Any, who: Principal, proposal_id: str, limit: int) -> tuple[list[str], list[str]]:
+    """Every file the listing gives, page by page, and the cursors it handed out."""
+    seen: list[str] = []
+    cursors: list[str] = []
+    after = None
+    while True:
+        page, after = services.browse.files(who, proposal_id, "", after, limit)
+        seen += [f.relpath for f in page]
+        if after is None:
+            return seen, cursors
+        cursors.append(after)
+
+
+def test_a_cursor_never_names_a_file_the_caller_may_not_read(services: Any, system_users: list[str],
+                                                             beamline: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = new_user(services, system_users)
+    proposal = services.data.create(ADMIN, proposal_body(beamline, (alice.username, "member")))
+    folder = services.data.proposal_dir(proposal)
+    names = [f"scan1/f{i:02d}.h5" for i in range(20)]
+    for name in names:
+        write(folder, name)
+    services.data.register(ADMIN, proposal.id)
+    hidden = {"scan1/f02.h5", *names[8:15]}  # the last row of the first 3, and a run longer than a page's scan
+    for name in hidden:
+        set_path_acl(folder / name, AccessList(users=frozenset(), groups=frozenset()))
+    visible = [n for n in names if n not in hidden]
+    page, cursor = services.browse.files(alice, proposal.id, "", None, 3)
+    assert [f.relpath for f in page] == ["scan1/f00.h5", "scan1/f01.h5", "scan1/f03.h5"] and cursor == "scan1/f03.h5"
+    monkeypatch.setattr(browse, "SCAN_ROWS", 4)
+    monkeypatch.setattr(browse, "CHUNK", 1)
+    for limit in (1, 2, 3, 5, 100):
+        seen, cursors = all_pages(services, alice, proposal.id, limit)
+        assert seen == visible, limit
+        assert not [c for c in cursors if any(name in c or name.rsplit("/", 1)[1] in c for name in hidden)], cursors
+    assert any(c.startswith("/") for c in all_pages(services, alice, proposal.id, 1)[1])  # a run of hidden rows
+    assert all_pages(services, ADMIN, proposal.id, 3)[0] == names
+    with pytest.raises(Invalid):
+        services.browse.files(alice, proposal.id, "", "/x/", 3)
 
 
 def test_after_the_embargo_every_user_reads_through_the_public_group(services: Any, system_users: list[str],

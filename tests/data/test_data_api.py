@@ -225,6 +225,24 @@ def test_an_admin_sees_who_can_read_a_path_over_the_api_and_the_cli(world: World
     assert outside.returncode == 1 and "not under the storage root" in outside.stderr
 
 
+def test_a_page_ending_on_a_file_the_member_may_not_read_does_not_name_it(world: World,
+                                                                           registered: dict[str, Any]) -> None:
+    hidden = Path(world.proposal["path"]) / "scan1/frames/f0002.h5"  # the third in path order
+    subprocess.run(["setfacl", "-x", f"u:{world.names['member']}", str(hidden)], check=True)
+    try:
+        member, pages, after = world.client("member"), [], None
+        while True:
+            page = member.get(f"{world.base}/files", params={"limit": 3, **({"after": after} if after else {})}).json()
+            pages.append(page)
+            if (after := page["next"]) is None:
+                break
+        assert pages[0]["next"] == "scan1/meta.json"
+        assert all("f0002" not in (page["next"] or "") for page in pages)
+        assert [f["path"] for page in pages for f in page["items"]] == sorted(set(FILES) - {"scan1/frames/f0002.h5"})
+    finally:
+        subprocess.run(["setfacl", "-m", f"u:{world.names['member']}:r--", str(hidden)], check=True)
+
+
 def test_a_hard_link_to_another_proposals_file_is_refused_by_the_register_route(world: World,
                                                                                 registered: dict[str, Any]) -> None:
     now = datetime.now(timezone.utc)

@@ -19,6 +19,7 @@ from sqlalchemy import event
 
 from beamhub.app import create_app
 from beamhub.config import Settings
+from beamhub.data.browse import SCAN_ROWS
 from beamhub.data.models import DataFile
 from beamhub.data.schemas import ProposalCreate
 from beamhub.db import insert_rows, utcnow
@@ -116,6 +117,7 @@ def catalogue_plans(catalogue: Catalogue, method: str, path: str, **params: Any)
     ("GET", "/files", {"limit": 1000}),
     ("GET", "/files", {"prefix": "scan020", "after": "scan020/f01000.h5", "limit": 100}),
     ("GET", "/files", {"prefix": "scan049"}),
+    ("GET", "/files", {"prefix": "scan020", "after": "/1000/scan020/f00010.h5", "limit": 5}),
     ("GET", "/datasets", {"after": "scan010", "limit": 20}),
     ("GET", "/files/scan020/f00010.h5", {}),
     ("HEAD", "/files/scan020/f00010.h5", {}),
@@ -131,4 +133,10 @@ def test_a_page_holds_what_the_member_may_read_in_path_order(catalogue: Catalogu
     page = catalogue.client.get(f"/api/v1/proposals/{catalogue.proposal_id}/files",
                                 params={"prefix": "scan020", "after": "scan020/f00009.h5", "limit": 5}).json()
     assert [item["path"] for item in page["items"]] == ["scan020/f00010.h5"]  # the rest has no file to read
-    assert page["next"] == "scan020/f00014.h5"
+    assert page["next"] == "scan020/f00010.h5"  # never a path the member may not read
+    hidden = catalogue.client.get(f"/api/v1/proposals/{catalogue.proposal_id}/files",
+                                  params={"prefix": "scan020", "after": page["next"], "limit": 5}).json()
+    assert hidden == {"items": [], "next": f"/{SCAN_ROWS}/scan020/f00010.h5"}  # a bounded scan, no name it hid
+    rest = catalogue.client.get(f"/api/v1/proposals/{catalogue.proposal_id}/files",
+                                params={"prefix": "scan020", "after": hidden["next"], "limit": 5}).json()
+    assert rest == {"items": [], "next": None}
