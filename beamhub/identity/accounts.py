@@ -49,6 +49,22 @@ def ensure_account(username: str, uid: int, gid: int, groups: list[str], home: P
         os.chown(home, uid, gid)
 
 
+def account_named(name: str) -> pwd.struct_passwd | None:
+    """The system account of this name, or None."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
+def group_named(name: str) -> grp.struct_group | None:
+    """The system group of this name, or None."""
+    try:
+        return grp.getgrnam(name)
+    except KeyError:
+        return None
+
+
 def uid_taken(uid: int) -> bool:
     """Whether a system account already uses this UID."""
     try:

@@ -1,19 +1,29 @@
-"""Groups: first-class, with members; kept in step with the system's groups."""
+"""Groups: first-class, with members; kept in step with the system's groups.
+
+beamhub names (records, creates, gives members) only its own groups: those with a GID in gid_min..gid_max,
+and the groups its configuration names (`host_groups`, `all_users_group`). Any other host group (root, sudo,
+disk, ...) and every user's private group (the group of the user's own name) are refused.
+"""
 
 from __future__ import annotations
-
-import grp
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from beamhub.config import Settings
 from beamhub.db import Database
-from beamhub.errors import Conflict, Invalid, NotFound
+from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity import accounts
 from beamhub.identity.audit import AuditService
 from beamhub.identity.models import Group, User
 from beamhub.identity.principal import Principal
+
+
+def manages(settings: Settings, name: str, gid: int) -> bool:
+    """Whether beamhub manages this group: a GID of its range, or a group the configuration names (host_groups,
+    all_users_group), which the host's operator chose and no API caller can change."""
+    return (settings.gid_min <= gid <= settings.gid_max or name in settings.host_groups
+            or name == settings.all_users_group)
 
 
 class GroupService:
@@ -22,8 +32,26 @@ class GroupService:
         self.settings = settings
         self.audit = audit
 
+    def check_grantable(self, db: Session, name: str) -> None:
+        """Forbidden unless beamhub may record this group and give it members; checks only, writes nothing."""
+        if db.scalar(select(User.id).where(User.username == name)) is not None or accounts.account_named(name):
+            raise Forbidden(f"group {name} is the private group of user {name}: it takes no other members")
+        gid = self._known_gid(db, name)
+        if gid is not None and not manages(self.settings, name, gid):
+            raise Forbidden(f"group {name} (GID {gid}) is a host group outside beamhub's GID range "
+                            f"{self.settings.gid_min}-{self.settings.gid_max}: beamhub does not manage it "
+                            "(the setting host_groups lists the host groups it may)")
+
+    def _known_gid(self, db: Session, name: str) -> int | None:
+        """The GID beamhub records for this group, else the system's; None for a group that does not exist."""
+        recorded = db.scalar(select(Group.gid).where(Group.name == name))
+        if recorded is not None:
+            return recorded
+        system = accounts.group_named(name)
+        return system.gr_gid if system is not None else None
+
     def ensure(self, db: Session, name: str) -> Group:
-        """The group of this name, recorded (with the system's GID, or a free one) if new."""
+        """The group of this name, recorded (with the system's GID, or a free one) if new; no policy check."""
         group = db.scalar(select(Group).where(Group.name == name))
         if group is not None:
             return group
@@ -40,11 +68,11 @@ class GroupService:
         return group
 
     def _gid_for(self, db: Session, name: str) -> int:
-        try:
-            return grp.getgrnam(name).gr_gid
-        except KeyError:
-            pass
-        used = set(db.scalars(select(Group.gid)))
+        """The system's GID of this group, or a GID of the range that no group and no private group uses."""
+        system = accounts.group_named(name)
+        if system is not None:
+            return system.gr_gid
+        used = set(db.scalars(select(Group.gid))) | set(db.scalars(select(User.gid)))
         for gid in range(self.settings.gid_min, self.settings.gid_max + 1):
             if gid not in used and not accounts.gid_taken(gid):
                 return gid
@@ -54,6 +82,7 @@ class GroupService:
         with self.db.session() as db:
             if db.scalar(select(Group).where(Group.name == name)):
                 raise Conflict(f"group {name} already exists")
+            self.check_grantable(db, name)
             group = self.ensure(db, name)
             group.description = description
             self.audit.add_as(db, by, "group.create", name, gid=group.gid)
@@ -71,7 +100,8 @@ class GroupService:
             return list(db.scalars(select(Group).order_by(Group.name)))
 
     def set_member(self, name: str, username: str, member: bool, by: Principal | None = None) -> Group:
-        """Add or remove a member, in the database and in the system group; the nss source is read-only."""
+        """Add or remove a member, in the database and in the system group; the nss source is read-only.
+        Adding needs a group beamhub may give members (check_grantable); taking a member out never grants."""
         if self.settings.identity_source == "nss":
             raise Invalid("groups come from the system (identity_source nss): change them there, e.g. in LDAP")
         with self.db.session() as db:
@@ -79,6 +109,8 @@ class GroupService:
             user = db.scalar(select(User).where(User.username == username))
             if group is None or user is None:
                 raise NotFound(f"no group {name}" if group is None else f"no user {username}")
+            if member:
+                self.check_grantable(db, name)
             changed = (user in group.members) != member
             if member and changed:
                 group.members.append(user)

@@ -116,14 +116,21 @@ class IdentityService:
                             f"{self.settings.uid_min}-{self.settings.uid_max}: beamhub does not take over host "
                             "accounts")
 
-    def _new_uid(self, db: Session, username: str, uid: int | None) -> int:
-        """The UID of a new user on the db source (and its private group's GID); refuses what the host holds."""
-        held = accounts.account_named(username)
+    def _check_free_name(self, db: Session, username: str) -> None:
+        """Refuse a name whose account or private group beamhub could not create as its own (on the host when it
+        manages system accounts; a name without one is only a label, e.g. for PAM logins)."""
+        managed = self.settings.manage_system_accounts
+        held = accounts.account_named(username) if managed else None
         if held is not None:
             raise Conflict(f"{username} is already an account on this host (UID {held.pw_uid}): beamhub creates "
                            "its own accounts and takes over none")
-        if db.scalar(select(Group.id).where(Group.name == username)) is not None or accounts.group_named(username):
+        system = accounts.group_named(username) if managed else None
+        if system is not None or db.scalar(select(Group.id).where(Group.name == username)) is not None:
             raise Conflict(f"a group named {username} already exists, so {username} cannot have a private group")
+
+    def _new_uid(self, db: Session, username: str, uid: int | None) -> int:
+        """The UID of a new user on the db source (and its private group's GID); refuses what the host holds."""
+        self._check_free_name(db, username)
         if uid is None:
             return self._free_uid(db)
         if not self.settings.uid_min <= uid <= self.settings.uid_max:

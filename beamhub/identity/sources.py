@@ -3,7 +3,8 @@ drift) and `nss` (existing accounts from pwd/grp, e.g. LDAP/SSSD, read-only). Ch
 
 On `db`, sync compares the database with pwd/grp for beamhub's users (service accounts have none) and
 groups: accounts, UIDs, primary GIDs, homes, groups, GIDs and memberships of beamhub users in beamhub
-groups. System users that are not beamhub users, and groups beamhub does not know, are left alone.
+groups. System users that are not beamhub users, groups beamhub does not know, and recorded groups it does not
+manage (a host group outside its GID range that host_groups does not list) are left alone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from beamhub.config import Settings
 from beamhub.db import Database
 from beamhub.errors import BeamhubError, Invalid
 from beamhub.identity import accounts
+from beamhub.identity.groups import manages
 from beamhub.identity.models import Group, Role, User
 
 PHASES = {"group": 0, "user": 1, "member": 2}
@@ -176,7 +178,8 @@ def _gid_exists(gid: int) -> bool:
 
 def find_drift(db: Database, settings: Settings) -> list[Drift]:
     """Every difference between beamhub's database and pwd/grp, in repair order."""
-    users, groups = _load(db)
+    users, recorded = _load(db)
+    groups = [g for g in recorded if manages(settings, g.name, g.gid)]
     names = {u.username for u in users}
     drift = [d for g in groups for d in _group_drift(g)]
     drift += [d for u in users for d in _user_drift(u, settings.home_root / u.username)]

@@ -200,8 +200,9 @@ def test_sync_refuses_the_nss_source(server: Any) -> None:
 
 # --- nss source --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def nss_server(module_beamhub_factory: Any) -> Any:
-    return module_beamhub_factory(env={"BEAMHUB_IDENTITY_SOURCE": "nss"})
+def nss_server(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Any:
+    """An nss server whose UID range holds the accounts nss_account makes."""
+    return module_beamhub_factory(env={"BEAMHUB_IDENTITY_SOURCE": "nss", **uid_range_env})
 
 
 @pytest.fixture
@@ -237,6 +238,18 @@ def test_nss_refuses_a_name_that_does_not_exist(nss_server: Any) -> None:
         pwd.getpwnam(name)  # never created
 
 
+@pytest.mark.parametrize("name", ["root", "daemon", "nobody"])
+def test_nss_refuses_a_host_account_outside_the_uid_range(nss_server: Any, name: str) -> None:
+    before = run("getent", "passwd", name)
+    count = nss_server.admin.get("/users/count").json()["count"]
+    response = nss_server.admin.post("/api/v1/users", json={"username": name})
+    assert response.status_code == 403, response.text
+    assert f"{name} has UID {pwd.getpwnam(name).pw_uid} on this host, outside beamhub's UID range" in \
+        response.json()["detail"]
+    assert nss_server.admin.get("/users/count").json()["count"] == count
+    assert run("getent", "passwd", name) == before
+
+
 def test_nss_refuses_a_uid_or_group_that_disagrees(nss_server: Any, nss_account: dict[str, Any]) -> None:
     name = nss_account["name"]
     response = nss_server.admin.post("/api/v1/users", json={"username": name, "uid": nss_account["uid"] + 1})
@@ -257,13 +270,15 @@ def test_nss_group_membership_is_read_only(nss_server: Any, nss_account: dict[st
 
 
 def test_nss_sessions_get_the_groups_nss_has_now(tmp_path: Path, nss_account: dict[str, Any],
-                                                 system_groups: list[str]) -> None:
+                                                 system_groups: list[str], uid_range_env: dict[str, str]) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: it creates system users")
     from beamhub.services import build_services
     from beamhub.config import Settings
 
-    services = build_services(Settings(state_dir=tmp_path / "state", identity_source="nss"))
+    services = build_services(Settings(state_dir=tmp_path / "state", identity_source="nss",
+                                       uid_min=int(uid_range_env["BEAMHUB_UID_MIN"]),
+                                       uid_max=int(uid_range_env["BEAMHUB_UID_MAX"])))
     try:
         user = services.identity.create_user(nss_account["name"])
         later = new_name("ng")
