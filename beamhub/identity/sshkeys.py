@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from beamhub.db import Database
-from beamhub.errors import Conflict, Invalid, NotFound
+from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.models import SshKey
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
@@ -148,34 +148,54 @@ def parse_keys(text: str) -> list[ParsedKey]:
     return parsed
 
 
+def check_may_read(by: Principal, username: str) -> None:
+    """Only the user themself or an administrator sees or removes a user's keys, with the sessions or keys scope."""
+    if by.username != username and not by.is_admin:
+        raise Forbidden(f"only {username} or an administrator may manage {username}'s SSH keys")
+    if not (by.has_scope("sessions") or by.has_scope("keys")):
+        raise Forbidden("this token lacks the 'sessions' and 'keys' scopes, so it cannot manage SSH keys")
+
+
+def check_may_add(by: Principal, username: str) -> None:
+    """Adding a key grants SSH access that outlives the credential: it needs the full account or the keys scope."""
+    check_may_read(by, username)
+    if not by.has_scope("keys"):
+        raise Forbidden("adding an SSH key needs a login session, a token without scope limits or one with the "
+                        "'keys' scope: a key outlives the token that adds it")
+
+
 class SshKeyService:
-    """Adds, lists and deletes users' SSH public keys."""
+    """Adds, lists and deletes users' SSH public keys, for the principal that asks."""
 
     def __init__(self, db: Database, identity: IdentityService) -> None:
         self.db = db
         self.identity = identity
 
-    def add_key(self, username: str, line: str, by: Principal | None = None) -> SshKey:
+    def add_key(self, username: str, line: str, by: Principal) -> SshKey:
         """Add exactly one key; a key the user already has is a Conflict."""
+        check_may_add(by, username)
         lines = split_keys(line)
         if len(lines) != 1:
             raise Invalid(f"give exactly one key, the line of a .pub file, like {EXAMPLE!r}; got {len(lines)}")
         return self.store(username, [parse_public_key(lines[0])], by=by)[0]
 
-    def add_keys(self, username: str, text: str, skip_duplicates: bool = False,
-                 by: Principal | None = None) -> list[SshKey]:
+    def add_keys(self, username: str, text: str, by: Principal, skip_duplicates: bool = False) -> list[SshKey]:
         """Add every key of `text`, all or none; duplicates are a Conflict unless skipped."""
-        return self.store(username, parse_keys(text), skip_duplicates, by=by)
+        return self.store(username, self.validate(username, text, by), by, skip_duplicates)
 
-    def validate(self, text: str) -> list[ParsedKey]:
-        """Parse every key of `text` without keeping any: Invalid for the first bad one."""
+    def validate(self, username: str, text: str, by: Principal) -> list[ParsedKey]:
+        """Parse every key of `text` for a user without keeping any: Forbidden unless `by` may add them (checked
+        only when there is a key), Invalid for the first bad one."""
+        if split_keys(text):
+            check_may_add(by, username)
         return parse_keys(text)
 
-    def store(self, username: str, parsed: list[ParsedKey], skip_duplicates: bool = False,
-              by: Principal | None = None) -> list[SshKey]:
-        """Keep already validated keys for a user; returns the keys added."""
+    def store(self, username: str, parsed: list[ParsedKey], by: Principal,
+              skip_duplicates: bool = False) -> list[SshKey]:
+        """Keep already validated keys for a user, if `by` may add them; returns the keys added."""
         if not parsed:
             return []
+        check_may_add(by, username)
         user = self.identity.get_user(username)
         with self.db.session() as db:
             known = set(db.scalars(select(SshKey.fingerprint).where(SshKey.user_id == user.id)))
@@ -198,13 +218,15 @@ class SshKeyService:
         return added
 
     def list_keys(self, username: str) -> list[SshKey]:
+        """A user's keys, oldest first (who may see them: check_may_read)."""
         user = self.identity.get_user(username)
         with self.db.session() as db:
             query = select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at, SshKey.id)
             return list(db.scalars(query))
 
-    def delete_key(self, username: str, key_id: int, by: Principal | None = None) -> SshKey:
+    def delete_key(self, username: str, key_id: int, by: Principal) -> SshKey:
         """Remove one of a user's keys; returns it."""
+        check_may_read(by, username)
         user = self.identity.get_user(username)
         with self.db.session() as db:
             key = db.get(SshKey, key_id)

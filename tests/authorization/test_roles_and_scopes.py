@@ -1,6 +1,7 @@
 """Roles and scopes: staff reach the sessions of their beamlines and no other; a token without the sessions scope
-reaches none, and a limited token can neither add keys, set a password nor issue a wider token; a disabled user
-reaches nothing and their sessions end."""
+reaches none; a token without the keys scope adds no SSH key (directly or through the spawner's sshpubkeys); a
+limited token can neither set a password nor issue a wider token; a disabled user reaches nothing and their
+sessions end."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def beamlines(world: World) -> dict[str, str]:
     return ips
 
 
-def test_staff_reach_the_sessions_of_their_beamline_and_no_other(world: World, beamlines: dict[str, str]) -> None:
+def test_staff_manage_the_sessions_of_their_beamline_and_no_other(world: World, beamlines: dict[str, str]) -> None:
     _, token = world.user(roles=["user", "staff"], beamlines=["B7"])
     staff = world.server.client(token)
     b7 = world.session("admin", source_ip=beamlines["B7"])
@@ -52,7 +53,7 @@ def test_staff_reach_the_sessions_of_their_beamline_and_no_other(world: World, b
         response = staff.request(method, f"/api/v1/sessions/{be['id']}{path}", json=body)
         assert response.status_code == 403, detail(response)
     assert staff.get(f"/s/{be['id']}/").status_code == 403
-    assert staff.get(f"/s/{b7['id']}/").status_code not in (401, 403)
+    assert staff.get(f"/s/{b7['id']}/").status_code == 403  # managing a session is not entering it
     stopped = staff.delete(f"/api/v1/sessions/{b7['id']}")
     assert stopped.status_code == 200, stopped.text
     assert stopped.json()["state"] in ("stopped", "stopping")
@@ -91,16 +92,30 @@ def test_a_token_without_the_sessions_scope_reaches_no_session(world: World) -> 
     assert reader.get(f"/api/v1/users/{world.alice}").status_code == 200
 
 
-def test_a_limited_token_cannot_add_ssh_keys_or_set_the_password(world: World) -> None:
+@pytest.mark.parametrize("scopes", [["data:read"], ["sessions"], ["sessions", "data:read"]])
+def test_a_limited_token_cannot_add_ssh_keys_or_set_the_password(world: World, scopes: list[str]) -> None:
     response = world.server.admin.post(f"/api/v1/users/{world.alice}/tokens",
-                                       json={"name": "reader", "scopes": ["data:read"]})
-    reader = world.server.client(response.json()["token"])
-    key = reader.post(f"/api/v1/users/{world.alice}/keys", json={"public_key": public_key()})
+                                       json={"name": "limited", "scopes": scopes})
+    limited = world.server.client(response.json()["token"])
+    before = world.server.admin.get(f"/api/v1/users/{world.alice}/keys").json()
+    key = limited.post(f"/api/v1/users/{world.alice}/keys", json={"public_key": public_key()})
     assert key.status_code == 403, detail(key)
-    assert reader.get(f"/api/v1/users/{world.alice}/keys").status_code == 403
-    password = reader.put(f"/api/v1/users/{world.alice}/password", json={"password": secrets.token_hex(8)})
+    pod = limited.post("/userpod/", json={"username": world.alice, "single_cmd": "sleep", "sshpubkeys": public_key()})
+    assert pod.status_code == 403, detail(pod)
+    assert world.server.admin.get(f"/api/v1/users/{world.alice}/keys").json() == before
+    listed = limited.get(f"/api/v1/users/{world.alice}/keys")
+    assert listed.status_code == (200 if "sessions" in scopes else 403), detail(listed)
+    password = limited.put(f"/api/v1/users/{world.alice}/password", json={"password": secrets.token_hex(8)})
     assert password.status_code == 403, detail(password)
     assert "scope" in password.json()["detail"]
+
+
+def test_a_token_with_the_keys_scope_adds_a_key(world: World) -> None:
+    response = world.server.admin.post(f"/api/v1/users/{world.alice}/tokens",
+                                       json={"name": "keys", "scopes": ["keys"]})
+    added = world.server.client(response.json()["token"]).post(f"/api/v1/users/{world.alice}/keys",
+                                                               json={"public_key": public_key()})
+    assert added.status_code == 201, detail(added)
 
 
 def test_a_limited_token_cannot_issue_a_wider_one(world: World) -> None:

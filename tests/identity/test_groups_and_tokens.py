@@ -114,10 +114,10 @@ def test_unknown_group_or_user_is_404_and_duplicate_group_409(server: Any, user:
 def test_a_token_without_a_scope_list_gets_what_the_users_roles_can_use(server: Any, user: tuple[str, str]) -> None:
     username, token = user
     ordinary = server.client(token).post(f"/api/v1/users/{username}/tokens", json={"name": "all"})
-    assert ordinary.status_code == 201 and ordinary.json()["scopes"] == ["data:read", "sessions"]
+    assert ordinary.status_code == 201 and ordinary.json()["scopes"] == ["data:read", "keys", "sessions"]
     admin = server.admin.post("/api/v1/users", json={"username": f"{username}a", "roles": ["admin"]}).json()
     response = server.admin.post(f"/api/v1/users/{admin['username']}/tokens", json={"name": "all"})
-    assert response.json()["scopes"] == ["admin", "data:ingest", "data:read", "sessions"]
+    assert response.json()["scopes"] == ["admin", "data:ingest", "data:read", "keys", "sessions"]
     subprocess.run(["userdel", "-r", admin["username"]], capture_output=True)
     subprocess.run(["groupdel", admin["username"]], capture_output=True)
 

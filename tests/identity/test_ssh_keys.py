@@ -7,6 +7,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from beamhub.services import build_services
 from beamhub.config import Settings
-from beamhub.errors import Conflict, Invalid, NotFound
+from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
+from beamhub.identity.principal import Principal
+from beamhub.identity.service import principal_of
 from beamhub.identity.sshkeys import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys
 
 IMAGE = Path("/opt/beamhub/images/default")
@@ -149,48 +152,75 @@ def service(database_url: str, tmp_path: Path) -> Iterator[SshKeyService]:
     """An SshKeyService on a fresh database, with one user (no system account)."""
     settings = Settings(state_dir=tmp_path / "state", database_url=database_url, manage_system_accounts=False)
     services = build_services(settings)
-    services.identity.create_user("keyholder", uid=4242)
+    services.identity.create_user("keyholder", uid=24242)
     yield services.keys
     services.db.dispose()
 
 
-def test_several_keys_are_added_all_or_none(service: SshKeyService, keys: dict[str, Path]) -> None:
+@pytest.fixture
+def holder(service: SshKeyService) -> Principal:
+    """keyholder, logged in."""
+    return principal_of(service.identity.get_user("keyholder"))
+
+
+def test_several_keys_are_added_all_or_none(service: SshKeyService, holder: Principal,
+                                            keys: dict[str, Path]) -> None:
     with pytest.raises(Invalid, match="key 2 of 2"):
-        service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n{line_of(keys['dsa'])}")
+        service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n{line_of(keys['dsa'])}", by=holder)
     assert service.list_keys("keyholder") == []
-    added = service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n# work\n{line_of(keys['rsa2048'])}")
+    added = service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n# work\n{line_of(keys['rsa2048'])}",
+                             by=holder)
     assert [key.algorithm for key in service.list_keys("keyholder")] == [key.algorithm for key in added]
     assert [key.algorithm for key in added] == ["ssh-ed25519", "ssh-rsa"]
 
 
-def test_a_duplicate_is_a_conflict_unless_skipped(service: SshKeyService, keys: dict[str, Path]) -> None:
-    service.add_key("keyholder", line_of(keys["ed25519"]))
+def test_a_duplicate_is_a_conflict_unless_skipped(service: SshKeyService, holder: Principal,
+                                                  keys: dict[str, Path]) -> None:
+    service.add_key("keyholder", line_of(keys["ed25519"]), by=holder)
     with pytest.raises(Conflict, match="already has the key SHA256:"):
-        service.add_keys("keyholder", f"{line_of(keys['ecdsa256'])}\n{line_of(keys['ed25519'])}")
+        service.add_keys("keyholder", f"{line_of(keys['ecdsa256'])}\n{line_of(keys['ed25519'])}", by=holder)
     added = service.add_keys("keyholder", f"{line_of(keys['ecdsa256'])}\n{line_of(keys['ed25519'])}",
-                             skip_duplicates=True)
+                             by=holder, skip_duplicates=True)
     assert [key.algorithm for key in added] == ["ecdsa-sha2-nistp256"]
     assert len(service.list_keys("keyholder")) == 2
 
 
-def test_add_key_takes_exactly_one_key(service: SshKeyService, keys: dict[str, Path]) -> None:
+def test_add_key_takes_exactly_one_key(service: SshKeyService, holder: Principal, keys: dict[str, Path]) -> None:
     with pytest.raises(Invalid, match="exactly one key"):
-        service.add_key("keyholder", f"{line_of(keys['ed25519'])}\n{line_of(keys['rsa2048'])}")
+        service.add_key("keyholder", f"{line_of(keys['ed25519'])}\n{line_of(keys['rsa2048'])}", by=holder)
 
 
-def test_authorized_keys_holds_a_line_per_key(service: SshKeyService, keys: dict[str, Path]) -> None:
+def test_authorized_keys_holds_a_line_per_key(service: SshKeyService, holder: Principal,
+                                              keys: dict[str, Path]) -> None:
     assert service.authorized_keys("keyholder") == ""
-    service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n{line_of(keys['ecdsa384'])}")
+    service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n{line_of(keys['ecdsa384'])}", by=holder)
     assert service.authorized_keys("keyholder") == f"{line_of(keys['ed25519'])}\n{line_of(keys['ecdsa384'])}\n"
 
 
-def test_deleting_a_key_of_someone_else_is_not_found(service: SshKeyService, keys: dict[str, Path]) -> None:
-    key = service.add_key("keyholder", line_of(keys["ed25519"]))
-    service.identity.create_user("other", uid=4243)
+def test_deleting_a_key_of_someone_else_is_not_found(service: SshKeyService, holder: Principal,
+                                                     keys: dict[str, Path]) -> None:
+    key = service.add_key("keyholder", line_of(keys["ed25519"]), by=holder)
+    other = principal_of(service.identity.create_user("other", uid=24243))
     with pytest.raises(NotFound):
-        service.delete_key("other", key.id)
-    assert service.delete_key("keyholder", key.id).fingerprint == key.fingerprint
+        service.delete_key("other", key.id, by=other)
+    assert service.delete_key("keyholder", key.id, by=holder).fingerprint == key.fingerprint
     assert service.list_keys("keyholder") == []
+
+
+def test_a_token_limited_to_sessions_adds_no_key_but_the_keys_scope_does(service: SshKeyService, holder: Principal,
+                                                                         keys: dict[str, Path]) -> None:
+    sessions_only = replace(holder, scopes=frozenset({"sessions"}))
+    line = line_of(keys["ed25519"])
+    for attempt in (lambda: service.add_key("keyholder", line, by=sessions_only),
+                    lambda: service.add_keys("keyholder", line, by=sessions_only),
+                    lambda: service.validate("keyholder", line, sessions_only),
+                    lambda: service.store("keyholder", parse_keys(line), sessions_only)):
+        with pytest.raises(Forbidden, match="'keys' scope"):
+            attempt()
+    assert service.list_keys("keyholder") == []
+    assert service.validate("keyholder", "", sessions_only) == []  # no key, nothing to refuse
+    added = service.add_key("keyholder", line, by=replace(holder, scopes=frozenset({"keys"})))
+    assert [key.fingerprint for key in service.list_keys("keyholder")] == [added.fingerprint]
 
 
 # --- the API, on a real server -----------------------------------------------------------------
@@ -283,6 +313,29 @@ def test_keys_need_credentials(server: Any, make_user: UserMaker, keys: dict[str
                  401)
 
 
+def token_with(server: Any, username: str, scopes: list[str]) -> str:
+    """A new token of this user, limited to these scopes."""
+    response = server.admin.post(f"/api/v1/users/{username}/tokens", json={"name": "limited", "scopes": scopes})
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+def test_a_sessions_token_cannot_add_a_key_but_a_keys_token_can(server: Any, make_user: UserMaker,
+                                                                keys: dict[str, Path]) -> None:
+    username, _ = make_user()
+    sessions_only = server.client(token_with(server, username, ["sessions"]))
+    body = {"public_key": line_of(keys["ed25519"])}
+    assert_error(sessions_only.post(f"/api/v1/users/{username}/keys", json=body), 403, "'keys' scope")
+    assert server.admin.get(f"/api/v1/users/{username}/keys").json() == []
+    wider = sessions_only.post(f"/api/v1/users/{username}/tokens", json={"name": "w", "scopes": ["keys"]})
+    assert_error(wider, 403, "keys")  # nor can it mint a token that may
+    keys_only = server.client(token_with(server, username, ["keys"]))
+    added = keys_only.post(f"/api/v1/users/{username}/keys", json=body)
+    assert added.status_code == 201, added.text
+    assert [k["id"] for k in keys_only.get(f"/api/v1/users/{username}/keys").json()] == [added.json()["id"]]
+    assert keys_only.delete(f"/api/v1/users/{username}/keys/{added.json()['id']}").status_code == 200
+
+
 def test_keys_of_an_unknown_user_are_not_found(server: Any) -> None:
     assert_error(server.admin.get("/api/v1/users/nobody-here/keys"), 404, "nobody-here")
 
@@ -310,6 +363,30 @@ def test_a_pods_sshpubkeys_are_added_to_the_users_keys(server: Any, make_user: U
     finally:
         stopped = server.admin.delete("/userpod/", params={"username": username, "podname": "default"})
         assert stopped.status_code == 200, stopped.text
+
+
+def test_a_sessions_token_cannot_add_keys_through_sshpubkeys(server: Any, make_user: UserMaker,
+                                                             keys: dict[str, Path]) -> None:
+    username, _ = make_user()
+    sessions_only = server.client(token_with(server, username, ["sessions"]))
+    body = {"username": username, "sshpubkeys": line_of(keys["ed25519"]), **SLEEPER}
+    assert_error(sessions_only.post("/userpod/", json=body), 403, "'keys' scope")
+    assert server.admin.get(f"/userpod/{username}").json() == []  # refused before a session started
+    assert server.admin.get(f"/api/v1/users/{username}/keys").json() == []
+
+
+def test_a_token_with_the_keys_scope_adds_keys_through_sshpubkeys(server: Any, make_user: UserMaker, image: None,
+                                                                  keys: dict[str, Path]) -> None:
+    username, _ = make_user()
+    client = server.client(token_with(server, username, ["sessions", "keys"]))
+    response = client.post("/userpod/", json={"username": username, "sshpubkeys": line_of(keys["ed25519"]),
+                                              **SLEEPER})
+    assert response.status_code == 201, response.text
+    try:
+        listed = server.admin.get(f"/api/v1/users/{username}/keys").json()
+        assert [k["fingerprint"] for k in listed] == [ssh_keygen_fingerprint(keys["ed25519"])[1]]
+    finally:
+        assert server.admin.delete("/userpod/", params={"username": username, "podname": "default"}).is_success
 
 
 def test_a_bad_sshpubkeys_is_refused_before_a_session_starts(server: Any, make_user: UserMaker, image: None,
