@@ -84,6 +84,7 @@ async def session_on_console(session_id: str, path: str, request: Request) -> Re
         return await forward_http(request, _upstreams(request), socket, token, sandbox=True)
     origin = session_origin(get_services(request).settings, session_id)
     if request.method not in ("GET", "HEAD"):
+        await asyncio.to_thread(authenticate, request)  # no credential at all: 401 first
         raise Forbidden(f"session {session_id} is served on its own origin, {origin}")
 
     def issue() -> str:

@@ -37,7 +37,7 @@ def account(require_root: None) -> Iterator[Account]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", stop_grace=2.0)
+    return Settings(state_dir=tmp_path / "state", runtime_dir=tmp_path / "run", stop_grace=2.0)
 
 
 @pytest.fixture

@@ -51,12 +51,18 @@ def runs(pid: int, argv: list[str]) -> bool:
         return False
 
 
+def new_spec(backend: LocalBackend, account: Account, argv: list[str], env: dict[str, str], *,
+             memory: int = 256 * MiB, ncores: float = 1.0, gpu_ids: list[str] | None = None) -> LaunchSpec:
+    """A session's launch: a fresh id, its runtime directory under the backend's runtime_dir."""
+    session_id = f"t{secrets.token_hex(6)}"
+    return LaunchSpec(session_id=session_id, account=account, argv=argv, env=env, ncores=ncores, memory=memory,
+                      gpu_ids=gpu_ids or [], runtime_dir=backend.settings.runtime_dir / session_id)
+
+
 def launch(backend: LocalBackend, account: Account, argv: list[str], *, memory: int = 256 * MiB,
            ncores: float = 1.0, gpu_ids: list[str] | None = None) -> Handle:
-    spec = LaunchSpec(session_id=f"t{secrets.token_hex(6)}", account=account, argv=argv,
-                      env={"PATH": "/usr/bin:/bin", "BEAMHUB_TEST": "1"}, ncores=ncores, memory=memory,
-                      gpu_ids=gpu_ids or [])
-    return backend.start(spec)
+    env = {"PATH": "/usr/bin:/bin", "BEAMHUB_TEST": "1"}
+    return backend.start(new_spec(backend, account, argv, env, memory=memory, ncores=ncores, gpu_ids=gpu_ids))
 
 
 def wait_dead(backend: LocalBackend, handle: Handle, timeout: float = 10.0) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from beamhub.compute import cgroups
-from beamhub.compute.backend import Account, Handle, LaunchSpec
+from beamhub.compute.backend import Account, Handle
 from beamhub.compute.local import LocalBackend
 
 _spec = importlib.util.spec_from_file_location("beamhub_test_local_backend_kit",
@@ -148,8 +147,7 @@ def test_users_path_cannot_replace_what_runs_as_root(backend: LocalBackend, acco
     for name in ("setpriv", "sleep", "sh", "env"):
         script = f'#!/bin/sh\necho "$(id -u) {name}" >> {record}\nexec /usr/bin/{name} "$@"\n'
         owned_by(account, bin_dir / name, script)
-    spec = LaunchSpec(session_id=f"t{secrets.token_hex(6)}", account=account, argv=["sleep", "300"],
-                      env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, ncores=1, memory=256 * MiB)
+    spec = kit.new_spec(backend, account, ["sleep", "300"], {"PATH": f"{bin_dir}:/usr/bin:/bin"})
     handle = backend.start(spec)
     wait_for(lambda: runs(handle["pid"], ["/usr/bin/sleep", "300"]), what="the user's sleep to start")
 
@@ -164,9 +162,8 @@ def test_users_ld_preload_runs_only_as_the_user_inside_the_limits(backend: Local
     library, record = account.home / "preload.so", account.home / "preload.log"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
     os.chmod(library, 0o755)
-    spec = LaunchSpec(session_id=f"t{secrets.token_hex(6)}", account=account, argv=["sleep", "300"],
-                      env={"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(library), "PRELOAD_LOG": str(record)},
-                      ncores=1, memory=256 * MiB)
+    spec = kit.new_spec(backend, account, ["sleep", "300"],
+                        {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(library), "PRELOAD_LOG": str(record)})
     handle = backend.start(spec)
     written = lambda: record.exists() and record.read_text().endswith("\n")  # noqa: E731
     wait_for(lambda: runs(handle["pid"], ["sleep", "300"]) and written(), what="sleep to start")

@@ -72,6 +72,27 @@ def test_a_session_that_cannot_join_its_cgroups_does_not_start(backend: LocalBac
     assert list(backend.handles_dir.glob("*.json")) == []
 
 
+def test_limits_the_kernel_refuses_fail_the_start_and_leave_nothing(backend: LocalBackend, account: Account,
+                                                                    with_cgroups: cgroups.Cgroups) -> None:
+    """A CPU quota under the kernel's 1 ms minimum: refused at once, with no cgroup or runtime directory left."""
+    spec = kit.new_spec(backend, account, ["sleep", "300"], {"PATH": "/usr/bin:/bin"}, ncores=0.001)
+    with pytest.raises(BackendError, match="refused the session's limits"):
+        backend.start(spec)
+    assert not any(path.exists() for path in with_cgroups.paths(spec.session_id))
+    assert not spec.runtime_dir.exists()
+    assert list(backend.handles_dir.glob("*.json")) == []
+
+
+def test_the_runtime_directory_is_the_users_alone_and_goes_with_the_session(backend: LocalBackend,
+                                                                          account: Account) -> None:
+    handle = launch(backend, account, ["sleep", "300"])
+    runtime = Path(handle["runtime_dir"])
+    assert (runtime.stat().st_uid, runtime.stat().st_mode & 0o777) == (account.uid, 0o700)
+    assert runtime.parent.stat().st_mode & 0o777 == 0o711  # traversable, not listable
+    backend.stop(handle)
+    assert not runtime.exists()
+
+
 # --- stop ---------------------------------------------------------------------------------
 def test_stop_kills_the_whole_tree_and_removes_the_cgroups(backend: LocalBackend, account: Account,
                                                            with_cgroups: cgroups.Cgroups) -> None:

@@ -294,19 +294,18 @@ def test_oidc_can_create_unknown_users_when_configured(  # type: ignore[no-untyp
         assert login(client, username, "whatever1").status_code == 422  # password login is not enabled there
 
 
-def test_proxied_requests_with_the_cookie_must_come_from_this_site(hub: Any) -> None:
-    """The session proxy takes the cookie without a CSRF token, but refuses other sites' pages (Origin)."""
+def test_the_login_cookie_never_reaches_a_session_on_the_consoles_origin(hub: Any) -> None:
+    """Sessions are served on their own origin: with the console's cookie, /s/... only redirects a browser there."""
     username = user_with_password(hub)
     with browser(hub) as client:
         login(client, username)
         cookie = f"beamhub-session={client.cookies['beamhub-session']}"
-        foreign = client.post("/s/nosuchsession/api/kernels", headers={"Origin": "http://evil.example"})
-        assert foreign.status_code == 403 and "cross-site" in foreign.json()["detail"]
-        own = client.post("/s/nosuchsession/api/kernels", headers={"Origin": hub.url})
-        assert own.status_code == 404, own.text
+        for origin in ("http://evil.example", hub.url):
+            refused = client.post("/s/0123456789abcdef/api/kernels", headers={"Origin": origin})
+            assert refused.status_code == 403 and "own origin" in refused.json()["detail"]
 
     async def refusal(origin: str) -> int:
-        url = f"ws://127.0.0.1:{hub.port}/s/nosuchsession/api/kernels"
+        url = f"ws://127.0.0.1:{hub.port}/s/0123456789abcdef/api/kernels"
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": origin},
                                           open_timeout=10):
@@ -314,6 +313,7 @@ def test_proxied_requests_with_the_cookie_must_come_from_this_site(hub: Any) -> 
         return refused.value.response.status_code
 
     assert asyncio.run(refusal("http://evil.example")) == 403
+    assert asyncio.run(refusal(hub.url)) == 403
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
