@@ -26,8 +26,8 @@ from beamhub.identity.routes import router as users_router
 from beamhub.identity.windows_routes import router as windows_router
 from beamhub.services import build_services
 from beamhub.sessions.entry import session_host_pattern
+from beamhub.sessions.origin_routes import Admissions, session_router
 from beamhub.sessions.origin_routes import console_router as session_console_router
-from beamhub.sessions.origin_routes import session_router
 from beamhub.sessions.proxy import Upstreams
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
@@ -95,6 +95,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
                   description="Sessions, data and one identity for a synchrotron light source.")
     app.state.services = services
     app.state.reconciler = reconciler
+    app.state.admissions = Admissions()
 
     add_error_handlers(app)
 

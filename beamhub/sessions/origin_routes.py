@@ -9,6 +9,7 @@ enters it; staff and administrators manage it from the console.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
@@ -35,8 +36,50 @@ session_router = APIRouter()
 """Served on the session's own origin only (app.py mounts it under the sessions' host name)."""
 
 
+ADMISSION_SECONDS = 2.0
+"""How long a decision to let a credential into a session is reused: revocation, logout and disabling still take
+effect within it, and the data plane does no database round trip per request."""
+ADMISSIONS_KEPT = 10_000
+
+
+class Admissions:
+    """Recent decisions to let a credential into a session (refusals are never kept); per process, so replicas
+    share nothing that correctness depends on."""
+
+    def __init__(self) -> None:
+        self._decided: dict[tuple[str, str], tuple[float, Path, str]] = {}
+
+    def recent(self, key: tuple[str, str]) -> tuple[Path, str] | None:
+        kept = self._decided.get(key)
+        return (kept[1], kept[2]) if kept is not None and kept[0] > time.monotonic() else None
+
+    def remember(self, key: tuple[str, str], target: tuple[Path, str]) -> None:
+        now = time.monotonic()
+        if len(self._decided) >= ADMISSIONS_KEPT:
+            self._decided = {k: v for k, v in self._decided.items() if v[0] > now}
+        self._decided[key] = (now + ADMISSION_SECONDS, *target)
+
+
 def _upstreams(connection: HTTPConnection) -> Upstreams:
     return connection.app.state.upstreams
+
+
+def _credential(connection: HTTPConnection) -> str:
+    """What a request proves itself with: its bearer token, else the session's entry cookie."""
+    if has_bearer(connection):
+        return "bearer " + connection.headers["authorization"].partition(" ")[2].strip()
+    return "entry " + connection.cookies.get(entry_cookie_name(connection), "")
+
+
+async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide) -> tuple[Path, str]:
+    """decide() in a thread, or its answer of the last seconds for the same credential and session."""
+    admissions: Admissions = connection.app.state.admissions
+    key = (_credential(connection), session_id)
+    target = admissions.recent(key)
+    if target is None:
+        target = await asyncio.to_thread(decide, connection, session_id)
+        admissions.remember(key, target)
+    return target
 
 
 def entry_cookie_name(connection: HTTPConnection) -> str:
@@ -63,12 +106,15 @@ def from_own_pages(connection: HTTPConnection) -> bool:
     return site in (None, "same-origin", "none") or connection.headers.get("sec-fetch-mode") == "navigate"
 
 
+def _require_own_pages(connection: HTTPConnection) -> None:
+    if not has_bearer(connection) and not from_own_pages(connection):
+        raise Forbidden("cross-origin request refused: it does not come from this session's pages")
+
+
 def _entry_target(connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
     """The session's socket and token for a request with a bearer token or the session's entry cookie."""
     if has_bearer(connection):
         return _bearer_target(connection, session_id)
-    if not from_own_pages(connection):
-        raise Forbidden("cross-origin request refused: it does not come from this session's pages")
     entry = get_services(connection).entry
     cookie = connection.cookies.get(entry_cookie_name(connection))
     principal = entry.principal_for_cookie(session_id, cookie).with_address(client_address(connection))
@@ -80,7 +126,7 @@ def _entry_target(connection: HTTPConnection, session_id: str) -> tuple[Path, st
 async def session_on_console(session_id: str, path: str, request: Request) -> Response:
     """Bearer clients are served (sandboxed); a browser is sent to the session's own origin."""
     if has_bearer(request):
-        socket, token = await asyncio.to_thread(_bearer_target, request, session_id)
+        socket, token = await _admitted(request, session_id, _bearer_target)
         return await forward_http(request, _upstreams(request), socket, token, sandbox=True)
     origin = session_origin(get_services(request).settings, session_id)
     if request.method not in ("GET", "HEAD"):
@@ -141,7 +187,8 @@ async def session_http(session_id: str, path: str, request: Request) -> Response
         console = get_services(request).settings.callback_url
         query = f"?{request.url.query}" if request.url.query else ""
         return RedirectResponse(f"{console}{request.url.path}{query}", 303, headers=NO_STORE)
-    socket, token = await asyncio.to_thread(_entry_target, request, session_id)
+    _require_own_pages(request)
+    socket, token = await _admitted(request, session_id, _entry_target)
     return await forward_http(request, _upstreams(request), socket, token, sandbox=False)
 
 
@@ -149,6 +196,7 @@ async def session_http(session_id: str, path: str, request: Request) -> Response
 async def session_websocket(websocket: WebSocket, session_id: str, path: str) -> None:
     try:
         _own_session(websocket, session_id)
+        _require_own_pages(websocket)
     except BeamhubError as exc:
         await websocket.close(code=4000 + exc.status_code, reason=str(exc))
         return
@@ -156,9 +204,10 @@ async def session_websocket(websocket: WebSocket, session_id: str, path: str) ->
 
 
 async def _serve_websocket(websocket: WebSocket, session_id: str, decide: Decide) -> None:
-    """Forward a websocket the caller may open, and close it once their credential stops standing."""
+    """Forward a websocket the caller may open, and close it once their credential stops standing (asked anew, not
+    from the admissions of the last seconds)."""
     try:
-        socket, token = await asyncio.to_thread(decide, websocket, session_id)
+        socket, token = await _admitted(websocket, session_id, decide)
     except BeamhubError as exc:
         await websocket.close(code=4000 + exc.status_code, reason=str(exc))
         return

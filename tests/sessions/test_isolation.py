@@ -250,10 +250,32 @@ def test_logging_out_ends_the_entry_cookie(hub: Any, people: dict[str, tuple[str
     csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
     assert browser.request("POST", "/logout", data={"csrf_token": csrf}).status_code in (200, 303)
     assert "beamhub-session" not in console
-    after = browser.request("POST", f"/s/{echo['id']}/echo", echo["id"],
-                            headers={"Origin": f"http://{browser.host_of(echo['id'])}"})
-    assert after.status_code == 401
+    own_page = {"Origin": f"http://{browser.host_of(echo['id'])}"}
+    assert refused_within(5, lambda: browser.request("POST", f"/s/{echo['id']}/echo", echo["id"], headers=own_page))
     browser.close()
+
+
+def test_a_revoked_token_is_refused_by_the_proxy_within_seconds(hub: Any, people: dict[str, tuple[str, str]],
+                                                               echo: dict[str, Any]) -> None:
+    alice = people["alice"][0]
+    issued = hub.admin.post(f"/api/v1/users/{alice}/tokens", json={"name": "soon revoked"}).json()
+    with hub.client(issued["token"]) as client:
+        wait_until_answering = [client.get(f"/s/{echo['id']}/echo").status_code for _ in range(3)]
+        assert wait_until_answering[-1] == 200
+        assert hub.admin.delete(f"/api/v1/users/{alice}/tokens/{issued['id']}").status_code in (200, 204)
+        assert refused_within(5, lambda: client.get(f"/s/{echo['id']}/echo"))
+
+
+def refused_within(seconds: float, request: Any) -> bool:
+    """Whether a request repeated for `seconds` comes to be refused with 401 (and never answers another error)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = request().status_code
+        if status == 401:
+            return True
+        assert status == 200, status
+        time.sleep(0.2)
+    return False
 
 
 def test_tossed_console_cookies_are_refused(hub: Any, people: dict[str, tuple[str, str]]) -> None:
