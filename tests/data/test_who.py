@@ -15,7 +15,7 @@ from beamhub.config import Settings
 from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
 from beamhub.data.who import GroupAccess, ReadAccess, Reader, acl_groups, readers_from_users, who_can_read
 from beamhub.errors import NotFound
-from beamhub.identity.models import UserState
+from beamhub.identity.models import User, UserState
 
 BASE = 3_000_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on this host has
 MEMBER, STAFFER, OUTSIDER, FORMER = BASE + 1, BASE + 2, BASE + 3, BASE + 4
@@ -132,7 +132,9 @@ def test_readers_come_from_beamhubs_users_with_their_ways_in(tmp_path: Path) -> 
         identity.create_user("daq", roles=["service"])
         identity.create_user("away")
         identity.update_user("away", state=UserState.disabled)
-        identity.create_user("outside", uid=BASE + 5000)
+        outside = identity.create_user("outside")
+        with services.db.session() as db:  # an account from before the ranges moved
+            db.get(User, outside.id).uid = BASE + 5000
         readers = {r.username: r for r in readers_from_users(identity.list_users(), identity, settings)}
     finally:
         services.db.dispose()
