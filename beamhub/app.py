@@ -21,7 +21,6 @@ from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
 from beamhub.identity.audit_routes import router as audit_router
 from beamhub.identity.key_routes import router as keys_router
-from beamhub.identity.login_routes import router as login_router
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.windows_routes import router as windows_router
 from beamhub.services import build_services
@@ -32,6 +31,7 @@ from beamhub.sessions.proxy import Upstreams
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
 from beamhub.web.console import install as install_console
+from beamhub.web.login_pages import router as login_router
 
 log = logging.getLogger(__name__)
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 import typing
-from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Optional
+from datetime import UTC, datetime
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from beamhub.config import ConfigError, Settings, load_settings
+from beamhub.cli_support import ConfigOption, cli_principal, cli_services, cli_settings, err
+from beamhub.config import ConfigError
 from beamhub.data.cli import data_app, proposal_app
 from beamhub.errors import BeamhubError
-from beamhub.identity.principal import Principal
 
 app = typer.Typer(help="beamhub: sessions, data and one identity for a light source.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -26,31 +25,6 @@ app.add_typer(session_app, name="session")
 app.add_typer(proposal_app, name="proposal")
 app.add_typer(data_app, name="data")
 console = Console()
-err = Console(stderr=True)
-
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML configuration file")]
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-
-
-def _cli_principal() -> Principal:
-    """Who the audit log names for a change made on the command line: the local account."""
-    import getpass
-
-    return Principal(username=f"cli:{getpass.getuser()}", user_id=None, roles=frozenset({"admin"}))
-
-
-def _services(config: Path | None):  # type: ignore[no-untyped-def]
-    from beamhub.services import build_services
-
-    return build_services(_settings(config))
-
 
 @app.command()
 def serve(config: ConfigOption = None, reload: bool = False) -> None:
@@ -59,7 +33,7 @@ def serve(config: ConfigOption = None, reload: bool = False) -> None:
 
     from beamhub.app import create_app
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         application = create_app(settings)
@@ -74,13 +48,13 @@ def serve(config: ConfigOption = None, reload: bool = False) -> None:
 
 
 @user_app.command("create")
-def user_create(username: str, uid: Optional[int] = None, group: Annotated[Optional[list[str]], typer.Option()] = None,
+def user_create(username: str, uid: int | None = None, group: Annotated[list[str] | None, typer.Option()] = None,
                 admin: bool = False, config: ConfigOption = None) -> None:
     """Create a user and its system account."""
-    services = _services(config)
+    services = cli_services(config)
     try:
         user = services.identity.create_user(username, uid=uid, groups=group or [], roles=["admin"] if admin else None,
-                                             by=_cli_principal())
+                                             by=cli_principal())
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -88,12 +62,12 @@ def user_create(username: str, uid: Optional[int] = None, group: Annotated[Optio
 
 
 @user_app.command("token")
-def user_token(username: str, name: str = "cli", expires_in: Optional[int] = None,
+def user_token(username: str, name: str = "cli", expires_in: int | None = None,
                config: ConfigOption = None) -> None:
     """Issue an API token for a user (printed once)."""
-    services = _services(config)
+    services = cli_services(config)
     try:
-        token, _ = services.identity.issue_token(username, name, expires_in, by=_cli_principal())
+        token, _ = services.identity.issue_token(username, name, expires_in, by=cli_principal())
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -111,9 +85,9 @@ def user_password(username: str, password_stdin: Annotated[bool, typer.Option(
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
-    services = _services(config)
+    services = cli_services(config)
     try:
-        services.login.set_password(username, password, by="cli")
+        services.login.set_password(cli_principal(), username, password)
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -124,7 +98,7 @@ def user_password(username: str, password_stdin: Annotated[bool, typer.Option(
 def user_list(config: ConfigOption = None) -> None:
     """List users."""
     table = Table("username", "uid", "gid", "groups", "roles", "state")
-    for user in _services(config).identity.list_users(0, 10_000):
+    for user in cli_services(config).identity.list_users(0, 10_000):
         table.add_row(user.username, str(user.uid), str(user.gid), ",".join(user.groups), ",".join(user.roles),
                       user.state.value)
     console.print(table)
@@ -137,7 +111,7 @@ def session_list(all_states: Annotated[bool, typer.Option("--all")] = False, con
     from beamhub.units import format_size
 
     table = Table("id", "user", "name", "kind", "state", "cores", "memory", "gpus", "expires")
-    for r in _services(config).sessions.list(SYSTEM, active_only=not all_states):
+    for r in cli_services(config).sessions.list(SYSTEM, active_only=not all_states):
         table.add_row(r.id, r.user.username, r.name, r.kind, r.state.value, f"{r.ncores:g}", format_size(r.memory),
                       str(r.gpus), r.expires_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
@@ -147,7 +121,7 @@ def session_list(all_states: Annotated[bool, typer.Option("--all")] = False, con
 def session_stop(session_id: str, config: ConfigOption = None) -> None:
     """Stop a session."""
     try:
-        record = _services(config).sessions.stop(_cli_principal(), session_id)
+        record = cli_services(config).sessions.stop(cli_principal(), session_id)
     except BeamhubError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -156,30 +130,30 @@ def session_stop(session_id: str, config: ConfigOption = None) -> None:
 
 def _since(value: str | None) -> datetime | None:
     """An ISO timestamp (UTC when it names no zone), or an age such as 30m, 12h, 7d."""
-    from datetime import timedelta, timezone
+    from datetime import timedelta
 
     if not value:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if value[-1:] in units and value[:-1].isdigit():
-        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r} is neither an ISO time nor an age like 12h") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @app.command()
-def audit(actor: Optional[str] = None, action: Annotated[Optional[str], typer.Option(
+def audit(actor: str | None = None, action: Annotated[str | None, typer.Option(
               help='exact, or a family such as "session" or "token.*"')] = None,
-          since: Annotated[Optional[str], typer.Option(help="ISO time or an age: 30m, 12h, 7d")] = None,
+          since: Annotated[str | None, typer.Option(help="ISO time or an age: 30m, 12h, 7d")] = None,
           failures: Annotated[bool, typer.Option("--failures", help="only failed attempts")] = False,
           limit: int = 100, config: ConfigOption = None) -> None:
     """Show the audit log, newest first."""
     import json
 
-    events = _services(config).audit.query(actor=actor, action=action, since=_since(since),
+    events = cli_services(config).audit.query(actor=actor, action=action, since=_since(since),
                                            success=False if failures else None, limit=limit)
     table = Table("id", "at", "actor", "action", "target", "address", "ok", "detail")
     for e in events:
@@ -212,7 +186,7 @@ def identity_sync(dry_run: Annotated[bool, typer.Option("--dry-run", help="repor
     from beamhub.db import Database, migrate
     from beamhub.identity.sources import sync
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     database = Database(settings.sqlalchemy_url)
     try:
         migrate(database.engine)
@@ -238,4 +212,4 @@ def identity_smb_config(config: ConfigOption = None) -> None:
     """Print the smb.conf global section (idmap_rid) that matches beamhub's SID mapping."""
     from beamhub.identity.windows import smb_config
 
-    typer.echo(smb_config(_settings(config)), nl=False)
+    typer.echo(smb_config(cli_settings(config)), nl=False)

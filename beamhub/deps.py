@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
@@ -54,6 +54,13 @@ def secure_cookies(connection: HTTPConnection) -> bool:
     """Secure cookies as configured, else when the request came over https (or wss)."""
     configured = get_services(connection).settings.cookie_secure
     return configured if configured is not None else connection.url.scheme in ("https", "wss")
+
+
+def set_cookie(connection: HTTPConnection, response: Response, name: str, value: str, max_age: int,
+               path: str = "/") -> None:
+    """One of beamhub's cookies: HttpOnly, SameSite=Lax, Secure as secure_cookies says."""
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="lax",
+                        secure=secure_cookies(connection))
 
 
 def _refuse_tossed_cookies(connection: HTTPConnection) -> None:

@@ -117,7 +117,7 @@ async def _next_report(running: _Work) -> tuple[str, int] | None:
     """The next report, None at the end, or _QUIET after KEEPALIVE_SECONDS without either."""
     try:
         return await asyncio.wait_for(running.queue.get(), KEEPALIVE_SECONDS)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return _QUIET
 
 

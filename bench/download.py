@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -139,7 +139,7 @@ def create_data(api: httpx.Client, size_mib: int, names: list[str]) -> Data:
     names.append(member)
     expect(api.post("/api/v1/users", json={"username": member}), 201)
     token = expect(api.post(f"/api/v1/users/{member}/tokens", json={"name": "bench"}), 201).json()["token"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     proposal = expect(api.post("/api/v1/proposals", json={
         "id": f"2099-{secrets.randbelow(10**5):05d}", "title": "download benchmark", "beamline": BEAMLINE,
         "beamtime_start": (now - timedelta(days=1)).isoformat(), "beamtime_end": now.isoformat(),

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from download import remove_accounts
@@ -69,7 +69,7 @@ def create_proposal(env: dict[str, str], storage: Path, names: list[str]) -> Pro
     member, staff = f"benchin{secrets.token_hex(3)}", f"{beamline}-staff"
     names.extend([member, staff])
     beamhub_cli(env, "user", "create", member, "--group", staff)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     proposal = f"2099-{secrets.randbelow(10**5):05d}"
     beamhub_cli(env, "proposal", "create", proposal, "--title", "ingest benchmark", "--beamline", beamline,
                 "--start", (now - timedelta(days=1)).isoformat(), "--end", now.isoformat(), "--member", member)
@@ -155,13 +155,14 @@ def measure(env: dict[str, str], proposal: Proposal, trees: tuple[Path, Path], f
 
 def print_table(runs: list[list[Step]], files: int) -> None:
     """Median seconds (and the range) over the runs, files/s and the ratio to the fresh setfacl, one row a step."""
-    steps = [Step(label=column[0].label, seconds=statistics.median(s.seconds for s in column)) for column in zip(*runs)]
-    spread = [(min(s.seconds for s in column), max(s.seconds for s in column)) for column in zip(*runs)]
+    columns = list(zip(*runs, strict=True))
+    steps = [Step(label=column[0].label, seconds=statistics.median(s.seconds for s in column)) for column in columns]
+    spread = [(min(s.seconds for s in column), max(s.seconds for s in column)) for column in columns]
     ref = steps[0].seconds
     print(f"\n{files} files of {FILE_SIZE} B in {-(-files // PER_DIR)} directories; page cache warm; SQLite catalogue; "
           f"median of {len(runs)} runs, each on new trees")
     print(f"{'step':<50}{'seconds':>9}{'range':>13}{'files/s':>10}{'x setfacl':>11}")
-    for step, (low, high) in zip(steps, spread):
+    for step, (low, high) in zip(steps, spread, strict=True):
         print(f"{step.label:<50}{step.seconds:>9.2f}{f'{low:.2f}-{high:.2f}':>13}{files / step.seconds:>10.0f}"
               f"{step.seconds / ref:>11.2f}")
     register = steps[1].seconds / ref

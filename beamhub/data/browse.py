@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from beamhub.data.access import Caller, may_access, may_read
-from beamhub.data.download import tree_entries
 from beamhub.data.catalogue import under
+from beamhub.data.download import tree_entries
 from beamhub.data.models import DataFile, Dataset, Proposal
 from beamhub.data.paths import check_relative, resolve_inside
 from beamhub.data.service import DataService

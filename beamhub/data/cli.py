@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,27 +14,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from beamhub.cli_support import ConfigOption, cli_principal, cli_services, cli_settings, err
 from beamhub.data.models import MemberRole
 from beamhub.errors import BeamhubError
 
 data_app = typer.Typer(help="Register proposal data and keep its ACLs.", no_args_is_help=True)
 proposal_app = typer.Typer(help="Manage proposals and their members.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
-
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML configuration file")]
-
-
-def _services(config: Path | None) -> Any:
-    from beamhub.cli import _services as services
-
-    return services(config)
-
-
-def _principal() -> Any:
-    from beamhub.cli import _cli_principal
-
-    return _cli_principal()
 
 
 @contextmanager
@@ -70,10 +56,10 @@ def _phases(labels: dict[str, str]) -> Iterator[Callable[[str, int], None]]:
 def register(path: Path, proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2024-00123")],
              config: ConfigOption = None) -> None:
     """Set the ACLs of PATH (a folder or file of the proposal) and record its files with their SHA-256."""
-    services = _services(config)
+    services = cli_services(config)
     labels = {"acl": "ACLs set", "files": "files catalogued", "refused": "hard links refused"}
     with _errors(), _phases(labels) as report:
-        result = services.data.register_path(_principal(), proposal, path, report)
+        result = services.data.register_path(cli_principal(), proposal, path, report)
     console.print(f"{result.files} files: {result.added} added, {result.updated} updated, "
                   f"{result.unchanged} unchanged, {result.removed} removed, {result.skipped} skipped; "
                   f"{result.hashed_bytes} bytes hashed, {result.acl_paths} ACLs set")
@@ -91,7 +77,7 @@ def _print_refused(refused: list[str]) -> None:
 @data_app.command("sync-acls")
 def sync_acls(config: ConfigOption = None) -> None:
     """Rewrite the ACLs of every proposal whose members changed since its ACLs were last written."""
-    services = _services(config)
+    services = cli_services(config)
     with _errors(), _phases({}) as report:
         done = services.data.sync_acls(report)
     console.print(f"ACLs rewritten for {len(done)} proposals" + (f": {', '.join(done)}" if done else ""))
@@ -101,27 +87,26 @@ def sync_acls(config: ConfigOption = None) -> None:
 def release_embargoes(config: ConfigOption = None) -> None:
     """Open the data of every proposal whose embargo has ended to all users (run it from cron)."""
     with _errors():
-        released = _services(config).data.release_embargoes()
+        released = cli_services(config).data.release_embargoes()
     console.print(f"{len(released)} proposals made public" + (f": {', '.join(released)}" if released else ""))
 
 
 def _when(value: str) -> datetime:
     """An ISO date or time; UTC when it names no zone."""
-    from datetime import timezone
 
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise typer.BadParameter(f"{value!r} is not an ISO date or time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @proposal_app.command("create")
 def proposal_create(proposal_id: str, title: Annotated[str, typer.Option()],
                     beamline: Annotated[str, typer.Option()], start: Annotated[str, typer.Option()],
-                    end: Annotated[str, typer.Option()], embargo: Optional[str] = None, tier: Optional[str] = None,
-                    pi: Annotated[Optional[list[str]], typer.Option()] = None,
-                    member: Annotated[Optional[list[str]], typer.Option()] = None,
+                    end: Annotated[str, typer.Option()], embargo: str | None = None, tier: str | None = None,
+                    pi: Annotated[list[str] | None, typer.Option()] = None,
+                    member: Annotated[list[str] | None, typer.Option()] = None,
                     config: ConfigOption = None) -> None:
     """Create a proposal, its folder and its ACLs."""
     from pydantic import ValidationError
@@ -136,19 +121,19 @@ def proposal_create(proposal_id: str, title: Annotated[str, typer.Option()],
     except ValidationError as exc:
         err.print(f"[red]invalid:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    services = _services(config)
+    services = cli_services(config)
     with _errors():
-        proposal = services.data.create(_principal(), body)
+        proposal = services.data.create(cli_principal(), body)
     console.print(f"created {proposal.id} at {services.data.proposal_dir(proposal)}")
 
 
 @proposal_app.command("list")
 def proposal_list(config: ConfigOption = None) -> None:
     """List proposals."""
-    services = _services(config)
+    services = cli_services(config)
     table = Table("id", "beamline", "tier", "title", "members", "embargo until", "public")
     after = None
-    while page := services.data.list(_principal(), after, 1000):
+    while page := services.data.list(cli_principal(), after, 1000):
         for p in page:
             table.add_row(p.id, p.beamline, p.tier, escape(p.title),
                           ", ".join(f"{m.user.username} ({m.role.value})" for m in p.members),
@@ -168,16 +153,16 @@ def _member_change(change: Callable[[Callable[[int], None]], object]) -> None:
 def add_member(proposal_id: str, username: str, role: MemberRole = MemberRole.member,
                config: ConfigOption = None) -> None:
     """Add a member (or change their role) and rewrite the ACL of every file of the proposal."""
-    data = _services(config).data
-    _member_change(lambda report: data.set_member(_principal(), proposal_id, username, role, report))
+    data = cli_services(config).data
+    _member_change(lambda report: data.set_member(cli_principal(), proposal_id, username, role, report))
     console.print(f"{username} is {role.value} of {proposal_id}")
 
 
 @proposal_app.command("remove-member")
 def remove_member(proposal_id: str, username: str, config: ConfigOption = None) -> None:
     """Remove a member and rewrite the ACL of every file of the proposal."""
-    data = _services(config).data
-    _member_change(lambda report: data.remove_member(_principal(), proposal_id, username, report))
+    data = cli_services(config).data
+    _member_change(lambda report: data.remove_member(cli_principal(), proposal_id, username, report))
     console.print(f"{username} is no longer a member of {proposal_id}")
 
 
@@ -187,7 +172,7 @@ def who_can_read(path: Path, config: ConfigOption = None) -> None:
     from beamhub.data.paths import is_inside
     from beamhub.data.who import path_readers
 
-    services = _services(config)
+    services = cli_services(config)
     real = path.resolve()
     if not is_inside(services.settings.storage_root.resolve(), real):
         err.print(f"[red]error:[/red] {escape(str(path))} is not under the storage root "
@@ -210,17 +195,16 @@ def who_can_read(path: Path, config: ConfigOption = None) -> None:
 def smb_config(share: Annotated[str, typer.Option(help="the share's name")] = "beamlinefs",
                config: ConfigOption = None) -> None:
     """Print smb.conf: the idmap section and a read-only share of the storage root that honours the POSIX ACLs."""
-    from beamhub.cli import _settings
     from beamhub.data.smb import smb_conf
 
-    settings = _settings(config)
+    settings = cli_settings(config)
     with _errors():
         typer.echo(smb_conf(settings, share), nl=False)
 
 
 @data_app.command("watch")
 def watch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2024-00123")],
-          path: Annotated[Optional[Path], typer.Argument(
+          path: Annotated[Path | None, typer.Argument(
               help="a folder of the proposal; default: its folder on its own tier")] = None,
           config: ConfigOption = None) -> None:
     """Register files as the DAQ closes them (inotify): ACLs and catalogue, in batches, until SIGINT or SIGTERM."""
@@ -240,9 +224,9 @@ def watch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    services = _services(config)
+    services = cli_services(config)
     with _errors():
-        watcher = ProposalWatcher(services.data, _principal(), proposal, path, report)
+        watcher = ProposalWatcher(services.data, cli_principal(), proposal, path, report)
         summary = watcher.run(stop)
     console.print(f"stopped: {summary.files} files registered in {summary.batches} batches "
                   f"({summary.started.files} files seen at start-up, {summary.rescans} rescans after lost events), "
@@ -256,10 +240,10 @@ def migrate(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g.
     """Move a proposal's data to another tier with its ACLs, xattrs and mtimes; run it again to finish a killed one."""
     from beamhub.data.migrate import migrate_proposal
 
-    services = _services(config)
+    services = cli_services(config)
     labels = {"copy": "files copied and verified", "remove": "files removed from the old tier"}
     with _errors(), _phases(labels) as report:
-        result = migrate_proposal(services.data, _principal(), proposal, to,
+        result = migrate_proposal(services.data, cli_principal(), proposal, to,
                                   lambda phase, _bytes, files: report(phase, files))
     console.print(f"{result.proposal_id}: {result.from_tier} -> {result.to_tier}; {result.files_copied} copied, "
                   f"{result.files_skipped} already there, {result.files_verified} verified, "

@@ -15,7 +15,7 @@ import stat
 import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import timezone
+from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -278,4 +278,4 @@ def _http_date(value: str | None) -> int | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return int(moment.replace(tzinfo=moment.tzinfo or timezone.utc).timestamp())
+    return int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import partial
 from typing import Annotated
 
@@ -12,13 +11,12 @@ from starlette.responses import Response, StreamingResponse
 
 from beamhub.data.download import file_response, zip_response
 from beamhub.data.migrate import migrate_proposal
-from beamhub.data.models import DataFile, Proposal
+from beamhub.data.presenters import file_out, proposal_out
 from beamhub.data.schemas import (
     PROPOSAL_PATTERN,
     AclGroupOut,
     DatasetOut,
     FileOut,
-    MemberOut,
     MemberUpdate,
     MigrationOut,
     MigrationRequest,
@@ -30,7 +28,6 @@ from beamhub.data.schemas import (
     RegisterOut,
     RegisterRequest,
 )
-from beamhub.data.service import DataService
 from beamhub.deps import AdminPrincipal, Browse, Data, scoped
 from beamhub.identity.principal import Principal
 from beamhub.sse import PROGRESS_RESPONSES, Report, run_reporting
@@ -41,20 +38,6 @@ Reader = Annotated[Principal, Depends(scoped("data:read"))]
 Ingester = Annotated[Principal, Depends(scoped("data:ingest"))]
 ProposalId = Annotated[str, Path(pattern=PROPOSAL_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-
-
-def proposal_out(data: DataService, proposal: Proposal) -> ProposalOut:
-    return ProposalOut(id=proposal.id, title=proposal.title, beamline=proposal.beamline, tier=proposal.tier,
-                       path=str(data.proposal_dir(proposal)), beamtime_start=proposal.beamtime_start,
-                       beamtime_end=proposal.beamtime_end, embargo_until=proposal.embargo_until,
-                       public=proposal.embargo_released_at is not None,
-                       members=[MemberOut(username=m.user.username, role=m.role)
-                                for m in sorted(proposal.members, key=lambda m: m.user.username)])
-
-
-def file_out(record: DataFile) -> FileOut:
-    return FileOut(path=record.relpath, size=record.size, sha256=record.sha256, tier=record.tier,
-                   mtime=datetime.fromtimestamp(record.mtime_ns / 1e9, timezone.utc))
 
 
 @router.get("", response_model=Page[ProposalOut])

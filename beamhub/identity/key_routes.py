@@ -5,16 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from beamhub.deps import CurrentPrincipal, Keys
-from beamhub.identity.principal import Principal
 from beamhub.identity.schemas import SshKeyCreate, SshKeyOut
-from beamhub.identity.sshkeys import check_may_read
 
 router = APIRouter(prefix="/api/v1/users/{username}/keys", tags=["ssh keys"])
-
-
-def require_self_or_admin(principal: Principal, username: str) -> None:
-    """Refuse whoever may not see this user's keys (the console's pages check with it too)."""
-    check_may_read(principal, username)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SshKeyOut)
@@ -24,8 +17,7 @@ def add_key(username: str, body: SshKeyCreate, principal: CurrentPrincipal, keys
 
 @router.get("", response_model=list[SshKeyOut])
 def list_keys(username: str, principal: CurrentPrincipal, keys: Keys) -> object:
-    require_self_or_admin(principal, username)
-    return keys.list_keys(username)
+    return keys.list_keys(username, by=principal)
 
 
 @router.delete("/{key_id}", response_model=SshKeyOut)

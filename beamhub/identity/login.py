@@ -12,6 +12,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import replace
 from datetime import timedelta
+
 import pam
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -104,8 +105,12 @@ class LoginService:
         return self.hasher.hash(secrets.token_urlsafe(16))
 
     # --- passwords ---------------------------------------------------------------------
-    def set_password(self, username: str, password: str, by: str = "beamhub", address: str = "") -> None:
-        """Store an argon2id hash of a new local password."""
+    def set_password(self, by: Principal, username: str, password: str) -> None:
+        """Store an argon2id hash of a new local password: the user themself or an administrator, with a login
+        session or an unscoped token (a limited token could otherwise take the account over)."""
+        by.require_full_credential()
+        if username != by.username:
+            by.require_admin()
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
             raise Invalid(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
         digest = self.hasher.hash(password)
@@ -114,7 +119,7 @@ class LoginService:
             if user is None:
                 raise NotFound(f"no user {username}")
             user.password_hash = digest
-        self._record("user.password", by, target=username, address=address)
+        self._record("user.password", by.username, target=username, address=by.address)
 
     def _password_matches(self, user: User | None, password: str) -> bool:
         """Verify against the stored hash (a dummy one for unknown users, so timing tells nothing)."""

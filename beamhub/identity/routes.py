@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel, Field
 
-from beamhub.deps import AdminPrincipal, CurrentPrincipal, Groups, Identity
+from beamhub.deps import AdminPrincipal, CurrentPrincipal, Groups, Identity, Login
 from beamhub.identity.models import Group
 from beamhub.identity.principal import Principal
 from beamhub.identity.schemas import (
@@ -19,6 +20,25 @@ from beamhub.identity.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
+
+
+class PasswordSet(BaseModel):
+    password: str = Field(min_length=8, max_length=1024)
+
+
+@router.get("/me")
+def me(request: Request, principal: CurrentPrincipal) -> dict[str, object]:
+    """Who the caller is, and the CSRF token state-changing requests of a cookie session must send."""
+    return {"username": principal.username, "roles": sorted(principal.roles),
+            "beamlines": sorted(principal.beamlines), "admin": principal.is_admin,
+            "csrf_token": getattr(request.state, "login_csrf", None)}
+
+
+@router.put("/users/{username}/password", status_code=status.HTTP_204_NO_CONTENT)
+def set_password(username: str, body: PasswordSet, principal: CurrentPrincipal, login: Login) -> Response:
+    """Set a user's local password: the user themself or an administrator, never through a scope-limited token."""
+    login.set_password(principal, username, body.password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _self_or_admin(principal: Principal, username: str) -> None:

@@ -217,8 +217,12 @@ class SshKeyService:
                 raise Conflict(f"{username} already has one of these keys") from exc
         return added
 
-    def list_keys(self, username: str) -> list[SshKey]:
-        """A user's keys, oldest first (who may see them: check_may_read)."""
+    def list_keys(self, username: str, by: Principal) -> list[SshKey]:
+        """A user's keys, oldest first, for the user themself or an administrator."""
+        check_may_read(by, username)
+        return self._keys_of(username)
+
+    def _keys_of(self, username: str) -> list[SshKey]:
         user = self.identity.get_user(username)
         with self.db.session() as db:
             query = select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at, SshKey.id)
@@ -238,5 +242,5 @@ class SshKeyService:
 
     def authorized_keys(self, username: str) -> str:
         """The user's keys as the lines of an authorized_keys file."""
-        lines = [f"{key.public_key} {key.comment}".strip() for key in self.list_keys(username)]
+        lines = [f"{key.public_key} {key.comment}".strip() for key in self._keys_of(username)]
         return "".join(f"{line}\n" for line in lines)

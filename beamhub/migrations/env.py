@@ -3,9 +3,9 @@
 from alembic import context
 
 from beamhub.data import models as _data  # noqa: F401  (registers tables)
+from beamhub.db import Base
 from beamhub.identity import models as _identity  # noqa: F401
 from beamhub.sessions import models as _sessions  # noqa: F401
-from beamhub.db import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

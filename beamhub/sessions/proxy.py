@@ -147,7 +147,7 @@ async def forward_websocket(websocket: WebSocket, socket: Path, token: str,
         upstream = await websockets.unix_connect(
             str(socket), uri=f"ws://session{websocket.url.path}{query}", additional_headers=headers,
             subprotocols=subprotocols or None, max_size=None, open_timeout=10)
-    except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, websockets.InvalidHandshake) as exc:
         await websocket.close(code=1011, reason=f"session does not answer: {type(exc).__name__}")
         return
     await websocket.accept(subprotocol=upstream.subprotocol)

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 
 from beamhub.deps import Identity, Keys
 from beamhub.errors import BeamhubError, Invalid
-from beamhub.identity.key_routes import require_self_or_admin
 from beamhub.identity.principal import SCOPES, Principal
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PagePrincipal, refusal, see_other
@@ -45,13 +44,13 @@ def keys_page(request: Request, principal: Principal, keys: Keys, identity: Iden
     done = request.query_params.get("done", "")
     context = {"public_key": "", "token_name": "", "token_days": "", "token_scopes": DEFAULT_SCOPES} | context
     return render(request, "keys/index.html", status_code, principal=principal,
-                  keys=keys.list_keys(principal.username), tokens=identity.list_tokens(principal.username),
+                  keys=keys.list_keys(principal.username, by=principal),
+                  tokens=identity.list_tokens(principal.username),
                   scopes=offered_scopes(principal), notice=_(NOTICES[done]) if done in NOTICES else "", **context)
 
 
 @router.get("/keys")
 def my_keys(request: Request, principal: PagePrincipal, keys: Keys, identity: Identity) -> Response:
-    require_self_or_admin(principal, principal.username)
     return keys_page(request, principal, keys, identity)
 
 
@@ -59,7 +58,6 @@ def my_keys(request: Request, principal: PagePrincipal, keys: Keys, identity: Id
 def add_key(request: Request, principal: PagePrincipal, keys: Keys, identity: Identity,
             public_key: Annotated[str, Form(max_length=16_384)] = "") -> Response:
     """Add the key pasted into the form; a refused key comes back with why, as it was pasted."""
-    require_self_or_admin(principal, principal.username)
     try:
         keys.add_key(principal.username, public_key, by=principal)
     except BeamhubError as exc:
@@ -70,7 +68,6 @@ def add_key(request: Request, principal: PagePrincipal, keys: Keys, identity: Id
 
 @router.post("/keys/ssh/{key_id}/delete")
 def delete_key(principal: PagePrincipal, keys: Keys, key_id: int) -> Response:
-    require_self_or_admin(principal, principal.username)
     keys.delete_key(principal.username, key_id, by=principal)
     return see_other("/keys?done=key-deleted")
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from beamhub.data.models import DataFile
 from beamhub.data.paths import check_relative
-from beamhub.data.routes import file_out, proposal_out
+from beamhub.data.presenters import file_out, proposal_out
 from beamhub.data.schemas import PROPOSAL_PATTERN, DatasetOut, FileOut
 from beamhub.deps import Browse, Data
 from beamhub.errors import NotFound

@@ -14,8 +14,17 @@ from starlette.responses import Response
 
 from beamhub.compute.backend import BackendError
 from beamhub.deps import SESSION_COOKIE, principal_if_valid
-from beamhub.errors import (BeamhubError, Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady,
-                            TooManyRequests, Unauthenticated)
+from beamhub.errors import (
+    BeamhubError,
+    Conflict,
+    Forbidden,
+    InsufficientResources,
+    Invalid,
+    NotFound,
+    NotReady,
+    TooManyRequests,
+    Unauthenticated,
+)
 from beamhub.identity.principal import Principal
 from beamhub.web.pages import LoginRequired, login_redirect, render, translator
 

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.responses import RedirectResponse, Response
 
 from beamhub.db import utcnow
-from beamhub.deps import Sessions, get_services
+from beamhub.deps import Sessions, get_services, set_cookie
 from beamhub.errors import BeamhubError
-from beamhub.identity.login_routes import set_cookie
 from beamhub.identity.oidc import local_path
 from beamhub.identity.principal import Principal
 from beamhub.sessions import kinds

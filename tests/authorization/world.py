@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ class World:
 
     def proposal(self) -> str:
         """A new proposal with alice as PI and one registered file, scan1/data.h5; its id."""
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         response = self.server.admin.post("/api/v1/proposals", json={
             "id": f"2024-{random.randrange(10**5):05d}", "title": "matrix", "beamline": "x1", "beamtime_start": now,
             "beamtime_end": now, "members": [{"username": self.alice, "role": "pi"}]})

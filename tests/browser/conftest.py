@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +96,7 @@ def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterato
 
 def _proposal(server: Any, key: str, member: str) -> dict[str, Any]:
     """A proposal with its files, registered by the administrator (ACLs, checksums, catalogue)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = server.admin.post("/api/v1/proposals", json={
         "id": f"2024-{secrets.randbelow(10**5):05d}", "title": f"Beamtime {key}", "beamline": "b7",
         "beamtime_start": (now - timedelta(days=2)).isoformat(), "beamtime_end": now.isoformat(),

@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from beamhub.services import build_services
 from beamhub.config import Settings
+from beamhub.services import build_services
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def serve_app() -> Iterator[Callable[[FastAPI], str]]:
         while not server.started:
             assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.01)
-        return "127.0.0.1:%d" % server.servers[0].sockets[0].getsockname()[1]
+        return f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
 
     yield serve
     for server, thread in running:

@@ -114,7 +114,7 @@ def build_chain(root: Path, chain: list[Node], leaf_is_dir: bool) -> list[str]:
     """Create root/d0/d1/.../leaf with the nodes' owners and ACLs; return the paths worth asking about."""
     root.mkdir(mode=0o755)
     paths, current = [], root
-    for depth, node in enumerate(chain):
+    for depth in range(len(chain)):
         current = current / f"n{depth}"
         if depth < len(chain) - 1 or leaf_is_dir:
             current.mkdir()
@@ -125,7 +125,7 @@ def build_chain(root: Path, chain: list[Node], leaf_is_dir: bool) -> list[str]:
     (root / "abs").symlink_to(current)
     (root / "n0" / "up").symlink_to("..")
     paths += [str(root / "abs"), str(root / "n0" / "up" / current.relative_to(root))]
-    for path, node in zip(paths, chain):
+    for path, node in zip(paths, chain, strict=False):  # the links added last have no node
         apply_node(Path(path), node)
     return paths
 
@@ -144,7 +144,7 @@ def test_may_access_agrees_with_the_kernel_on_random_acls(base: Path) -> None:
             for caller in people:
                 kernel = kernel_access(caller, queries)
                 ours = [may_access(Path(path), caller, mode) for path, mode in queries]
-                disagreements = [(q, k) for q, k, o in zip(queries, kernel, ours) if k != o]
+                disagreements = [(q, k) for q, k, o in zip(queries, kernel, ours, strict=True) if k != o]
                 assert not disagreements, f"{caller}: (path, mode), kernel says: {disagreements}"
                 compared[0] += len(queries)
         finally:

@@ -7,14 +7,13 @@ from __future__ import annotations
 import secrets
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from beamhub.services import build_services
 from beamhub.config import Settings
 from beamhub.data import browse
 from beamhub.data.acl import AccessList, read_access, set_path_acl
@@ -23,9 +22,10 @@ from beamhub.data.schemas import ProposalCreate
 from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import principal_of
+from beamhub.services import build_services
 
 ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def proposal_body(beamline: str, *members: tuple[str, str], embargo: datetime | None = None) -> ProposalCreate:

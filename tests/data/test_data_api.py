@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def world(module_beamhub_factory: Any, module_database_url: str, uid_range_env: 
         names["daq"], _ = _user(server, roles=["service"])
         tokens["daq"] = server.admin.post(f"/api/v1/users/{names['daq']}/tokens",
                                           json={"name": "daq", "scopes": ["data:ingest"]}).json()["token"]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         created = server.admin.post("/api/v1/proposals", json={
             "id": f"2024-{secrets.randbelow(10**5):05d}", "title": "Nanoprobe mapping", "beamline": "b2",
             "beamtime_start": (now - timedelta(days=1)).isoformat(), "beamtime_end": now.isoformat(),
@@ -197,7 +197,8 @@ def stream_events(response: httpx.Response) -> list[tuple[str, Any]]:
 
 def read_as(username: str, path: Path) -> str:
     """What a process of the user (their UID and groups) reads from the file, or the error it gets."""
-    probe = "import sys\ntry: print(open(sys.argv[1]).read(), end='')\nexcept OSError as e: print(type(e).__name__, end='')"
+    probe = ("import sys\ntry: print(open(sys.argv[1]).read(), end='')\n"
+             "except OSError as e: print(type(e).__name__, end='')")
     result = subprocess.run(["setpriv", "--reuid", username, "--regid", username, "--init-groups",
                              "/usr/bin/python3", "-c", probe, str(path)], capture_output=True, text=True)
     return result.stdout
@@ -216,7 +217,8 @@ def test_an_admin_sees_who_can_read_a_path_over_the_api_and_the_cli(world: World
     assert world.server.admin.get(f"{world.base}/readers", params={"path": "../x"}).status_code == 422
     assert world.server.admin.get(f"{world.base}/readers", params={"path": "nothing"}).status_code == 404
 
-    cli = subprocess.run([str(BIN / "beamhub"), "data", "who-can-read", str(Path(world.proposal["path"]) / "notes.txt")],
+    notes = Path(world.proposal["path"]) / "notes.txt"
+    cli = subprocess.run([str(BIN / "beamhub"), "data", "who-can-read", str(notes)],
                          env={**world.server.env, "COLUMNS": "200"}, capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     assert world.names["member"] in cli.stdout and world.names["stranger"] not in cli.stdout
@@ -245,7 +247,7 @@ def test_a_page_ending_on_a_file_the_member_may_not_read_does_not_name_it(world:
 
 def test_a_hard_link_to_another_proposals_file_is_refused_by_the_register_route(world: World,
                                                                                 registered: dict[str, Any]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     other = world.server.admin.post("/api/v1/proposals", json={
         "id": f"2024-{secrets.randbelow(10**5):05d}", "title": "the stranger's", "beamline": "b2",
         "beamtime_start": (now - timedelta(days=1)).isoformat(), "beamtime_end": now.isoformat(),

@@ -20,9 +20,9 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from beamhub.app import add_error_handlers
 from beamhub.data.download import file_response, tree_entries, zip_response, zip_stream
 from beamhub.data.paths import resolve_inside
-from beamhub.app import add_error_handlers
 from beamhub.errors import Invalid, NotFound
 
 SIZE = 3 * 1024 * 1024 + 12345  # several read chunks and a ragged tail

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def new_user(services: Any, system_users: list[str]) -> Any:
 
 
 def new_proposal(services: Any, beamline: str, member: Any) -> Any:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return services.data.create(ADMIN, ProposalCreate(
         id=f"2025-{secrets.randbelow(10**5):05d}", title="hard links", beamline=beamline,
         beamtime_start=now - timedelta(hours=8), beamtime_end=now,

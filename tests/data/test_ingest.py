@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def new_user(services: Any, system_users: list[str]) -> Any:
 
 
 def new_proposal(services: Any, beamline: str, *members: Any) -> Any:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = ProposalCreate(id=f"2025-{secrets.randbelow(10**5):05d}", title="in situ XRD", beamline=beamline,
                           beamtime_start=now - timedelta(hours=8), beamtime_end=now,
                           members=[{"username": m.username, "role": "member"} for m in members])
@@ -63,7 +63,8 @@ def write(folder: Path, relpath: str, data: bytes) -> Path:
 
 def read_as(user: Any, path: Path) -> str:
     """What a process under the user's UID and groups gets when it opens the file: its text or the error."""
-    probe = "import sys\ntry: print(open(sys.argv[1]).read(), end='')\nexcept OSError as e: print(type(e).__name__, end='')"
+    probe = ("import sys\ntry: print(open(sys.argv[1]).read(), end='')\n"
+             "except OSError as e: print(type(e).__name__, end='')")
     result = subprocess.run(["/usr/bin/python3", "-c", probe, str(path)], capture_output=True, text=True,
                             user=user.uid, group=user.gid, extra_groups=[g.gid for g in user.group_list])
     return result.stdout
@@ -121,7 +122,7 @@ def test_checksums_are_recorded_and_a_re_run_reads_only_what_changed(services: A
     assert (first.added, first.hashed_bytes) == (30, sum(map(len, contents.values())))
     records = catalogue(services, proposal.id)
     assert {k: v.sha256 for k, v in records.items()} == {k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
-    assert abs(records["scan0/f000.h5"].registered_at - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert abs(records["scan0/f000.h5"].registered_at - datetime.now(UTC)) < timedelta(minutes=5)
     again = services.data.register(ADMIN, proposal.id)
     assert (again.added, again.updated, again.unchanged, again.hashed_bytes) == (0, 0, 30, 0)
     (folder / "scan0/f000.h5").write_bytes(b"rewritten")
@@ -156,7 +157,7 @@ def test_worker_processes_register_a_tree_as_one_process_does(services: Any, sys
 
             class RecordedPool(scan.ProcessPoolExecutor):
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
-                    pools.append(self)
+                    pools.append(self)  # noqa: B023 (the pools of this round, on purpose)
                     super().__init__(*args, **kwargs)
 
             monkeypatch.setattr(scan, "ProcessPoolExecutor", RecordedPool)

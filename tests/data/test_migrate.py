@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def proposal(services: Any) -> Iterator[Any]:
     """A proposal on tier hot holding a registered tree (see make_tree) with extra ACLs, xattrs and owners."""
     beamline = f"bl{secrets.token_hex(3)}"
     staff = services.groups.create(f"{beamline}-staff")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = services.data.create(ADMIN, ProposalCreate(
         id=f"2025-{secrets.randbelow(10**5):05d}", title="operando XAS", beamline=beamline, tier="hot",
         beamtime_start=now - timedelta(hours=8), beamtime_end=now))

@@ -19,9 +19,9 @@ import websockets
 from fastapi import FastAPI, Request, WebSocket
 from starlette.responses import Response, StreamingResponse
 
+from beamhub.app import add_error_handlers
 from beamhub.data.download import accel_uri, file_response
 from beamhub.data.paths import resolve_inside
-from beamhub.app import add_error_handlers
 from beamhub.errors import Forbidden
 
 NGINX = Path("/usr/sbin/nginx")

@@ -10,7 +10,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,7 @@ def _populate(services: Any) -> tuple[str, str]:
 
 
 def _proposal(services: Any, members: list[dict[str, str]]) -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = ProposalCreate(id=f"2023-{secrets.randbelow(10**5):05d}", title="Catalogue at scale", beamline="b9",
                           beamtime_start=now - timedelta(days=1), beamtime_end=now, members=members)
     return services.data.create(ADMIN, body).id

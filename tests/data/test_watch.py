@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def people(services: Any, system_users: list[str]) -> Iterator[tuple[Any, Any, s
 @pytest.fixture
 def proposal(services: Any, people: tuple[Any, Any, str]) -> Any:
     member, _, beamline = people
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = ProposalCreate(id=f"2025-{secrets.randbelow(10**5):05d}", title="operando XAS", beamline=beamline,
                           beamtime_start=now - timedelta(hours=1), beamtime_end=now + timedelta(hours=8),
                           members=[{"username": member.username, "role": "member"}])
@@ -140,7 +140,7 @@ def test_closed_files_in_old_and_new_folders_are_registered_readable_by_members_
 def test_a_hard_link_moved_in_from_another_proposal_is_refused_and_one_from_inside_registered(
         services: Any, people: tuple[Any, Any, str], proposal: Any) -> None:
     member, stranger, beamline = people
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     other = services.data.create(ADMIN, ProposalCreate(
         id=f"2025-{secrets.randbelow(10**5):05d}", title="someone else's", beamline=beamline,
         beamtime_start=now - timedelta(hours=1), beamtime_end=now, members=[{"username": stranger.username}]))

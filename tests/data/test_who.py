@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from beamhub.services import build_services
 from beamhub.config import Settings
 from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
 from beamhub.data.who import GroupAccess, ReadAccess, Reader, acl_groups, readers_from_users, who_can_read
 from beamhub.errors import NotFound
 from beamhub.identity.models import User, UserState
+from beamhub.services import build_services
 
 BASE = 3_000_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on this host has
 MEMBER, STAFFER, OUTSIDER, FORMER = BASE + 1, BASE + 2, BASE + 3, BASE + 4

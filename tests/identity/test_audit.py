@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ def test_tokens_issued_used_revoked_and_refused_are_recorded(server: Any, user: 
 
 
 def test_an_unknown_token_is_recorded_as_a_failure(server: Any) -> None:
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     assert server.client(f"bogus-{secrets.token_hex(8)}").get("/api/v1/sessions").status_code == 401
     refused = wait_for(lambda: events(server, action="token.refused", since=since, actor=""))
     assert_by(refused[0], "", success=False)
@@ -174,7 +174,7 @@ def test_the_log_is_paged_newest_first_and_filtered(server: Any, user: tuple[str
     second = events(server, limit=2, before_id=first[-1]["id"])
     assert [e["id"] for e in first + second] == [e["id"] for e in everything[:4]]
     assert all(e["actor"] == user[0] for e in events(server, actor=user[0]))
-    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert events(server, since=future) == []
     assert len(events(server, until=future)) == len(events(server))
     assert server.admin.get("/api/v1/audit", params={"since": "2026-01-01T00:00:00"}).status_code == 422
@@ -233,7 +233,7 @@ def audit(tmp_path: Path) -> AuditService:
 def test_secret_looking_details_are_dropped() -> None:
     detail = clean_detail({"token": "t", "new_password": "p", "client_secret": "s", "Cookie": "c", "token_id": 3,
                            "token_name": "laptop", "nested": {"csrf_token": "x", "ok": [1, {"passwd": "y"}]},
-                           "when": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+                           "when": datetime(2026, 1, 1, tzinfo=UTC)})
     assert detail == {"token_id": 3, "token_name": "laptop", "nested": {"ok": [1, {}]},
                       "when": "2026-01-01T00:00:00+00:00"}
 
@@ -244,10 +244,10 @@ def test_recording_strips_secrets_and_counts_failures(audit: AuditService) -> No
     audit.record("alice", "login", "alice", "10.0.0.2", success=False)
     audit.record("alice", "login", "alice", "10.0.0.1", success=True)
     audit.record("bob", "login", "bob", "10.0.0.1", success=False)
-    hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
     assert audit.count_failures(actor="alice", since=hour_ago) == 2
     assert audit.count_failures(address="10.0.0.1", since=hour_ago) == 2
     assert audit.count_failures("alice", "10.0.0.1", hour_ago) == 1
-    assert audit.count_failures(actor="alice", since=datetime.now(timezone.utc) + timedelta(seconds=1)) == 0
+    assert audit.count_failures(actor="alice", since=datetime.now(UTC) + timedelta(seconds=1)) == 0
     assert "hunter2" not in json.dumps([e.detail for e in audit.query()])
     assert [e.actor for e in audit.query(action="login", success=False, limit=2)] == ["bob", "alice"]

@@ -273,8 +273,8 @@ def test_nss_sessions_get_the_groups_nss_has_now(tmp_path: Path, nss_account: di
                                                  system_groups: list[str], uid_range_env: dict[str, str]) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: it creates system users")
-    from beamhub.services import build_services
     from beamhub.config import Settings
+    from beamhub.services import build_services
 
     services = build_services(Settings(state_dir=tmp_path / "state", identity_source="nss",
                                        uid_min=int(uid_range_env["BEAMHUB_UID_MIN"]),

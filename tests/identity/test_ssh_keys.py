@@ -16,12 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from beamhub.services import build_services
 from beamhub.config import Settings
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import principal_of
 from beamhub.identity.sshkeys import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys
+from beamhub.services import build_services
 
 IMAGE = Path("/opt/beamhub/images/default")
 ACCEPTED = {"ed25519": ["-t", "ed25519"], "ecdsa256": ["-t", "ecdsa", "-b", "256"],
@@ -167,10 +167,10 @@ def test_several_keys_are_added_all_or_none(service: SshKeyService, holder: Prin
                                             keys: dict[str, Path]) -> None:
     with pytest.raises(Invalid, match="key 2 of 2"):
         service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n{line_of(keys['dsa'])}", by=holder)
-    assert service.list_keys("keyholder") == []
+    assert service.list_keys("keyholder", by=holder) == []
     added = service.add_keys("keyholder", f"{line_of(keys['ed25519'])}\n# work\n{line_of(keys['rsa2048'])}",
                              by=holder)
-    assert [key.algorithm for key in service.list_keys("keyholder")] == [key.algorithm for key in added]
+    assert [key.algorithm for key in service.list_keys("keyholder", by=holder)] == [key.algorithm for key in added]
     assert [key.algorithm for key in added] == ["ssh-ed25519", "ssh-rsa"]
 
 
@@ -182,7 +182,7 @@ def test_a_duplicate_is_a_conflict_unless_skipped(service: SshKeyService, holder
     added = service.add_keys("keyholder", f"{line_of(keys['ecdsa256'])}\n{line_of(keys['ed25519'])}",
                              by=holder, skip_duplicates=True)
     assert [key.algorithm for key in added] == ["ecdsa-sha2-nistp256"]
-    assert len(service.list_keys("keyholder")) == 2
+    assert len(service.list_keys("keyholder", by=holder)) == 2
 
 
 def test_add_key_takes_exactly_one_key(service: SshKeyService, holder: Principal, keys: dict[str, Path]) -> None:
@@ -204,7 +204,7 @@ def test_deleting_a_key_of_someone_else_is_not_found(service: SshKeyService, hol
     with pytest.raises(NotFound):
         service.delete_key("other", key.id, by=other)
     assert service.delete_key("keyholder", key.id, by=holder).fingerprint == key.fingerprint
-    assert service.list_keys("keyholder") == []
+    assert service.list_keys("keyholder", by=holder) == []
 
 
 def test_a_token_limited_to_sessions_adds_no_key_but_the_keys_scope_does(service: SshKeyService, holder: Principal,
@@ -217,10 +217,10 @@ def test_a_token_limited_to_sessions_adds_no_key_but_the_keys_scope_does(service
                     lambda: service.store("keyholder", parse_keys(line), sessions_only)):
         with pytest.raises(Forbidden, match="'keys' scope"):
             attempt()
-    assert service.list_keys("keyholder") == []
+    assert service.list_keys("keyholder", by=holder) == []
     assert service.validate("keyholder", "", sessions_only) == []  # no key, nothing to refuse
     added = service.add_key("keyholder", line, by=replace(holder, scopes=frozenset({"keys"})))
-    assert [key.fingerprint for key in service.list_keys("keyholder")] == [added.fingerprint]
+    assert [key.fingerprint for key in service.list_keys("keyholder", by=holder)] == [added.fingerprint]
 
 
 # --- the API, on a real server -----------------------------------------------------------------

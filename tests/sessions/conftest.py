@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def kernel_message(msg_type: str, content: dict[str, Any], channel: str = "shell
     """A Jupyter message in the JSON websocket format (protocol 5.3, no subprotocol)."""
     return {
         "header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": uuid.uuid4().hex,
-                   "username": "test", "date": datetime.now(timezone.utc).isoformat(), "version": "5.3"},
+                   "username": "test", "date": datetime.now(UTC).isoformat(), "version": "5.3"},
         "parent_header": {}, "metadata": {}, "content": content, "channel": channel, "buffers": [],
     }
 

@@ -211,7 +211,7 @@ def test_only_the_owner_enters(hub: Any, people: dict[str, tuple[str, str]], ech
     browser = browser_of(hub, people, who)
     response = browser.request("GET", f"/s/{echo['id']}/echo")
     assert response.status_code == 403, response.text
-    assert not any(host.endswith(".sessions.localhost:%d" % hub.port) for host in browser.jars)
+    assert not any(host.endswith(f".sessions.localhost:{hub.port}") for host in browser.jars)
     with hub.client(people[who][1]) as client:
         assert client.get(f"/s/{echo['id']}/echo").status_code == 403
     browser.close()

@@ -7,7 +7,7 @@ import json
 import pwd
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +83,10 @@ def test_events_of_another_users_session_are_forbidden(hub: Any, hub_sessions: A
 
 def test_patch_moves_the_expiry_by_a_runtime_from_now(hub: Any, hub_sessions: Any, owner: tuple[str, str]) -> None:
     session = hub_sessions.running(owner[1], **sleep(runtime=60))
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     with hub.client(owner[1]) as client:
         response = client.patch(f"/api/v1/sessions/{session['id']}", json={"runtime": 7200})
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     hub_sessions.stop(session["id"])
     assert response.status_code == 200, response.text
     expires_at = datetime.fromisoformat(response.json()["expires_at"])
@@ -97,7 +97,7 @@ def test_patch_moves_the_expiry_by_a_runtime_from_now(hub: Any, hub_sessions: An
 def test_patch_refuses_an_expiry_in_the_past(hub: Any, hub_sessions: Any, owner: tuple[str, str]) -> None:
     session = hub_sessions.running(owner[1], **SLEEP)
     try:
-        past = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+        past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
         with hub.client(owner[1]) as client:
             refused = client.patch(f"/api/v1/sessions/{session['id']}", json={"expires_at": past})
             both = client.patch(f"/api/v1/sessions/{session['id']}", json={"expires_at": past, "runtime": 10})
@@ -279,7 +279,7 @@ def test_each_gpu_goes_to_one_session_at_a_time(small_node_sessions: Any, small_
     try:
         assigned = [session["gpu_ids"] for session in labs]
         assert sorted(assigned) == [["0"], ["1"]]
-        for session, gpu_ids in zip(labs, assigned):
+        for session, gpu_ids in zip(labs, assigned, strict=True):
             assert small_node_sessions.program_env(session["id"])["CUDA_VISIBLE_DEVICES"] == gpu_ids[0]
         third = small_node_sessions.create(token, **sleep(gpus=1))
         assert third.status_code == 409

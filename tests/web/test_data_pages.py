@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ def hub(module_beamhub_factory: Any, uid_range_env: dict[str, str], storage: Pat
 def proposal(hub: Any, new_user: Callable[[], str]) -> dict[str, Any]:
     """A proposal of one member, its files written and registered as the DAQ does."""
     member = new_user()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = hub.admin.post("/api/v1/proposals", json={
         "id": f"2025-{secrets.randbelow(10**5):05d}", "title": "Operando battery cycling", "beamline": "b7",
         "beamtime_start": (now - timedelta(days=1)).isoformat(), "beamtime_end": now.isoformat(),
@@ -75,7 +75,7 @@ def test_a_member_finds_their_proposal_its_datasets_and_files(browser: Any, prop
     assert 'data-file="notes.txt"' not in folder.text
     frames = client.get(f"/data/{proposal['id']}/files", params={"prefix": "scan1/frames"})
     row = frames.text.split('data-file="scan1/frames/f0001.h5"')[1].split("</tr>")[0]
-    assert "4.9 KiB" in row and str(datetime.now(timezone.utc).year) in row
+    assert "4.9 KiB" in row and str(datetime.now(UTC).year) in row
 
 
 def test_a_member_downloads_a_file_and_resumes_it_with_the_login_cookie(browser: Any,
@@ -110,7 +110,8 @@ def test_a_stranger_sees_what_to_do_and_a_404_page_for_the_proposal(browser: Any
 
 def test_a_folder_that_leaves_the_proposal_is_a_readable_refusal(browser: Any, proposal: dict[str, Any]) -> None:
     page = browser(proposal["member"]).get(f"/data/{proposal['id']}/files", params={"prefix": "../../etc"})
-    assert page.status_code == 422 and "This request cannot be done" in page.text and "path must not contain" in page.text
+    assert page.status_code == 422
+    assert "This request cannot be done" in page.text and "path must not contain" in page.text
 
 
 def test_an_empty_folder_says_where_to_go(browser: Any, proposal: dict[str, Any]) -> None:

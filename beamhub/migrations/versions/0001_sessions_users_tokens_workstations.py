@@ -4,11 +4,10 @@ Revision ID: 0001
 Revises: (none)
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import beamhub.db
-
 
 revision = '0001'
 down_revision = None

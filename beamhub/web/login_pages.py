@@ -7,10 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from beamhub.deps import SESSION_COOKIE, CurrentPrincipal, Login, client_address, get_services
+from beamhub.deps import (
+    SESSION_COOKIE,
+    CurrentPrincipal,
+    Login,
+    client_address,
+    get_services,
+    secure_cookies,
+    set_cookie,
+)
 from beamhub.errors import BeamhubError, Forbidden, NotFound
 from beamhub.identity.login import same_secret
 from beamhub.identity.models import User
@@ -23,23 +30,8 @@ LOGIN_CSRF_COOKIE = "beamhub-login"
 OIDC_COOKIE = "beamhub-oidc"
 
 
-class PasswordSet(BaseModel):
-    password: str = Field(min_length=8, max_length=1024)
-
-
 def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
-
-
-def secure_cookies(request: Request) -> bool:
-    """Secure cookies as configured, else when the request came over https."""
-    configured = get_services(request).settings.cookie_secure
-    return configured if configured is not None else request.url.scheme == "https"
-
-
-def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/") -> None:
-    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="lax",
-                        secure=secure_cookies(request))
 
 
 def _oidc(request: Request) -> OidcLogin:
@@ -156,21 +148,3 @@ def logout(request: Request, principal: CurrentPrincipal, login: Login) -> Respo
                           else RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER))
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure_cookies(request))
     return response
-
-
-@router.get("/api/v1/me", tags=["users"])
-def me(request: Request, principal: CurrentPrincipal) -> dict[str, object]:
-    """Who the caller is, and the CSRF token state-changing requests of a cookie session must send."""
-    return {"username": principal.username, "roles": sorted(principal.roles),
-            "beamlines": sorted(principal.beamlines), "admin": principal.is_admin,
-            "csrf_token": getattr(request.state, "login_csrf", None)}
-
-
-@router.put("/api/v1/users/{username}/password", status_code=status.HTTP_204_NO_CONTENT, tags=["users"])
-def set_password(username: str, body: PasswordSet, principal: CurrentPrincipal, login: Login) -> Response:
-    """Set a user's local password: the user themself or an administrator, never through a scope-limited token."""
-    principal.require_full_credential()
-    if username != principal.username:
-        principal.require_admin()
-    login.set_password(username, body.password, by=principal.username, address=principal.address)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
