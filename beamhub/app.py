@@ -24,6 +24,7 @@ from beamhub.identity.key_routes import router as keys_router
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.windows_routes import router as windows_router
 from beamhub.services import build_services
+from beamhub.sessions.broadcast import EventBroadcaster
 from beamhub.sessions.entry import session_host_pattern
 from beamhub.sessions.origin_routes import Admissions, session_router
 from beamhub.sessions.origin_routes import console_router as session_console_router
@@ -78,8 +79,10 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstreams = Upstreams()
-        tasks = ([asyncio.create_task(reconciler.run_forever()),
-                  asyncio.create_task(release_embargoes_forever(services.data))] if run_reconciler else [])
+        tasks = [asyncio.create_task(app.state.events.run_forever())]
+        if run_reconciler:
+            tasks += [asyncio.create_task(reconciler.run_forever()),
+                      asyncio.create_task(release_embargoes_forever(services.data))]
         try:
             yield
         finally:
@@ -96,6 +99,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     app.state.services = services
     app.state.reconciler = reconciler
     app.state.admissions = Admissions()
+    app.state.events = EventBroadcaster(services.db)
 
     add_error_handlers(app)
 

@@ -10,6 +10,7 @@ from starlette.responses import StreamingResponse
 
 from beamhub.db import utcnow
 from beamhub.deps import Sessions, SessionsPrincipal, principal_if_valid
+from beamhub.sessions.broadcast import EventBroadcaster, Published
 from beamhub.sessions.models import SessionEvent, SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
 from beamhub.sse import EVENT_STREAM, SSE_HEADERS, server_sent_event
@@ -55,18 +56,19 @@ def my_session_events(request: Request, principal: SessionsPrincipal, sessions: 
                       last_event_id: int | None = Header(None)) -> StreamingResponse:
     """Server-sent events of all your sessions, from now (or after Last-Event-ID), while you listen."""
     cursor = last_event_id if last_event_id is not None else sessions.latest_event_id()
-    first = sessions.events_of_user(principal, principal.username, cursor)  # a refusal answers before streaming
+    sessions.events_of_user(principal, principal.username, cursor)  # a refusal answers before streaming
 
     async def stream() -> AsyncIterator[str]:
-        nonlocal cursor
-        events = first
-        yield ": listening\n\n"
-        while await _credential_stands(request):
-            for event in events:
-                cursor = event.id
+        with _broadcaster(request).subscribe() as published:
+            yield ": listening\n\n"
+            backlog = await asyncio.to_thread(sessions.events_of_user, principal, principal.username, cursor)
+            seen = cursor
+            for event in backlog:
+                seen = event.id
                 yield _sse(event)
-            await asyncio.sleep(0.5)
-            events = await asyncio.to_thread(sessions.events_of_user, principal, principal.username, cursor)
+            async for item in _followed(request, published):
+                if item.user_id == principal.user_id and item.event.id > seen:
+                    yield _sse(item.event)
 
     return StreamingResponse(stream(), media_type=EVENT_STREAM, headers=SSE_HEADERS)
 
@@ -96,18 +98,35 @@ def session_events(request: Request, session_id: str, principal: SessionsPrincip
     start = last_event_id if last_event_id is not None else after
 
     async def stream() -> AsyncIterator[str]:
-        cursor = start
-        while await _credential_stands(request):
-            events = await asyncio.to_thread(sessions.events, principal, session_id, cursor)
-            for event in events:
-                cursor = event.id
-                yield _sse(event)
+        with _broadcaster(request).subscribe() as published:
+            backlog = await asyncio.to_thread(sessions.events, principal, session_id, start)
             record = await asyncio.to_thread(sessions.get, principal, session_id)
-            if not record.state.is_active and not events:
+            seen = start
+            for event in backlog:
+                seen = event.id
+                yield _sse(event)
+            if not record.state.is_active:
                 return
-            await asyncio.sleep(0.25)
+            async for item in _followed(request, published):
+                if item.event.session_id == session_id and item.event.id > seen:
+                    yield _sse(item.event)
+                    if item.ends_session:
+                        return
 
     return StreamingResponse(stream(), media_type=EVENT_STREAM, headers=SSE_HEADERS)
+
+
+def _broadcaster(request: Request) -> EventBroadcaster:
+    return request.app.state.events
+
+
+async def _followed(request: Request, published: asyncio.Queue[Published]) -> AsyncIterator[Published]:
+    """The events published for the stream, while its caller's credential stands (asked every RECHECK_SECONDS)."""
+    while await _credential_stands(request):
+        try:
+            yield await asyncio.wait_for(published.get(), timeout=RECHECK_SECONDS)
+        except TimeoutError:
+            continue
 
 
 async def _credential_stands(request: Request) -> bool:

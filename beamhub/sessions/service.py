@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from beamhub.compute.backend import Backend, BackendError, LaunchSpec
@@ -20,9 +20,9 @@ from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady, Unauthenticated
 from beamhub.identity.audit import AuditService
 from beamhub.identity.models import User
-from beamhub.identity.principal import Principal
+from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import IdentityService
-from beamhub.sessions import kinds
+from beamhub.sessions import broadcast, kinds
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
 from beamhub.sessions.schemas import AgentReport, SessionSpec
@@ -40,8 +40,6 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 
 LIVE_STATES = frozenset({S.pending, S.starting, S.running})
 """Active and not yet being stopped."""
-
-SYSTEM = Principal(username="beamhub", user_id=None, roles=frozenset({"admin"}))
 
 AUDITED_STATES = {S.starting: "session.start", S.stopped: "session.stop", S.failed: "session.fail",
                   S.expired: "session.expire"}
@@ -254,7 +252,10 @@ class SessionService(SessionReader):
 
     @staticmethod
     def _event(db: Session, record: SessionRecord, message: str, kind: str = "transition") -> None:
+        """Record an event; on PostgreSQL, the event streams' broadcaster is woken when it commits."""
         db.add(SessionEvent(session=record, state=record.state.value, kind=kind, message=message))
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(text(f"NOTIFY {broadcast.CHANNEL}"))
 
     def stop_all_of(self, user_id: int, reason: str) -> None:
         """End every active session of a user (they were disabled)."""
