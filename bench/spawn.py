@@ -263,13 +263,16 @@ CASES: dict[str, tuple[str, Callable[[Path], AbstractContextManager[Callable[[],
 
 
 def print_table(results: dict[str, list[float]]) -> None:
-    """Median, min, max and the median's ratio to plain jupyter-lab's, one row per case."""
-    ref = statistics.median(results["lab"]) if "lab" in results else None
-    print(f"\n{'case':<40}{'runs':>5}{'median s':>10}{'min s':>8}{'max s':>8}{'x (a)':>8}")
+    """Median, min, max, and the median (and range) of the per-round ratios to plain jupyter-lab's, one row per case
+    (each round runs every case side by side)."""
+    ref = results.get("lab")
+    print(f"\n{'case':<40}{'runs':>5}{'median s':>10}{'min s':>8}{'max s':>8}{'x (a)':>8}{'range':>13}")
     for case, times in results.items():
-        med = statistics.median(times)
-        ratio = f"{med / ref:.2f}" if ref else "-"
-        print(f"{CASES[case][0]:<40}{len(times):>5}{med:>10.2f}{min(times):>8.2f}{max(times):>8.2f}{ratio:>8}")
+        ratios = [t / r for t, r in zip(times, ref, strict=False)] if ref else []  # a failed round leaves one short
+        ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+        print(f"{CASES[case][0]:<40}{len(times):>5}{statistics.median(times):>10.2f}{min(times):>8.2f}"
+              f"{max(times):>8.2f}{ratio:>8}{spread:>13}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
