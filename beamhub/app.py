@@ -23,6 +23,8 @@ from beamhub.identity.audit_routes import router as audit_router
 from beamhub.identity.key_routes import router as keys_router
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.windows_routes import router as windows_router
+from beamhub.metrics import SESSIONS
+from beamhub.metrics import router as metrics_router
 from beamhub.services import build_services
 from beamhub.sessions.broadcast import EventBroadcaster
 from beamhub.sessions.entry import session_host_pattern
@@ -100,6 +102,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     app.state.reconciler = reconciler
     app.state.admissions = Admissions()
     app.state.events = EventBroadcaster(services.db)
+    SESSIONS.db = services.db
 
     add_error_handlers(app)
 
@@ -108,7 +111,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     for router in (login_router, users_router, audit_router, keys_router, windows_router, sessions_router,
-                   heps_router, session_console_router, data_router):
+                   heps_router, session_console_router, data_router, metrics_router):
         app.include_router(router)
     install_console(app, settings)
     # First of all routes: a session's host name serves that session and nothing of the console.

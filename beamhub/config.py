@@ -35,6 +35,8 @@ class Settings(BaseSettings):
         description="origin of each session, {session} standing for its id, e.g. https://{session}.sessions."
                     "example.org (a wildcard DNS name and certificate). Default: http://{session}.sessions."
                     "localhost:PORT on bind's port, which browsers resolve to this machine by themselves")
+    metrics_token: SecretStr | None = Field(None, description="bearer token Prometheus scrapes /metrics with")
+    metrics_allow: list[str] = Field([], description="addresses or networks that may read /metrics without the token")
     trusted_proxies: list[str] = Field(
         [], description="addresses (or networks) of reverse proxies whose X-Forwarded-For/-Proto count; "
                         "never the network sessions run on")

@@ -9,7 +9,7 @@ apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends \
   python3 python3-venv python3-dev gcc acl libacl1-dev passwd util-linux procps \
   postgresql postgresql-contrib ca-certificates curl openssh-client samba samba-common-bin smbclient nginx-light \
-  chromium fonts-noto-cjk >/dev/null
+  chromium fonts-noto-cjk prometheus >/dev/null
 
 # Environments run by users' UIDs must come from Debian's Python and live outside /root.
 mkdir -p "$prefix"

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from beamhub.data.paths import check_relative, is_inside
 from beamhub.errors import NotFound
+from beamhub.metrics import DATA_BYTES
 
 CHUNK_SIZE = 1024 * 1024
 ZIP_MEDIA_TYPE = "application/zip"
@@ -44,6 +45,7 @@ def file_response(request: Request, path: Path, *, accel_root: Path | None = Non
     sending = False
     try:
         if accel_prefix is not None:
+            DATA_BYTES.inc(os.fstat(fd).st_size if request.method == "GET" else 0)
             return Response(headers={**headers, "x-accel-redirect": accel_uri(path, accel_root, accel_prefix)})
         response = _direct(request, fd, headers)
         sending = isinstance(response, FileBody)
@@ -72,6 +74,7 @@ def _direct(request: Request, fd: int, headers: dict[str, str]) -> Response:
     status = 200 if span is None else 206
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
+    DATA_BYTES.inc(end - start)
     return FileBody(fd, start, end, status, headers)
 
 

@@ -7,8 +7,9 @@ Who may reach a session is decided in sessions.origin_routes; this module only c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,8 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from beamhub.metrics import PROXY_BYTES, PROXY_REQUESTS, PROXY_UPSTREAM_SECONDS, status_class
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length"}
@@ -98,20 +101,30 @@ async def forward_http(request: Request, upstreams: Upstreams, socket: Path, tok
     url = httpx.URL(f"http://session{request.url.path}{query}")
     upstream = client.build_request(request.method, url, headers=upstream_headers(request.headers.items(), token),
                                     content=request.stream())
+    started = time.perf_counter()
     try:
         response = await client.send(upstream, stream=True)
     except httpx.HTTPError as exc:
+        PROXY_REQUESTS.labels("502").inc()
         return Response(content=f'{{"detail": "the session does not answer: {type(exc).__name__}"}}',
                         status_code=502, media_type="application/json")
+    PROXY_UPSTREAM_SECONDS.observe(time.perf_counter() - started)
+    PROXY_REQUESTS.labels(status_class(response.status_code)).inc()
     headers = downstream_headers(response)
     if sandbox:
         headers.append(("content-security-policy", SANDBOX))
     if response.headers.get("content-type", "").startswith("text/html"):
         return await _scrubbed_page(response, headers, token)
-    result = StreamingResponse(response.aiter_raw(), status_code=response.status_code,
+    result = StreamingResponse(_counted(response.aiter_raw()), status_code=response.status_code,
                                background=BackgroundTask(response.aclose))
     result.raw_headers = _raw(headers)
     return result
+
+
+async def _counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        PROXY_BYTES.inc(len(chunk))
+        yield chunk
 
 
 def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -125,6 +138,7 @@ async def _scrubbed_page(response: httpx.Response, headers: list[tuple[str, str]
         body = (await response.aread()).replace(token.encode(), b"")
     finally:
         await response.aclose()
+    PROXY_BYTES.inc(len(body))
     result = Response(content=body, status_code=response.status_code)
     kept = [(k, v) for k, v in headers if k.lower() != "content-encoding"]  # aread() decoded the body
     result.raw_headers = [*_raw(kept), (b"content-length", str(len(body)).encode())]

@@ -22,6 +22,7 @@ from beamhub.identity.audit import AuditService
 from beamhub.identity.models import User
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import IdentityService
+from beamhub.metrics import SPAWN_SECONDS
 from beamhub.sessions import broadcast, kinds
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
@@ -329,6 +330,8 @@ class SessionService(SessionReader):
             if report.event == "ready" and record.state is S.starting:
                 record.url = kinds.proxy_prefix(record.id)
                 self._transition(db, record, S.running, "answers on its socket")
+                SPAWN_SECONDS.labels(record.kind, record.backend).observe(
+                    (utcnow() - record.created_at).total_seconds())
             elif report.event == "activity":
                 record.last_activity = utcnow()
                 record.activity = {"cpu_seconds": report.cpu_seconds}
