@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from beamhub.data.models import MemberRole
-from beamhub.identity.schemas import USERNAME_PATTERN
+from beamhub.identity.schemas import MAX_ITEMS, Line, NoNul, Username, UtcDatetime
 
 PROPOSAL_PATTERN = r"^[0-9]{4}-[0-9]{5}$"
 """A proposal id: the year and a number, e.g. 2024-00123."""
@@ -22,7 +22,7 @@ T = TypeVar("T")
 class Member(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(pattern=USERNAME_PATTERN)
+    username: Username
     role: MemberRole = MemberRole.member
 
 
@@ -30,13 +30,14 @@ class ProposalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=PROPOSAL_PATTERN, description="e.g. 2024-00123")
-    title: str = Field(min_length=1, max_length=255)
+    title: Line = Field(min_length=1)
     beamline: str = Field(pattern=BEAMLINE_PATTERN, description="e.g. b7")
-    beamtime_start: AwareDatetime
-    beamtime_end: AwareDatetime
-    embargo_until: AwareDatetime | None = Field(None, description="after it the data is readable by every user")
-    tier: str | None = Field(None, description="storage tier of new data; the first configured when absent")
-    members: list[Member] = Field(default_factory=list)
+    beamtime_start: UtcDatetime
+    beamtime_end: UtcDatetime
+    embargo_until: UtcDatetime | None = Field(None, description="after it the data is readable by every user")
+    tier: NoNul | None = Field(None, max_length=32,
+                               description="storage tier of new data; the first configured when absent")
+    members: list[Member] = Field(default_factory=list, max_length=MAX_ITEMS)
 
     @model_validator(mode="after")
     def _beamtime_is_ordered(self) -> ProposalCreate:
@@ -96,8 +97,8 @@ class Page(BaseModel, Generic[T]):
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field("", max_length=4096, description="folder or file inside the proposal; empty: all of it")
-    tier: str | None = Field(None, description="the tier it is in; the proposal's when absent")
+    path: NoNul = Field("", max_length=4096, description="folder or file inside the proposal; empty: all of it")
+    tier: NoNul | None = Field(None, max_length=32, description="the tier it is in; the proposal's when absent")
 
 
 class RegisterOut(BaseModel):
@@ -111,14 +112,12 @@ class RegisterOut(BaseModel):
     skipped: int = Field(description="entries not recorded: names not UTF-8 or paths too long")
     acl_paths: int = Field(description="files and folders whose ACL was set")
     hashed_bytes: int
-    refused: list[str] = Field(description="hard-linked files with a name outside the proposal (or not found "
-                                           "inside it): their ACL is left alone and they are not catalogued")
 
 
 class MigrationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: str = Field(max_length=32, description="the tier to move the proposal's data to, e.g. warm")
+    to: NoNul = Field(max_length=32, description="the tier to move the proposal's data to, e.g. warm")
 
 
 class MigrationOut(BaseModel):

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from beamhub.identity.schemas import USERNAME_PATTERN
-from beamhub.sessions.schemas import NAME_PATTERN, SessionSpec, check_ip, check_size
+from beamhub.identity.schemas import MAX_ID, MAX_ITEMS, MAX_SECONDS, Line, Name, NoNul, Username
+from beamhub.sessions.schemas import (
+    ENV_NAME_PATTERN,
+    MAX_CORES,
+    MAX_GPUS,
+    MIN_CORES,
+    NAME_PATTERN,
+    SessionSpec,
+    check_ip,
+    check_size,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 JUPYTER_PROGRAMS = {"jupyterhub-singleuser", "jupyter-lab", "jupyter-labhub", "start-notebook.sh",
                     "start-singleuser.sh"}
 LAUNCHERS = {"start.sh"}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
+
+GpuCount = Annotated[int, Field(le=MAX_GPUS)]
+"""A GPU count; the validator refuses a negative one, in words."""
 
 
 def split_args(text: str) -> list[str]:
@@ -38,21 +51,21 @@ def parse_scriptenv(text: str) -> dict[str, str]:
 class PodRequest(BaseModel):
     """POST /userpod/: the seed's example payload is accepted as written."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    username: str = Field(pattern=USERNAME_PATTERN)
-    sourceip: str = ""
-    description: str = Field("", max_length=1024)
+    username: Username
+    sourceip: str = Field("", max_length=64)
+    description: NoNul = Field("", max_length=1024)
     podname: str = Field("default", pattern=NAME_PATTERN)
-    userimage: str = ""
-    ncores: float = Field(1, gt=0, le=1024)
-    memory: str = "2G"
-    sshpubkeys: str = ""
-    extra_resource: dict[str, int] = Field(default_factory=dict)
-    single_cmd: str = ""
-    single_cmd_args: str = ""
-    scriptenv: str = ""
-    expireruntime: int = Field(86400, gt=0)
+    userimage: Line = ""
+    ncores: float = Field(1, ge=MIN_CORES, le=MAX_CORES)
+    memory: str = Field("2G", max_length=32, description='a size such as "200G" or "4Gi", 64Mi to 64Ti')
+    sshpubkeys: NoNul = Field("", max_length=65_536)
+    extra_resource: dict[Name, GpuCount] = Field(default_factory=dict)
+    single_cmd: NoNul = Field("", max_length=4096)
+    single_cmd_args: NoNul = Field("", max_length=65_536)
+    scriptenv: NoNul = Field("", max_length=65_536)
+    expireruntime: int = Field(86400, ge=1, le=MAX_SECONDS)
 
     _ip = field_validator("sourceip")(check_ip)
 
@@ -72,10 +85,18 @@ class PodRequest(BaseModel):
             raise ValueError("a GPU count cannot be negative")
         return value
 
+    @field_validator("single_cmd_args")
+    @classmethod
+    def _args(cls, value: str) -> str:
+        if len(split_args(value)) > MAX_ITEMS:
+            raise ValueError(f"at most {MAX_ITEMS} arguments")
+        return value
+
     @field_validator("scriptenv")
     @classmethod
     def _scriptenv(cls, value: str) -> str:
-        parse_scriptenv(value)
+        if len(parse_scriptenv(value)) > MAX_ITEMS:
+            raise ValueError(f"at most {MAX_ITEMS} variables")
         return value
 
     def to_spec(self) -> SessionSpec:
@@ -98,9 +119,9 @@ class PodUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    username: str
-    podname: str = "default"
-    expireruntime: int = Field(gt=0)
+    username: Username
+    podname: str = Field("default", pattern=NAME_PATTERN)
+    expireruntime: int = Field(ge=1, le=MAX_SECONDS)
 
 
 class PodOut(BaseModel):
@@ -125,17 +146,17 @@ class PodOut(BaseModel):
 class UserRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(pattern=USERNAME_PATTERN)
-    uid: int | None = Field(None, ge=1000)
-    groups: list[str] = Field(default_factory=list)
+    username: Username
+    uid: int | None = Field(None, ge=1000, le=MAX_ID)
+    groups: list[Username] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
 class WorkstationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sourceip: str
-    beamline: str | None = None
-    description: str | None = None
+    sourceip: str = Field(max_length=64)
+    beamline: Name | None = None
+    description: NoNul | None = Field(None, max_length=1024)
 
     @field_validator("sourceip")
     @classmethod

@@ -2,36 +2,65 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from beamhub.identity.models import Role, UserState
 
 USERNAME_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
+MAX_SECONDS = 10 * 365 * 86400
+"""The longest duration a request may name (ten years); a site's own, shorter maximum is the services' to check."""
+MAX_ID = 2**31 - 2
+"""The largest UID or GID beamhub records: below uid_t's (uid_t)-1 and within a 32-bit signed database column."""
+MAX_ITEMS = 256
+"""The longest list (groups, beamlines, scopes, members, arguments) or mapping (environment) a request may carry."""
+
+
+def no_nul(value: str) -> str:
+    """Refuse NUL: no C string, path, argument, environment value or PostgreSQL text can hold one."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def utc(value: datetime) -> datetime:
+    """The same instant in UTC; refused when it falls outside the years 1-9999 there."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the instant is out of range in UTC") from exc
+
+
+Name = Annotated[str, Field(max_length=64), AfterValidator(no_nul)]
+Line = Annotated[str, Field(max_length=255), AfterValidator(no_nul)]
+NoNul = Annotated[str, AfterValidator(no_nul)]
+Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc)]
 
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(pattern=USERNAME_PATTERN, description="POSIX user name")
-    uid: int | None = Field(None, ge=1000, description="taken from the configured range when absent")
-    groups: list[str] = Field(default_factory=list, description="supplementary group names")
-    roles: list[Role] = Field(default_factory=lambda: [Role.user])
-    beamlines: list[str] = Field(default_factory=list, description="beamlines a staff member serves")
-    display_name: str = Field("", max_length=128)
-    email: str = Field("", max_length=255)
+    uid: int | None = Field(None, ge=1000, le=MAX_ID, description="taken from the configured range when absent")
+    groups: list[Username] = Field(default_factory=list, max_length=MAX_ITEMS, description="supplementary group names")
+    roles: list[Role] = Field(default_factory=lambda: [Role.user], max_length=len(Role))
+    beamlines: list[Name] = Field(default_factory=list, max_length=MAX_ITEMS,
+                                  description="beamlines a staff member serves")
+    display_name: NoNul = Field("", max_length=128)
+    email: Line = ""
 
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    roles: list[Role] | None = None
-    beamlines: list[str] | None = None
+    roles: list[Role] | None = Field(None, max_length=len(Role))
+    beamlines: list[Name] | None = Field(None, max_length=MAX_ITEMS)
     state: UserState | None = None
-    display_name: str | None = Field(None, max_length=128)
-    email: str | None = Field(None, max_length=255)
+    display_name: NoNul | None = Field(None, max_length=128)
+    email: Line | None = None
 
 
 class UserOut(BaseModel):
@@ -53,8 +82,8 @@ class UserOut(BaseModel):
 class GroupCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=USERNAME_PATTERN)
-    description: str = Field("", max_length=1024)
+    name: Username
+    description: NoNul = Field("", max_length=1024)
 
 
 class GroupOut(BaseModel):
@@ -67,9 +96,10 @@ class GroupOut(BaseModel):
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("api", min_length=1, max_length=64)
-    expires_in: int | None = Field(None, gt=0, description="seconds until the token stops working")
-    scopes: list[str] | None = Field(None, description="sessions, data:read, data:ingest, admin (default: all that the user's roles can use)")
+    name: Name = Field("api", min_length=1)
+    expires_in: int | None = Field(None, ge=1, le=MAX_SECONDS, description="seconds until the token stops working")
+    scopes: list[Name] | None = Field(None, max_length=MAX_ITEMS, description="sessions, data:read, data:ingest, admin "
+                                                                            "(default: all that the user's roles can use)")
 
 
 class TokenInfo(BaseModel):
@@ -91,7 +121,7 @@ class TokenOut(TokenInfo):
 class SshKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    public_key: str = Field(min_length=1, max_length=16_384,
+    public_key: NoNul = Field(min_length=1, max_length=16_384,
                             description="one line of a .pub file: 'ssh-ed25519 AAAA... comment'")
 
 

@@ -5,13 +5,26 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from beamhub.identity.schemas import MAX_ITEMS, MAX_SECONDS, USERNAME_PATTERN, Line, NoNul, UtcDatetime, no_nul
 from beamhub.units import parse_size
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MIN_CORES = 0.01
+"""The smallest CPU share: cgroup v1's CFS quota is at least 1 ms in its 100 ms period."""
+MAX_CORES = 1024
+MIN_MEMORY = 64 * 2**20
+MAX_MEMORY = 2**46
+"""64 TiB: more than any node has, and far from a 64-bit database column's end."""
+MAX_GPUS = 64
+
+EnvName = Annotated[str, Field(max_length=255, pattern=ENV_NAME_PATTERN)]
+Arg = Annotated[str, Field(max_length=4096), AfterValidator(no_nul)]
+EnvValue = Annotated[str, Field(max_length=32_768), AfterValidator(no_nul)]
 
 
 @dataclass(frozen=True)
@@ -41,29 +54,35 @@ def check_ip(value: str | None) -> str | None:
         raise ValueError(f"{value!r} is not an IP address") from exc
 
 
-def check_size(value: str | int) -> int:
+def check_size(value: object) -> int:
+    """A memory size in bytes, between 64Mi and 64Ti."""
+    if not isinstance(value, str | int):
+        raise ValueError(f"{value!r} is not a size (examples: 200G, 512Mi, 1073741824)")
     size = parse_size(value)
-    if size < 64 * 2**20:
+    if size < MIN_MEMORY:
         raise ValueError("memory must be at least 64Mi")
+    if size > MAX_MEMORY:
+        raise ValueError("memory must be at most 64Ti")
     return size
 
 
 class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    user: str | None = Field(None, description="whose session (administrators only; default: yourself)")
+    user: str | None = Field(None, pattern=USERNAME_PATTERN,
+                             description="whose session (administrators only; default: yourself)")
     name: str | None = Field(None, pattern=NAME_PATTERN, description="unique among your active sessions")
-    kind: str = Field("jupyter", description="jupyter | command")
-    image: str | None = None
-    ncores: float = Field(1.0, gt=0, le=1024)
-    memory: int = Field(2 * 2**30, description='bytes, or a size such as "200G" or "4Gi"')
-    gpus: int = Field(0, ge=0, le=64)
-    command: str | None = Field(None, max_length=4096)
-    args: list[str] = Field(default_factory=list, max_length=256)
-    env: dict[str, str] = Field(default_factory=dict)
-    runtime: int | None = Field(None, gt=0, description="seconds until the session expires")
-    source_ip: str | None = None
-    description: str = Field("", max_length=1024)
+    kind: NoNul = Field("jupyter", max_length=32, description="jupyter | command")
+    image: Line | None = None
+    ncores: float = Field(1.0, ge=MIN_CORES, le=MAX_CORES)
+    memory: int = Field(2 * 2**30, ge=MIN_MEMORY, le=MAX_MEMORY, description='bytes, or a size such as "200G" or "4Gi"')
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    command: NoNul | None = Field(None, max_length=4096)
+    args: list[Arg] = Field(default_factory=list, max_length=MAX_ITEMS)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    runtime: int | None = Field(None, ge=1, le=MAX_SECONDS, description="seconds until the session expires")
+    source_ip: str | None = Field(None, max_length=64)
+    description: NoNul = Field("", max_length=1024)
 
     _memory = field_validator("memory", mode="before")(check_size)
     _ip = field_validator("source_ip")(check_ip)
@@ -75,8 +94,8 @@ class SessionCreate(BaseModel):
 class SessionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expires_at: datetime | None = Field(None, description="new expiry (timezone-aware)")
-    runtime: int | None = Field(None, gt=0, description="or: seconds from now")
+    expires_at: UtcDatetime | None = Field(None, description="new expiry (timezone-aware)")
+    runtime: int | None = Field(None, ge=1, le=MAX_SECONDS, description="or: seconds from now")
 
 
 class SessionOut(BaseModel):
@@ -114,7 +133,9 @@ class EventOut(BaseModel):
 class AgentReport(BaseModel):
     """What a session's agent tells beamhub."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     event: Literal["ready", "activity", "exited"]
-    port: int | None = None
-    status: int | None = None
-    cpu_seconds: float | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    status: int | None = Field(None, ge=-255, le=255)
+    cpu_seconds: float | None = Field(None, ge=0)
