@@ -88,7 +88,7 @@ def test_no_server_errors(server: Any, caller: str) -> None:
                     try:
                         case.validate_response(response, checks=[not_a_server_error], headers=headers)
                     except FailureGroup as failure:
-                        errors.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {failure}")
+                        errors.append(f"{case.operation.label}: {failure}")
 
                 try:
                     call()

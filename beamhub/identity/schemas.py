@@ -98,8 +98,9 @@ class TokenCreate(BaseModel):
 
     name: Name = Field("api", min_length=1)
     expires_in: int | None = Field(None, ge=1, le=MAX_SECONDS, description="seconds until the token stops working")
-    scopes: list[Name] | None = Field(None, max_length=MAX_ITEMS, description="sessions, data:read, data:ingest, admin "
-                                                                            "(default: all that the user's roles can use)")
+    scopes: list[Name] | None = Field(None, max_length=MAX_ITEMS,
+                                      description="sessions, data:read, data:ingest, admin "
+                                                  "(default: all that the user's roles can use)")
 
 
 class TokenInfo(BaseModel):
