@@ -10,6 +10,7 @@ from starlette.responses import StreamingResponse
 
 from beamhub.db import utcnow
 from beamhub.deps import Sessions, SessionsPrincipal, principal_if_valid
+from beamhub.identity.schemas import USERNAME_PATTERN
 from beamhub.sessions.broadcast import EventBroadcaster, Published
 from beamhub.sessions.models import SessionEvent, SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate
@@ -46,8 +47,8 @@ def create_session(body: SessionCreate, principal: SessionsPrincipal, sessions: 
 
 
 @router.get("", response_model=list[SessionOut])
-def list_sessions(principal: SessionsPrincipal, sessions: Sessions, user: str | None = None,
-                  active: bool = False) -> list[SessionOut]:
+def list_sessions(principal: SessionsPrincipal, sessions: Sessions,
+                  user: str | None = Query(None, pattern=USERNAME_PATTERN), active: bool = False) -> list[SessionOut]:
     return [session_out(r) for r in sessions.list(principal, user, active_only=active)]
 
 
