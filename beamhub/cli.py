@@ -98,7 +98,7 @@ def user_password(username: str, password_stdin: Annotated[bool, typer.Option(
 def user_list(config: ConfigOption = None) -> None:
     """List users."""
     table = Table("username", "uid", "gid", "groups", "roles", "state")
-    for user in cli_services(config).identity.list_users(0, 10_000):
+    for user in cli_services(config).identity.list_users(0, 10_000, by=cli_principal()):
         table.add_row(user.username, str(user.uid), str(user.gid), ",".join(user.groups), ",".join(user.roles),
                       user.state.value)
     console.print(table)
@@ -107,11 +107,10 @@ def user_list(config: ConfigOption = None) -> None:
 @session_app.command("list")
 def session_list(all_states: Annotated[bool, typer.Option("--all")] = False, config: ConfigOption = None) -> None:
     """List sessions (active ones unless --all)."""
-    from beamhub.sessions.service import SYSTEM
     from beamhub.units import format_size
 
     table = Table("id", "user", "name", "kind", "state", "cores", "memory", "gpus", "expires")
-    for r in cli_services(config).sessions.list(SYSTEM, active_only=not all_states):
+    for r in cli_services(config).sessions.list(cli_principal(), active_only=not all_states):
         table.add_row(r.id, r.user.username, r.name, r.kind, r.state.value, f"{r.ncores:g}", format_size(r.memory),
                       str(r.gpus), r.expires_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
@@ -154,7 +153,7 @@ def audit(actor: str | None = None, action: Annotated[str | None, typer.Option(
     import json
 
     events = cli_services(config).audit.query(actor=actor, action=action, since=_since(since),
-                                           success=False if failures else None, limit=limit)
+                                           success=False if failures else None, limit=limit, by=cli_principal())
     table = Table("id", "at", "actor", "action", "target", "address", "ok", "detail")
     for e in events:
         table.add_row(str(e.id), e.at.strftime("%Y-%m-%d %H:%M:%S"), escape(e.actor), escape(e.action),

@@ -18,6 +18,7 @@ from beamhub.identity.login import LoginService, same_secret
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
 from beamhub.identity.sshkeys import SshKeyService
+from beamhub.identity.windows import WindowsIdentity
 from beamhub.services import Services
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
@@ -134,6 +135,10 @@ def key_service(request: Request) -> SshKeyService:
     return get_services(request).keys
 
 
+def windows_service(request: Request) -> WindowsIdentity:
+    return get_services(request).windows
+
+
 def audit_service(request: Request) -> AuditService:
     return get_services(request).audit
 
@@ -164,6 +169,7 @@ SessionsPrincipal = Annotated[Principal, Depends(scoped("sessions"))]
 Identity = Annotated[IdentityService, Depends(identity_service)]
 Groups = Annotated[GroupService, Depends(group_service)]
 Keys = Annotated[SshKeyService, Depends(key_service)]
+Windows = Annotated[WindowsIdentity, Depends(windows_service)]
 Sessions = Annotated[SessionService, Depends(session_service)]
 Audit = Annotated[AuditService, Depends(audit_service)]
 Workstations = Annotated[WorkstationService, Depends(workstation_service)]

@@ -13,8 +13,10 @@ from beamhub.db import Database, migrate
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
 from beamhub.identity.login import LoginService
+from beamhub.identity.oidc import OidcLogin
 from beamhub.identity.service import IdentityService
 from beamhub.identity.sshkeys import SshKeyService
+from beamhub.identity.windows import WindowsIdentity
 from beamhub.sessions.entry import SessionEntry
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
@@ -34,6 +36,8 @@ class Services:
     entry: SessionEntry
     workstations: WorkstationService
     login: LoginService
+    oidc: OidcLogin | None
+    windows: WindowsIdentity
     audit: AuditService
     data: DataService
     browse: DataBrowser
@@ -58,7 +62,9 @@ def build_services(settings: Settings) -> Services:
     identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
     data = DataService(db, settings, identity, groups, audit)
     login = LoginService(db, settings, identity, audit)
+    oidc = OidcLogin(settings) if "oidc" in settings.login_methods else None
     return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,
                     keys=SshKeyService(db, identity), sessions=sessions,
                     entry=SessionEntry(db, sessions, identity, login), workstations=WorkstationService(db),
-                    audit=audit, login=login, data=data, browse=DataBrowser(data))
+                    audit=audit, login=login, oidc=oidc, windows=WindowsIdentity(db, settings, identity), data=data,
+                    browse=DataBrowser(data))

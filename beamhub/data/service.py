@@ -74,7 +74,7 @@ class DataService:
     # --- who may see and do what -----------------------------------------------------------
     def user_of(self, principal: Principal) -> User | None:
         """The user behind a principal; None for the bootstrap administrator."""
-        return None if principal.user_id is None else self.identity.get_user(principal.username)
+        return None if principal.user_id is None else self.identity.get_user(principal.username, by=principal)
 
     def caller(self, principal: Principal) -> Caller | None:
         """The UID and GIDs the kernel would check for this principal; None when it has no UID."""

@@ -20,6 +20,7 @@ from beamhub.config import Settings
 from beamhub.data.access import Caller, may_read
 from beamhub.errors import NotFound
 from beamhub.identity.models import Role, User, UserState
+from beamhub.identity.principal import SYSTEM
 from beamhub.identity.service import IdentityService
 
 WEB, JUPYTER, SMB = "web", "jupyter", "smb"
@@ -125,7 +126,7 @@ def readers_from_users(users: Iterable[User], identity: IdentityService, setting
 def path_readers(path: Path, identity: IdentityService,
                  settings: Settings) -> tuple[list[ReadAccess], list[GroupAccess]]:
     """Every beamhub user who can read `path`, and the groups its ACL names."""
-    users = identity.list_users(0, max(identity.count_users(), 1))
+    users = identity.list_users(0, max(identity.count_users(by=SYSTEM), 1), by=SYSTEM)
     return who_can_read(path, readers_from_users(users, identity, settings)), acl_groups(path)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from beamhub.db import utcnow
 from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Keys, Sessions, SessionsPrincipal, Workstations
+from beamhub.heps import service
 from beamhub.heps.schemas import GPU_RESOURCE, PodOut, PodRequest, PodUpdate, UserRequest, WorkstationIn, WorkstationOut
 from beamhub.identity.principal import Principal
 from beamhub.identity.schemas import UserOut
@@ -38,35 +39,30 @@ def workstation_out(workstation: Workstation, viewer: Principal) -> WorkstationO
 
 
 @router.post("/users/", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Create User")
-def create_user(body: UserRequest, principal: AdminPrincipal, identity: Identity) -> object:
+def create_user(body: UserRequest, principal: CurrentPrincipal, identity: Identity) -> object:
     return identity.create_user(body.username, uid=body.uid, groups=body.groups, by=principal)
 
 
 @router.get("/users/", response_model=list[UserOut], summary="Read Users")
-def read_users(_: AdminPrincipal, identity: Identity, skip: int = Query(0, ge=0),
+def read_users(principal: CurrentPrincipal, identity: Identity, skip: int = Query(0, ge=0),
                limit: int = Query(100, ge=1, le=1000)) -> object:
-    return identity.list_users(skip, limit)
+    return identity.list_users(skip, limit, by=principal)
 
 
 @router.get("/users/count", summary="Count Users")
-def count_users(_: AdminPrincipal, identity: Identity) -> dict[str, int]:
-    return {"count": identity.count_users()}
+def count_users(principal: CurrentPrincipal, identity: Identity) -> dict[str, int]:
+    return {"count": identity.count_users(by=principal)}
 
 
 @router.get("/users/{username}", response_model=UserOut, summary="Read Item")
 def read_user(username: str, principal: CurrentPrincipal, identity: Identity) -> object:
-    if username != principal.username:
-        principal.require_admin()
-    return identity.get_user(username)
+    return identity.get_user(username, by=principal)
 
 
 @router.post("/userpod/", status_code=status.HTTP_201_CREATED, response_model=PodOut,
              summary="Create Pod By User")
 def create_pod(body: PodRequest, principal: SessionsPrincipal, sessions: Sessions, keys: Keys) -> PodOut:
-    new_keys = keys.validate(body.username, body.sshpubkeys, principal)  # refused before anything starts
-    record = sessions.create(principal, body.to_spec(), body.username)
-    keys.store(body.username, new_keys, principal, skip_duplicates=True)
-    return pod_out(record)
+    return pod_out(service.create_pod(sessions, keys, principal, body.username, body.to_spec(), body.sshpubkeys))
 
 
 @router.delete("/userpod/", response_model=PodOut, summary="Delete Pod By User")

@@ -97,8 +97,10 @@ class AuditService:
 
     def query(self, actor: str | None = None, action: str | None = None, since: datetime | None = None,
               until: datetime | None = None, success: bool | None = None, limit: int = 100,
-              before_id: int | None = None, address: str | None = None) -> list[AuditEvent]:
-        """Events matching every filter given, newest first; page on with before_id = the last id seen."""
+              before_id: int | None = None, address: str | None = None, *, by: Principal) -> list[AuditEvent]:
+        """Events matching every filter given, newest first, for administrators; page on with before_id = the
+        last id seen."""
+        by.require_admin()
         query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(max(1, min(limit, 10_000)))
         if actor is not None:
             query = query.where(AuditEvent.actor == actor)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query
 
-from beamhub.deps import AdminPrincipal, Audit
+from beamhub.deps import Audit, CurrentPrincipal
 from beamhub.errors import Invalid
 from beamhub.identity.schemas import AuditEventOut
 
@@ -21,7 +21,7 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
 
 
 @router.get("/audit", response_model=list[AuditEventOut])
-def audit_events(_: AdminPrincipal, audit: Audit, actor: str | None = None,
+def audit_events(principal: CurrentPrincipal, audit: Audit, actor: str | None = None,
                  action: str | None = Query(None, description='exact, or a family such as "session" or "token.*"'),
                  address: str | None = None, since: datetime | None = None, until: datetime | None = None,
                  success: bool | None = None, limit: int = Query(100, ge=1, le=1000),
@@ -29,4 +29,4 @@ def audit_events(_: AdminPrincipal, audit: Audit, actor: str | None = None,
                  ) -> object:
     """Audit events matching every filter given, newest first."""
     return audit.query(actor=actor, action=action, since=_aware(since, "since"), until=_aware(until, "until"),
-                       success=success, limit=limit, before_id=before_id, address=address)
+                       success=success, limit=limit, before_id=before_id, address=address, by=principal)

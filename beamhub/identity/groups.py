@@ -78,7 +78,9 @@ class GroupService:
                 return gid
         raise Conflict(f"no free GID left in {self.settings.gid_min}-{self.settings.gid_max}")
 
-    def create(self, name: str, description: str = "", by: Principal | None = None) -> Group:
+    def create(self, name: str, description: str = "", *, by: Principal) -> Group:
+        """A new group beamhub manages, for administrators."""
+        by.require_admin()
         with self.db.session() as db:
             if db.scalar(select(Group).where(Group.name == name)):
                 raise Conflict(f"group {name} already exists")
@@ -88,20 +90,25 @@ class GroupService:
             self.audit.add_as(db, by, "group.create", name, gid=group.gid)
         return group
 
-    def get(self, name: str) -> Group:
+    def get(self, name: str, *, by: Principal) -> Group:
+        """One group and its members, for administrators."""
+        by.require_admin()
         with self.db.session() as db:
             group = db.scalar(select(Group).where(Group.name == name))
             if group is None:
                 raise NotFound(f"no group {name}")
         return group
 
-    def list(self) -> list[Group]:
+    def list(self, *, by: Principal) -> list[Group]:
+        """Every group by name, for administrators."""
+        by.require_admin()
         with self.db.session() as db:
             return list(db.scalars(select(Group).order_by(Group.name)))
 
-    def set_member(self, name: str, username: str, member: bool, by: Principal | None = None) -> Group:
-        """Add or remove a member, in the database and in the system group; the nss source is read-only.
-        Adding needs a group beamhub may give members (check_grantable); taking a member out never grants."""
+    def set_member(self, name: str, username: str, member: bool, *, by: Principal) -> Group:
+        """Add or remove a member (administrators), in the database and in the system group; the nss source is
+        read-only. Adding needs a group beamhub may give members (check_grantable); taking a member out never grants."""
+        by.require_admin()
         if self.settings.identity_source == "nss":
             raise Invalid("groups come from the system (identity_source nss): change them there, e.g. in LDAP")
         with self.db.session() as db:

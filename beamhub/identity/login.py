@@ -23,7 +23,7 @@ from beamhub.db import Database, utcnow
 from beamhub.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
 from beamhub.identity.audit import AuditService
 from beamhub.identity.models import LoginSession, User, UserState
-from beamhub.identity.principal import Principal
+from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import IdentityService, principal_of
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,18 @@ class LoginService:
         if user.state is not UserState.active:
             self._record("login", user.username, address=address, success=False, method=method, reason="disabled")
             raise Forbidden("account disabled")
+
+    def single_sign_on_user(self, username: str, claims: dict[str, object], address: str) -> User:
+        """The active user a provider's username maps to, created (by beamhub) if configured; else 403, audited."""
+        user = self._find(username)
+        if user is None and not self.settings.oidc_auto_create:
+            self.record_failure(username, address, "oidc", "no such user")
+            raise Forbidden(f"{username} has no beamhub account; ask the user office for one")
+        if user is None:
+            user = self.identity.create_user(username, display_name=str(claims.get("name") or ""),
+                                             email=str(claims.get("email") or ""), by=SYSTEM)
+        self.require_active(user, "oidc", address)
+        return user
 
     def record_failure(self, username: str, address: str, method: str, reason: str) -> None:
         """Audit a refused login that the service itself did not see (single sign-on)."""

@@ -58,6 +58,11 @@ class Principal:
         if not self.is_admin:
             raise Forbidden("this needs an administrator")
 
+    def require_self_or_admin(self, username: str) -> None:
+        """Refuse anyone but the user themself or an administrator."""
+        if username != self.username:
+            self.require_admin()
+
     def may_act_for(self, user_id: int) -> bool:
         return self.is_admin or self.user_id == user_id
 
@@ -67,3 +72,7 @@ class Principal:
 
     def with_address(self, address: str) -> Principal:
         return replace(self, address=address)
+
+
+SYSTEM = Principal(username="beamhub", user_id=None, roles=frozenset({"admin"}))
+"""beamhub itself (a service calling another, the reconciler): an administrator the audit log names `beamhub`."""

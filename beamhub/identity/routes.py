@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
-from beamhub.deps import AdminPrincipal, CurrentPrincipal, Groups, Identity, Login
+from beamhub.deps import CurrentPrincipal, Groups, Identity, Login
 from beamhub.identity.models import Group
-from beamhub.identity.principal import Principal
 from beamhub.identity.schemas import (
     GroupCreate,
     GroupOut,
@@ -41,37 +40,31 @@ def set_password(username: str, body: PasswordSet, principal: CurrentPrincipal, 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _self_or_admin(principal: Principal, username: str) -> None:
-    if username != principal.username:
-        principal.require_admin()
-
-
 def group_out(group: Group) -> GroupOut:
     return GroupOut(name=group.name, gid=group.gid, description=group.description,
                     members=[member.username for member in group.members])
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-def create_user(body: UserCreate, principal: AdminPrincipal, identity: Identity) -> object:
+def create_user(body: UserCreate, principal: CurrentPrincipal, identity: Identity) -> object:
     return identity.create_user(body.username, uid=body.uid, groups=body.groups, roles=[r.value for r in body.roles],
                                 beamlines=body.beamlines, display_name=body.display_name, email=body.email,
                                 by=principal)
 
 
 @router.get("/users", response_model=list[UserOut])
-def list_users(_: AdminPrincipal, identity: Identity, offset: int = Query(0, ge=0),
+def list_users(principal: CurrentPrincipal, identity: Identity, offset: int = Query(0, ge=0),
                limit: int = Query(100, ge=1, le=1000)) -> object:
-    return identity.list_users(offset, limit)
+    return identity.list_users(offset, limit, by=principal)
 
 
 @router.get("/users/{username}", response_model=UserOut)
 def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> object:
-    _self_or_admin(principal, username)
-    return identity.get_user(username)
+    return identity.get_user(username, by=principal)
 
 
 @router.patch("/users/{username}", response_model=UserOut)
-def update_user(username: str, body: UserUpdate, principal: AdminPrincipal, identity: Identity) -> object:
+def update_user(username: str, body: UserUpdate, principal: CurrentPrincipal, identity: Identity) -> object:
     return identity.update_user(username, roles=[r.value for r in body.roles] if body.roles is not None else None,
                                 beamlines=body.beamlines, state=body.state, display_name=body.display_name,
                                 email=body.email, by=principal)
@@ -79,38 +72,35 @@ def update_user(username: str, body: UserUpdate, principal: AdminPrincipal, iden
 
 @router.post("/users/{username}/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
 def issue_token(username: str, body: TokenCreate, principal: CurrentPrincipal, identity: Identity) -> TokenOut:
-    _self_or_admin(principal, username)
     token, record = identity.issue_token(username, body.name, body.expires_in, body.scopes, by=principal)
     return TokenOut(token=token, **TokenInfo.model_validate(record).model_dump())
 
 
 @router.get("/users/{username}/tokens", response_model=list[TokenInfo])
 def list_tokens(username: str, principal: CurrentPrincipal, identity: Identity) -> object:
-    _self_or_admin(principal, username)
-    return identity.list_tokens(username)
+    return identity.list_tokens(username, by=principal)
 
 
 @router.delete("/users/{username}/tokens/{token_id}", response_model=TokenInfo)
 def revoke_token(username: str, token_id: int, principal: CurrentPrincipal, identity: Identity) -> object:
-    _self_or_admin(principal, username)
     return identity.revoke_token(username, token_id, by=principal)
 
 
 @router.get("/groups", response_model=list[GroupOut])
-def list_groups(_: AdminPrincipal, groups: Groups) -> list[GroupOut]:
-    return [group_out(g) for g in groups.list()]
+def list_groups(principal: CurrentPrincipal, groups: Groups) -> list[GroupOut]:
+    return [group_out(g) for g in groups.list(by=principal)]
 
 
 @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut)
-def create_group(body: GroupCreate, principal: AdminPrincipal, groups: Groups) -> GroupOut:
+def create_group(body: GroupCreate, principal: CurrentPrincipal, groups: Groups) -> GroupOut:
     return group_out(groups.create(body.name, body.description, by=principal))
 
 
 @router.put("/groups/{name}/members/{username}", response_model=GroupOut)
-def add_member(name: str, username: str, principal: AdminPrincipal, groups: Groups) -> GroupOut:
+def add_member(name: str, username: str, principal: CurrentPrincipal, groups: Groups) -> GroupOut:
     return group_out(groups.set_member(name, username, member=True, by=principal))
 
 
 @router.delete("/groups/{name}/members/{username}", response_model=GroupOut)
-def remove_member(name: str, username: str, principal: AdminPrincipal, groups: Groups) -> GroupOut:
+def remove_member(name: str, username: str, principal: CurrentPrincipal, groups: Groups) -> GroupOut:
     return group_out(groups.set_member(name, username, member=False, by=principal))

@@ -41,9 +41,9 @@ def _refusal(record: ApiToken | None, now: datetime) -> Unauthenticated | Forbid
     return None
 
 
-def _check_no_wider(by: Principal | None, scopes: list[str]) -> None:
+def _check_no_wider(by: Principal, scopes: list[str]) -> None:
     """A limited token may only issue tokens limited to its own scopes (else it could mint an unlimited one)."""
-    if by is None or by.scopes is None or by.is_admin:
+    if by.scopes is None or by.is_admin:
         return
     wider = set(scopes) - by.scopes
     if wider:
@@ -77,12 +77,13 @@ class IdentityService:
     # --- users -------------------------------------------------------------------------
     def create_user(self, username: str, uid: int | None = None, groups: list[str] | None = None,
                     roles: list[str] | None = None, beamlines: list[str] | None = None,
-                    display_name: str = "", email: str = "", by: Principal | None = None) -> User:
-        """A new user with a UID from the configured range and a matching system account.
+                    display_name: str = "", email: str = "", *, by: Principal) -> User:
+        """A new user with a UID from the configured range and a matching system account; for administrators.
 
         On the nss source the account must already exist: its UID, GID and groups are taken, none is created.
         Everything is checked before anything is written, so a refused user leaves nothing behind.
         """
+        by.require_admin()
         roles = sorted(set(roles or [Role.user.value]) | {Role.user.value})
         with self.db.session() as db:
             if db.scalar(select(User).where(User.username == username)):
@@ -161,25 +162,32 @@ class IdentityService:
     def home(self, username: str) -> Path:
         return self.settings.home_root / username
 
-    def get_user(self, username: str) -> User:
+    def get_user(self, username: str, *, by: Principal) -> User:
+        """A user, for the user themself or an administrator."""
+        by.require_self_or_admin(username)
         with self.db.session() as db:
             user = db.scalar(select(User).where(User.username == username))
         if user is None:
             raise NotFound(f"no user {username}")
         return user
 
-    def list_users(self, offset: int = 0, limit: int = 100) -> list[User]:
+    def list_users(self, offset: int = 0, limit: int = 100, *, by: Principal) -> list[User]:
+        """A page of users by name, for administrators."""
+        by.require_admin()
         with self.db.session() as db:
             return list(db.scalars(select(User).order_by(User.username).offset(offset).limit(limit)))
 
-    def count_users(self) -> int:
+    def count_users(self, *, by: Principal) -> int:
+        """How many users there are, for administrators."""
+        by.require_admin()
         with self.db.session() as db:
             return db.scalar(select(func.count()).select_from(User)) or 0
 
     def update_user(self, username: str, roles: list[str] | None = None, beamlines: list[str] | None = None,
                     state: UserState | None = None, display_name: str | None = None,
-                    email: str | None = None, by: Principal | None = None) -> User:
-        """Change a user's roles, beamlines, state or profile; disabling ends their sessions at once."""
+                    email: str | None = None, *, by: Principal) -> User:
+        """Change a user's roles, beamlines, state or profile (administrators); disabling ends their sessions."""
+        by.require_admin()
         with self.db.session() as db:
             user = db.scalar(select(User).where(User.username == username))
             if user is None:
@@ -215,12 +223,12 @@ class IdentityService:
 
     # --- tokens ------------------------------------------------------------------------
     def issue_token(self, username: str, name: str, expires_in: int | None = None,
-                    scopes: list[str] | None = None, by: Principal | None = None) -> tuple[str, ApiToken]:
-        """A new bearer token; the plain token is returned once, only its hash is kept."""
+                    scopes: list[str] | None = None, *, by: Principal) -> tuple[str, ApiToken]:
+        """A new bearer token of the user themself or (by) an administrator; the plain token is returned once."""
+        user = self.get_user(username, by=by)
         unknown = set(scopes or []) - SCOPES
         if unknown:
             raise Invalid(f"unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}")
-        user = self.get_user(username)
         if "admin" in (scopes or []) and not user.is_admin:
             raise Forbidden("only administrators can hold a token with the admin scope")
         scopes = sorted(set(scopes) if scopes else role_scopes(user.roles))
@@ -236,14 +244,16 @@ class IdentityService:
                               scopes=record.scopes, expires_at=expires_at)
         return token, record
 
-    def list_tokens(self, username: str) -> list[ApiToken]:
-        user = self.get_user(username)
+    def list_tokens(self, username: str, *, by: Principal) -> list[ApiToken]:
+        """A user's tokens, oldest first, for the user themself or an administrator."""
+        user = self.get_user(username, by=by)
         with self.db.session() as db:
             query = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at)
             return list(db.scalars(query))
 
-    def revoke_token(self, username: str, token_id: int, by: Principal | None = None) -> ApiToken:
-        user = self.get_user(username)
+    def revoke_token(self, username: str, token_id: int, *, by: Principal) -> ApiToken:
+        """End one of a user's tokens now: the user themself or an administrator."""
+        user = self.get_user(username, by=by)
         with self.db.session() as db:
             record = db.get(ApiToken, token_id)
             if record is None or record.user_id != user.id:
@@ -293,7 +303,7 @@ class IdentityService:
         if username is None or username == principal.username:
             if principal.user_id is None:
                 raise Invalid("the administrator token must name the user to act for")
-            return self.get_user(principal.username)
+            return self.get_user(principal.username, by=principal)
         if not principal.is_admin:
             raise Forbidden("you may only act for yourself")
-        return self.get_user(username)
+        return self.get_user(username, by=principal)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from beamhub.db import Database
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.models import SshKey
-from beamhub.identity.principal import Principal
+from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import IdentityService
 
 ED25519 = "ssh-ed25519"
@@ -196,7 +196,7 @@ class SshKeyService:
         if not parsed:
             return []
         check_may_add(by, username)
-        user = self.identity.get_user(username)
+        user = self.identity.get_user(username, by=by)
         with self.db.session() as db:
             known = set(db.scalars(select(SshKey.fingerprint).where(SshKey.user_id == user.id)))
             added = []
@@ -223,7 +223,7 @@ class SshKeyService:
         return self._keys_of(username)
 
     def _keys_of(self, username: str) -> list[SshKey]:
-        user = self.identity.get_user(username)
+        user = self.identity.get_user(username, by=SYSTEM)
         with self.db.session() as db:
             query = select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at, SshKey.id)
             return list(db.scalars(query))
@@ -231,7 +231,7 @@ class SshKeyService:
     def delete_key(self, username: str, key_id: int, by: Principal) -> SshKey:
         """Remove one of a user's keys; returns it."""
         check_may_read(by, username)
-        user = self.identity.get_user(username)
+        user = self.identity.get_user(username, by=by)
         with self.db.session() as db:
             key = db.get(SshKey, key_id)
             if key is None or key.user_id != user.id:

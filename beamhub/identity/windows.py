@@ -19,6 +19,8 @@ from beamhub.config import Settings
 from beamhub.db import Database
 from beamhub.errors import Invalid, NotFound
 from beamhub.identity.models import Group, User
+from beamhub.identity.principal import Principal
+from beamhub.identity.service import IdentityService
 
 SID_PATTERN = re.compile(r"^S-1-[0-9]+(-[0-9]+)+$")
 
@@ -106,12 +108,15 @@ class SidOwner:
 class WindowsIdentity:
     """SIDs of beamhub's users and groups, both directions."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, identity: IdentityService) -> None:
         self.db = db
         self.settings = settings
+        self.identity = identity
 
-    def describe(self, user: User) -> dict[str, object]:
-        """A user's SID, primary group SID and the SID of every group; Invalid if any id is outside the range."""
+    def describe(self, username: str, *, by: Principal) -> dict[str, object]:
+        """A user's SID, primary group SID and the SID of every group, for the user themself or an administrator;
+        Invalid if any id is outside the range."""
+        user = self.identity.get_user(username, by=by)
         return {
             "username": user.username, "uid": user.uid, "gid": user.gid,
             "user_sid": sid_for_uid(self.settings, user.uid),
@@ -120,8 +125,9 @@ class WindowsIdentity:
                        for g in user.group_list],
         }
 
-    def owner(self, sid: str) -> SidOwner:
-        """The user (preferred, as a private group shares its SID) or group a SID maps to."""
+    def owner(self, sid: str, *, by: Principal) -> SidOwner:
+        """The user (preferred, as a private group shares its SID) or group a SID maps to, for administrators."""
+        by.require_admin()
         number = id_for_sid(self.settings, sid)
         with self.db.session() as db:
             user = db.scalar(select(User).where(User.uid == number))

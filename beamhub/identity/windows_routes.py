@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, get_services
-from beamhub.identity.windows import WindowsIdentity
+from beamhub.deps import CurrentPrincipal, Windows
 
 router = APIRouter(prefix="/api/v1", tags=["windows"])
 
@@ -34,24 +33,13 @@ class SidOwnerOut(BaseModel):
     name: str
 
 
-def windows_identity(request: Request) -> WindowsIdentity:
-    """The SID mapping over this instance's database and settings."""
-    services = get_services(request)
-    return WindowsIdentity(services.db, services.settings)
-
-
-Windows = Annotated[WindowsIdentity, Depends(windows_identity)]
-
-
 @router.get("/users/{username}/windows", response_model=WindowsUserOut)
-def user_sids(username: str, principal: CurrentPrincipal, identity: Identity, windows: Windows) -> object:
+def user_sids(username: str, principal: CurrentPrincipal, windows: Windows) -> object:
     """A user's SID, primary group SID and group SIDs (oneself, or anyone for an administrator)."""
-    if username != principal.username:
-        principal.require_admin()
-    return windows.describe(identity.get_user(username))
+    return windows.describe(username, by=principal)
 
 
 @router.get("/windows/sid/{sid}", response_model=SidOwnerOut)
-def sid_owner(sid: str, _: AdminPrincipal, windows: Windows) -> object:
-    """The user or group a SID of the configured domain maps to."""
-    return windows.owner(sid)
+def sid_owner(sid: str, principal: CurrentPrincipal, windows: Windows) -> object:
+    """The user or group a SID of the configured domain maps to (administrators)."""
+    return windows.owner(sid, by=principal)

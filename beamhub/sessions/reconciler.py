@@ -9,8 +9,9 @@ from datetime import timedelta
 from sqlalchemy import Connection, text
 
 from beamhub.db import utcnow
+from beamhub.identity.principal import SYSTEM
 from beamhub.sessions.models import SessionRecord, SessionState
-from beamhub.sessions.service import SYSTEM, SessionService
+from beamhub.sessions.service import SessionService
 
 log = logging.getLogger(__name__)
 S = SessionState

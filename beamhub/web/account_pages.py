@@ -45,7 +45,7 @@ def keys_page(request: Request, principal: Principal, keys: Keys, identity: Iden
     context = {"public_key": "", "token_name": "", "token_days": "", "token_scopes": DEFAULT_SCOPES} | context
     return render(request, "keys/index.html", status_code, principal=principal,
                   keys=keys.list_keys(principal.username, by=principal),
-                  tokens=identity.list_tokens(principal.username),
+                  tokens=identity.list_tokens(principal.username, by=principal),
                   scopes=offered_scopes(principal), notice=_(NOTICES[done]) if done in NOTICES else "", **context)
 
 

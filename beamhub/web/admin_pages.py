@@ -35,8 +35,8 @@ def overview(request: Request, principal: PageAdmin, sessions: Sessions, identit
     """The node's capacity and what the active sessions hold of it, and how many of each thing there are."""
     total, free = sessions.room()
     active = sessions.list(principal, active_only=True)
-    counts = {"users": identity.count_users(), "sessions": len(active), "groups": len(groups.list()),
-              "workstations": len(workstations.list())}
+    counts = {"users": identity.count_users(by=principal), "sessions": len(active),
+              "groups": len(groups.list(by=principal)), "workstations": len(workstations.list())}
     return render(request, "admin/overview.html", principal=principal, admin_page="overview", total=total, free=free,
                   backend=sessions.backend.name, counts=counts)
 
@@ -133,7 +133,7 @@ def audit_log(request: Request, principal: PageAdmin, audit: Audit, actor: str =
     try:
         start = day_start(since, request)
         events = audit.query(actor=filters["actor"] or None, action=filters["action"] or None, since=start,
-                             limit=PAGE_SIZE, before_id=before)
+                             limit=PAGE_SIZE, before_id=before, by=principal)
     except BeamhubError as exc:
         events, status_code, context = [], exc.status_code, refusal(request, exc)
     return render(request, "admin/audit.html", status_code, principal=principal, admin_page="audit", events=events,

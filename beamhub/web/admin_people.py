@@ -40,11 +40,11 @@ def list_users(request: Request, principal: PageAdmin, identity: Identity, offse
                done: str = "") -> Response:
     """Every user with roles, state and groups, a page at a time, with the forms that change them."""
     start = max(offset, 0)
-    total = identity.count_users()
+    total = identity.count_users(by=principal)
     notice = translator(request)(NOTICES[done]) if done in NOTICES else ""
     return render(request, "admin/users.html", principal=principal, admin_page="users",
-                  users=identity.list_users(start, PAGE_SIZE), offset=start, total=total, page_size=PAGE_SIZE,
-                  extra_roles=EXTRA_ROLES, notice=notice)
+                  users=identity.list_users(start, PAGE_SIZE, by=principal), offset=start, total=total,
+                  page_size=PAGE_SIZE, extra_roles=EXTRA_ROLES, notice=notice)
 
 
 @router.post("/admin/users/{username}/state")
@@ -68,7 +68,7 @@ def groups_page(request: Request, principal: Principal, groups: Groups, status_c
     """Every group and its members, with the forms that change them; `context` carries a refusal."""
     form = {"name": "", "description": ""} | context.pop("form", {})
     return render(request, "admin/groups.html", status_code, principal=principal, admin_page="groups",
-                  groups=groups.list(), form=form, **context)
+                  groups=groups.list(by=principal), form=form, **context)
 
 
 @router.get("/admin/groups")

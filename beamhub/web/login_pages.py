@@ -36,12 +36,10 @@ def wants_json(request: Request) -> bool:
 
 def _oidc(request: Request) -> OidcLogin:
     """The app's OpenID Connect relying party; 404 unless that login method is enabled."""
-    settings = get_services(request).settings
-    if "oidc" not in settings.login_methods:
+    oidc = get_services(request).oidc
+    if oidc is None:
         raise NotFound("single sign-on is not enabled here")
-    if getattr(request.app.state, "oidc", None) is None:
-        request.app.state.oidc = OidcLogin(settings)
-    return request.app.state.oidc
+    return oidc
 
 
 def login_page(request: Request, csrf: str, next_path: str, message: str = "", status_code: int = 200,
@@ -120,24 +118,10 @@ async def oidc_callback(request: Request, state: str | None = None, code: str | 
     except BeamhubError as exc:
         await run_in_threadpool(services.login.record_failure, "-", address, "oidc", str(exc))
         raise
-    user = await run_in_threadpool(_oidc_user, request, username, claims)
-    await run_in_threadpool(services.login.require_active, user, "oidc", address)
+    user = await run_in_threadpool(services.login.single_sign_on_user, username, claims, address)
     response = await run_in_threadpool(_logged_in, request, user, "oidc", next_path)
     response.delete_cookie(OIDC_COOKIE, path="/login/oidc")
     return response
-
-
-def _oidc_user(request: Request, username: str, claims: dict[str, object]) -> User:
-    """The beamhub user a provider's username maps to; created if configured, else 403."""
-    services = get_services(request)
-    try:
-        return services.identity.get_user(username)
-    except NotFound:
-        if not services.settings.oidc_auto_create:
-            services.login.record_failure(username, client_address(request), "oidc", "no such user")
-            raise Forbidden(f"{username} has no beamhub account; ask the user office for one") from None
-    return services.identity.create_user(username, display_name=str(claims.get("name") or ""),
-                                         email=str(claims.get("email") or ""))
 
 
 @router.post("/logout", include_in_schema=False)

@@ -61,7 +61,7 @@ def beamline() -> str:
 def new_user(services: Any, system_users: list[str], **fields: Any) -> Principal:
     username = f"dc{secrets.token_hex(3)}"
     system_users.append(username)
-    return principal_of(services.identity.create_user(username, **fields))
+    return principal_of(services.identity.create_user(username, **fields, by=ADMIN))
 
 
 def write(folder: Path, relpath: str, data: bytes = b"x") -> Path:
@@ -206,9 +206,9 @@ def test_a_cursor_never_names_a_file_the_caller_may_not_read(services: Any, syst
 def test_after_the_embargo_every_user_reads_through_the_public_group(services: Any, system_users: list[str],
                                                                      beamline: str, groups_made: list[str]) -> None:
     public = services.data.public_group
-    if public not in {g.name for g in services.groups.list()}:
+    if public not in {g.name for g in services.groups.list(by=ADMIN)}:
         existed = subprocess.run(["getent", "group", public], capture_output=True).returncode == 0
-        services.groups.create(public)
+        services.groups.create(public, by=ADMIN)
         if not existed:
             groups_made.append(public)
     alice, reader = new_user(services, system_users), new_user(services, system_users, groups=[public])
@@ -221,5 +221,5 @@ def test_after_the_embargo_every_user_reads_through_the_public_group(services: A
         services.data.get(reader, proposal.id)
     assert services.data.release_embargoes(NOW + timedelta(days=366)) == [proposal.id]
     assert services.data.get(reader, proposal.id).embargo_released_at is not None
-    assert services.groups.get(public).gid in read_access(data).groups
+    assert services.groups.get(public, by=ADMIN).gid in read_access(data).groups
     assert services.browse.readable_file(reader, proposal.id, "scan1/result.h5") == data

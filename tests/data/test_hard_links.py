@@ -45,7 +45,7 @@ class Two:
 @pytest.fixture
 def two(services: Any, system_users: list[str]) -> Iterator[Two]:
     beamline = f"bl{secrets.token_hex(3)}"
-    group = services.groups.create(f"{beamline}-staff")
+    group = services.groups.create(f"{beamline}-staff", by=ADMIN)
     alice, bob = (new_user(services, system_users) for _ in range(2))
     p1, p2 = new_proposal(services, beamline, alice), new_proposal(services, beamline, bob)
     secret = write(services.data.proposal_dir(p1), "scan1/secret.h5", b"alice's frames")
@@ -56,7 +56,7 @@ def two(services: Any, system_users: list[str]) -> Iterator[Two]:
 
 def new_user(services: Any, system_users: list[str]) -> Any:
     system_users.append(f"dh{secrets.token_hex(3)}")
-    return services.identity.create_user(system_users[-1])
+    return services.identity.create_user(system_users[-1], by=ADMIN)
 
 
 def new_proposal(services: Any, beamline: str, member: Any) -> Any:

@@ -35,7 +35,7 @@ BIN = Path(sys.executable).parent
 def staff_group(services: Any) -> Iterator[Any]:
     """A beamline and its staff group."""
     beamline = f"bl{secrets.token_hex(3)}"
-    group = services.groups.create(f"{beamline}-staff")
+    group = services.groups.create(f"{beamline}-staff", by=ADMIN)
     yield group
     subprocess.run(["groupdel", group.name], capture_output=True)
 
@@ -43,7 +43,7 @@ def staff_group(services: Any) -> Iterator[Any]:
 def new_user(services: Any, system_users: list[str]) -> Any:
     username = f"di{secrets.token_hex(3)}"
     system_users.append(username)
-    return services.identity.create_user(username)
+    return services.identity.create_user(username, by=ADMIN)
 
 
 def new_proposal(services: Any, beamline: str, *members: Any) -> Any:

@@ -62,7 +62,7 @@ or once `limit` chunks of one file are written (mode "midfile")."""
 def proposal(services: Any) -> Iterator[Any]:
     """A proposal on tier hot holding a registered tree (see make_tree) with extra ACLs, xattrs and owners."""
     beamline = f"bl{secrets.token_hex(3)}"
-    staff = services.groups.create(f"{beamline}-staff")
+    staff = services.groups.create(f"{beamline}-staff", by=ADMIN)
     now = datetime.now(UTC)
     created = services.data.create(ADMIN, ProposalCreate(
         id=f"2025-{secrets.randbelow(10**5):05d}", title="operando XAS", beamline=beamline, tier="hot",
@@ -264,7 +264,7 @@ def test_a_second_migration_of_the_same_proposal_is_refused_while_the_first_runs
 
 def test_a_member_removed_during_a_migration_cannot_read_the_new_copy(
         services: Any, env: dict[str, str], proposal: Any, system_users: list[str]) -> None:
-    alice = services.identity.create_user(f"mi{secrets.token_hex(3)}")
+    alice = services.identity.create_user(f"mi{secrets.token_hex(3)}", by=ADMIN)
     system_users.append(alice.username)
     services.data.set_member(ADMIN, proposal.id, alice.username, MemberRole.member)
     assert f"user:{alice.uid}:r-x" in describe(services.data.proposal_dir(proposal) / "scan0")[7]

@@ -72,8 +72,8 @@ def catalogue() -> Iterator[Catalogue]:
 
 def _populate(services: Any) -> tuple[str, str]:
     """Alice's token, and the id of her proposal: the middle one of three, with one real file."""
-    services.identity.create_user("qpalice")
-    token, _ = services.identity.issue_token("qpalice", "plans")
+    services.identity.create_user("qpalice", by=ADMIN)
+    token, _ = services.identity.issue_token("qpalice", "plans", by=ADMIN)
     ids = [_proposal(services, members=[{"username": "qpalice"}] if n == 1 else []) for n in range(3)]
     real = services.data.proposal_dir(services.data.get(ADMIN, ids[1])) / "scan020" / "f00010.h5"
     real.parent.mkdir()

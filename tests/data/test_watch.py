@@ -36,11 +36,11 @@ PROBE = "import sys\ntry: print(open(sys.argv[1]).read(), end='')\nexcept OSErro
 def people(services: Any, system_users: list[str]) -> Iterator[tuple[Any, Any, str]]:
     """A member, a stranger (both real system users) and a beamline whose staff group exists."""
     beamline = f"bl{secrets.token_hex(3)}"
-    group = services.groups.create(f"{beamline}-staff")
+    group = services.groups.create(f"{beamline}-staff", by=ADMIN)
     users = []
     for _ in range(2):
         system_users.append(f"dw{secrets.token_hex(3)}")
-        users.append(services.identity.create_user(system_users[-1]))
+        users.append(services.identity.create_user(system_users[-1], by=ADMIN))
     yield users[0], users[1], beamline
     subprocess.run(["groupdel", group.name], capture_output=True)
 

@@ -15,6 +15,7 @@ from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
 from beamhub.data.who import GroupAccess, ReadAccess, Reader, acl_groups, readers_from_users, who_can_read
 from beamhub.errors import NotFound
 from beamhub.identity.models import User, UserState
+from beamhub.identity.principal import SYSTEM
 from beamhub.services import build_services
 
 BASE = 3_000_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on this host has
@@ -128,14 +129,14 @@ def test_readers_come_from_beamhubs_users_with_their_ways_in(tmp_path: Path) -> 
     services = build_services(settings)
     try:
         identity = services.identity
-        active = identity.create_user("scientist", groups=[f"bl{secrets.token_hex(3)}-staff"])
-        identity.create_user("daq", roles=["service"])
-        identity.create_user("away")
-        identity.update_user("away", state=UserState.disabled)
-        outside = identity.create_user("outside")
+        active = identity.create_user("scientist", groups=[f"bl{secrets.token_hex(3)}-staff"], by=SYSTEM)
+        identity.create_user("daq", roles=["service"], by=SYSTEM)
+        identity.create_user("away", by=SYSTEM)
+        identity.update_user("away", state=UserState.disabled, by=SYSTEM)
+        outside = identity.create_user("outside", by=SYSTEM)
         with services.db.session() as db:  # an account from before the ranges moved
             db.get(User, outside.id).uid = BASE + 5000
-        readers = {r.username: r for r in readers_from_users(identity.list_users(), identity, settings)}
+        readers = {r.username: r for r in readers_from_users(identity.list_users(by=SYSTEM), identity, settings)}
     finally:
         services.db.dispose()
     gids = frozenset({active.gid, *(group.gid for group in active.group_list)})

@@ -161,9 +161,10 @@ def session(server: Any, session_id: str) -> dict[str, Any]:
 # --- creating pods -----------------------------------------------------------------------------
 
 
-def test_the_seed_payload_is_refused_for_more_cores_than_the_node_has(server: Any, user: str) -> None:
+def test_the_seed_payload_is_refused_for_more_cores_than_the_node_has_and_keeps_no_key(server: Any, user: str) -> None:
     detail = assert_error(server.admin.post("/userpod/", json=seed_payload(user)), 409, "48 cores")
     assert f"only {os.cpu_count()}" in detail
+    assert server.admin.get(f"/api/v1/users/{user}/keys").json() == []  # its sshpubkeys came to nothing
 
 
 def test_a_gpu_request_is_refused_on_a_node_without_gpus(server: Any, user: str) -> None:

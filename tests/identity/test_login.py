@@ -323,12 +323,12 @@ def test_cookies_are_secure_over_https(tmp_path: Path) -> None:
 
     from beamhub.app import create_app
     from beamhub.config import Settings
-    from beamhub.sessions.service import SYSTEM
+    from beamhub.identity.principal import SYSTEM
 
     settings = Settings(state_dir=tmp_path, manage_system_accounts=False, uid_min=150000, uid_max=150010)
     app = create_app(settings, run_reconciler=False)
     services = app.state.services
-    services.identity.create_user("carol")
+    services.identity.create_user("carol", by=SYSTEM)
     services.login.set_password(SYSTEM, "carol", PASSWORD)
     with TestClient(app, base_url="https://testserver") as client:
         csrf = client.get("/login", headers=JSON).json()["csrf_token"]

@@ -274,13 +274,14 @@ def test_nss_sessions_get_the_groups_nss_has_now(tmp_path: Path, nss_account: di
     if os.geteuid() != 0:
         pytest.skip("needs root: it creates system users")
     from beamhub.config import Settings
+    from beamhub.identity.principal import SYSTEM
     from beamhub.services import build_services
 
     services = build_services(Settings(state_dir=tmp_path / "state", identity_source="nss",
                                        uid_min=int(uid_range_env["BEAMHUB_UID_MIN"]),
                                        uid_max=int(uid_range_env["BEAMHUB_UID_MAX"])))
     try:
-        user = services.identity.create_user(nss_account["name"])
+        user = services.identity.create_user(nss_account["name"], by=SYSTEM)
         later = new_name("ng")
         system_groups.append(later)
         run("groupadd", later)

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from beamhub.config import Settings
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
-from beamhub.identity.principal import Principal
+from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import principal_of
 from beamhub.identity.sshkeys import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys
 from beamhub.services import build_services
@@ -152,7 +152,7 @@ def service(database_url: str, tmp_path: Path) -> Iterator[SshKeyService]:
     """An SshKeyService on a fresh database, with one user (no system account)."""
     settings = Settings(state_dir=tmp_path / "state", database_url=database_url, manage_system_accounts=False)
     services = build_services(settings)
-    services.identity.create_user("keyholder", uid=24242)
+    services.identity.create_user("keyholder", uid=24242, by=SYSTEM)
     yield services.keys
     services.db.dispose()
 
@@ -160,7 +160,7 @@ def service(database_url: str, tmp_path: Path) -> Iterator[SshKeyService]:
 @pytest.fixture
 def holder(service: SshKeyService) -> Principal:
     """keyholder, logged in."""
-    return principal_of(service.identity.get_user("keyholder"))
+    return principal_of(service.identity.get_user("keyholder", by=SYSTEM))
 
 
 def test_several_keys_are_added_all_or_none(service: SshKeyService, holder: Principal,
@@ -200,7 +200,7 @@ def test_authorized_keys_holds_a_line_per_key(service: SshKeyService, holder: Pr
 def test_deleting_a_key_of_someone_else_is_not_found(service: SshKeyService, holder: Principal,
                                                      keys: dict[str, Path]) -> None:
     key = service.add_key("keyholder", line_of(keys["ed25519"]), by=holder)
-    other = principal_of(service.identity.create_user("other", uid=24243))
+    other = principal_of(service.identity.create_user("other", uid=24243, by=SYSTEM))
     with pytest.raises(NotFound):
         service.delete_key("other", key.id, by=other)
     assert service.delete_key("keyholder", key.id, by=holder).fingerprint == key.fingerprint
