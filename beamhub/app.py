@@ -23,6 +23,8 @@ from beamhub.identity.audit_routes import router as audit_router
 from beamhub.identity.key_routes import router as keys_router
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.windows_routes import router as windows_router
+from beamhub.jobs.poller import follow_jobs_forever
+from beamhub.jobs.routes import router as jobs_router
 from beamhub.metrics import SESSIONS
 from beamhub.metrics import router as metrics_router
 from beamhub.services import build_services
@@ -84,7 +86,8 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         tasks = [asyncio.create_task(app.state.events.run_forever())]
         if run_reconciler:
             tasks += [asyncio.create_task(reconciler.run_forever()),
-                      asyncio.create_task(release_embargoes_forever(services.data))]
+                      asyncio.create_task(release_embargoes_forever(services.data)),
+                      asyncio.create_task(follow_jobs_forever(services.jobs))]
         try:
             yield
         finally:
@@ -111,7 +114,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     for router in (login_router, users_router, audit_router, keys_router, windows_router, sessions_router,
-                   heps_router, session_console_router, data_router, metrics_router):
+                   heps_router, session_console_router, data_router, jobs_router, metrics_router):
         app.include_router(router)
     install_console(app, settings)
     # First of all routes: a session's host name serves that session and nothing of the console.

@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     reconcile_interval: float = 2.0
     heartbeat_interval: float = 30.0
 
+    slurm_conf: Path | None = Field(None, description="the slurm.conf batch jobs are submitted with (SLURM_CONF); "
+                                                      "None: Slurm's default, /etc/slurm/slurm.conf")
+    slurm_partitions: list[str] = Field([], description="the partitions users may submit to; empty: every partition "
+                                                        "sinfo shows up")
+    job_poll_interval: float = Field(2.0, gt=0, description="seconds between asking Slurm for the state of active jobs")
+
     console_timezone: str = Field("UTC", description="IANA time zone the web console shows times in, e.g. "
                                                      "Asia/Shanghai")
 

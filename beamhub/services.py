@@ -17,6 +17,7 @@ from beamhub.identity.oidc import OidcLogin
 from beamhub.identity.service import IdentityService
 from beamhub.identity.sshkeys import SshKeyService
 from beamhub.identity.windows import WindowsIdentity
+from beamhub.jobs.service import JobService
 from beamhub.sessions.entry import SessionEntry
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
@@ -41,6 +42,7 @@ class Services:
     audit: AuditService
     data: DataService
     browse: DataBrowser
+    jobs: JobService
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -67,4 +69,4 @@ def build_services(settings: Settings) -> Services:
                     keys=SshKeyService(db, identity), sessions=sessions,
                     entry=SessionEntry(db, sessions, identity, login), workstations=WorkstationService(db),
                     audit=audit, login=login, oidc=oidc, windows=WindowsIdentity(db, settings, identity), data=data,
-                    browse=DataBrowser(data))
+                    browse=DataBrowser(data), jobs=JobService(db, settings, identity, data, audit))

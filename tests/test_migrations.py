@@ -8,6 +8,7 @@ from sqlalchemy import inspect
 
 from beamhub.data import models as _data_models  # noqa: F401  (registers the catalogue's tables)
 from beamhub.db import Base, Database, migrate
+from beamhub.jobs import models as _job_models  # noqa: F401  (registers the jobs' tables)
 
 
 def test_migrations_match_models_and_are_idempotent(database_url: str) -> None:
@@ -20,6 +21,6 @@ def test_migrations_match_models_and_are_idempotent(database_url: str) -> None:
             tables = set(inspect(connection).get_table_names())
         assert diff == []
         assert {"users", "api_tokens", "sessions", "session_events", "workstations", "proposals", "proposal_members",
-                "datasets", "data_files"} <= tables
+                "datasets", "data_files", "jobs", "job_events"} <= tables
     finally:
         database.dispose()

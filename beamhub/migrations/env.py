@@ -5,6 +5,7 @@ from alembic import context
 from beamhub.data import models as _data  # noqa: F401  (registers tables)
 from beamhub.db import Base
 from beamhub.identity import models as _identity  # noqa: F401
+from beamhub.jobs import models as _jobs  # noqa: F401
 from beamhub.sessions import models as _sessions  # noqa: F401
 
 connection = context.config.attributes["connection"]

@@ -1,0 +1,1 @@
+"""Batch jobs: scripts users submit to Slurm, run as themselves."""

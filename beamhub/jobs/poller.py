@@ -1,0 +1,23 @@
+"""The loop that asks Slurm, every few seconds, what became of the active jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from beamhub.jobs.service import JobService
+from beamhub.jobs.slurm import SlurmError
+
+log = logging.getLogger(__name__)
+
+
+async def follow_jobs_forever(jobs: JobService) -> None:
+    """Refresh the active jobs' states every job_poll_interval seconds; Slurm being away is logged, not fatal."""
+    while True:
+        try:
+            await asyncio.to_thread(jobs.refresh)
+        except SlurmError as exc:
+            log.warning("cannot read job states from Slurm: %s", exc)
+        except Exception:
+            log.exception("following jobs failed")
+        await asyncio.sleep(jobs.settings.job_poll_interval)

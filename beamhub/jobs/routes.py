@@ -1,0 +1,104 @@
+"""/api/v1/jobs: submit, list, read, cancel, events, output and error files."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from starlette.responses import Response, StreamingResponse
+
+from beamhub.data.download import file_response
+from beamhub.db import utcnow
+from beamhub.deps import SessionsPrincipal, get_services, principal_if_valid
+from beamhub.identity.schemas import USERNAME_PATTERN
+from beamhub.jobs.models import Job, JobEvent, JobState
+from beamhub.jobs.schemas import JobCreate, JobEventOut, JobOut
+from beamhub.jobs.service import JobService
+from beamhub.sse import EVENT_STREAM, SSE_HEADERS, server_sent_event
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+POLL_SECONDS = 1.0
+"""How often an open event stream looks for new events of its job (and asks whether its credential stands)."""
+
+
+def job_service(request: Request) -> JobService:
+    return get_services(request).jobs
+
+
+Jobs = Annotated[JobService, Depends(job_service)]
+
+
+def job_out(job: Job) -> JobOut:
+    """The public view of a job."""
+    end = job.ended_at or utcnow()
+    return JobOut(
+        id=job.id, slurm_id=job.slurm_id, user=job.user.username, name=job.name, partition=job.partition,
+        ncores=job.ncores, memory=job.memory, nodes=job.nodes, minutes=job.minutes, proposal=job.proposal,
+        beamline=job.beamline, state=job.state.value, reason=job.reason, node=job.node, exit_code=job.exit_code,
+        submitted_at=job.submitted_at, started_at=job.started_at, ended_at=job.ended_at,
+        elapsed_seconds=(end - job.started_at).total_seconds() if job.started_at else None,
+        output_path=job.output_path, error_path=job.error_path,
+        output_url=f"/api/v1/jobs/{job.id}/output", error_url=f"/api/v1/jobs/{job.id}/error")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut)
+def submit_job(body: JobCreate, principal: SessionsPrincipal, jobs: Jobs) -> JobOut:
+    return job_out(jobs.submit(principal, body))
+
+
+@router.get("", response_model=list[JobOut])
+def list_jobs(principal: SessionsPrincipal, jobs: Jobs, user: str | None = Query(None, pattern=USERNAME_PATTERN),
+              active: bool = False, limit: int = Query(500, ge=1, le=5000)) -> list[JobOut]:
+    return [job_out(job) for job in jobs.list(principal, user, active_only=active, limit=limit)]
+
+
+@router.get("/partitions", response_model=list[str])
+def list_partitions(_: SessionsPrincipal, jobs: Jobs) -> list[str]:
+    return jobs.partitions()
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, principal: SessionsPrincipal, jobs: Jobs) -> JobOut:
+    return job_out(jobs.get(principal, job_id))
+
+
+@router.delete("/{job_id}", response_model=JobOut)
+def cancel_job(job_id: str, principal: SessionsPrincipal, jobs: Jobs) -> JobOut:
+    return job_out(jobs.cancel(principal, job_id))
+
+
+def _sse(event: JobEvent) -> str:
+    return server_sent_event(event.state, JobEventOut.model_validate(event, from_attributes=True).model_dump_json(),
+                             event.id)
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse, responses={200: {"content": {EVENT_STREAM: {}}}})
+def job_events(request: Request, job_id: str, principal: SessionsPrincipal, jobs: Jobs,
+               after: int = Query(0, ge=0), last_event_id: int | None = Header(None)) -> StreamingResponse:
+    """Server-sent events of a job (named by its state), from the first (or after Last-Event-ID) until it ends."""
+    jobs.get(principal, job_id)
+    start = last_event_id if last_event_id is not None else after
+
+    async def stream() -> AsyncIterator[str]:
+        seen = start
+        yield ": listening\n\n"
+        while await principal_if_valid(request) is not None:
+            for event in await asyncio.to_thread(jobs.events, principal, job_id, seen):
+                seen = event.id
+                yield _sse(event)
+                if not JobState(event.state).is_active:
+                    return
+            await asyncio.sleep(POLL_SECONDS)
+
+    return StreamingResponse(stream(), media_type=EVENT_STREAM, headers=SSE_HEADERS)
+
+
+@router.get("/{job_id}/{which}", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def job_file(request: Request, job_id: str, which: Literal["output", "error"], principal: SessionsPrincipal,
+             jobs: Jobs) -> Response:
+    """The job's output or error file, if the file's own permissions let the caller read it."""
+    response = file_response(request, jobs.output_file(principal, job_id, which))
+    response.headers["content-type"] = "text/plain; charset=utf-8"
+    return response

@@ -1,0 +1,187 @@
+"""Batch jobs: submitted to Slurm as their user, followed, cancelled; who may do what is decided here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from beamhub.config import Settings
+from beamhub.data.access import may_read
+from beamhub.data.service import DataService
+from beamhub.db import Database, utcnow
+from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady
+from beamhub.identity.audit import AuditService
+from beamhub.identity.principal import Principal
+from beamhub.identity.service import IdentityService
+from beamhub.jobs.models import ACTIVE_JOB_STATES, Job, JobEvent, JobState
+from beamhub.jobs.schemas import JobCreate
+from beamhub.jobs.slurm import Slurm, SlurmError, SlurmJob, Submission
+from beamhub.jobs.states import describe, state_of
+
+log = logging.getLogger(__name__)
+OUTPUT_FOLDER = "beamhub-jobs"
+"""Where in the user's home Slurm writes a job's output and error files."""
+
+
+class JobService:
+    def __init__(self, db: Database, settings: Settings, identity: IdentityService, data: DataService,
+                 audit: AuditService, slurm: Slurm | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.identity = identity
+        self.data = data
+        self.audit = audit
+        self.slurm = slurm or Slurm(settings.slurm_conf)
+
+    # --- submitting ------------------------------------------------------------------------
+    def submit(self, principal: Principal, body: JobCreate) -> Job:
+        """Submit a batch job as its user (sbatch runs under their UID and groups) and record it."""
+        user = self.identity.resolve_target(principal, body.user)
+        beamline = self._beamline(principal, body.proposal)
+        self._check_partition(body.partition)
+        account = self.identity.account(user)
+        job_id = secrets.token_hex(8)
+        folder = account.home / OUTPUT_FOLDER
+        submission = Submission(name=body.name, partition=body.partition, ncores=body.ncores, memory=body.memory,
+                                nodes=body.nodes, minutes=body.minutes, output=folder / f"{job_id}.out",
+                                error=folder / f"{job_id}.err", script=body.script, command=body.command)
+        try:
+            slurm_id = self.slurm.submit(account, submission)
+        except SlurmError as exc:
+            self.audit.record_as(principal, "job.submit", user.username, success=False, reason=str(exc))
+            raise Invalid(f"Slurm refused the job: {exc}") from exc
+        with self.db.session() as db:
+            job = Job(id=job_id, user_id=user.id, slurm_id=slurm_id, name=body.name, partition=body.partition,
+                      script=body.script, command=body.command, ncores=body.ncores, memory=body.memory,
+                      nodes=body.nodes, minutes=body.minutes, proposal=body.proposal, beamline=beamline,
+                      state=JobState.pending, output_path=str(submission.output), error_path=str(submission.error),
+                      submitted_at=utcnow())
+            db.add(job)
+            db.add(JobEvent(job_id=job_id, state=job.state.value, message=f"submitted as Slurm job {slurm_id}"))
+            self.audit.add_as(db, principal, "job.submit", job_id, user=user.username, slurm_id=slurm_id,
+                              name=body.name, partition=body.partition, ncores=body.ncores, memory=body.memory,
+                              minutes=body.minutes, beamline=beamline)
+        return self.get(principal, job_id)
+
+    def _beamline(self, principal: Principal, proposal_id: str | None) -> str | None:
+        """The beamline of the proposal a job works for, if the submitter may know that proposal."""
+        return None if proposal_id is None else self.data.get(principal, proposal_id).beamline
+
+    def _check_partition(self, partition: str | None) -> None:
+        offered = self.settings.slurm_partitions
+        if partition is not None and offered and partition not in offered:
+            raise Invalid(f"partition {partition!r} is not offered; offered: {', '.join(offered)}")
+
+    def partitions(self) -> list[str]:
+        """The partitions users may choose: configured, else those Slurm has up."""
+        if self.settings.slurm_partitions:
+            return list(self.settings.slurm_partitions)
+        try:
+            return self.slurm.partitions()
+        except SlurmError as exc:
+            raise NotReady(f"Slurm does not answer: {exc}") from exc
+
+    # --- reading -----------------------------------------------------------------------------
+    def get(self, principal: Principal, job_id: str) -> Job:
+        """A job the principal may see: their own, their beamlines' (staff), any (admin)."""
+        with self.db.session() as db:
+            job = db.get(Job, job_id)
+        if job is None or not principal.may_manage(job.user_id, job.beamline):
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    def list(self, principal: Principal, username: str | None = None, active_only: bool = False,
+             limit: int = 500) -> list[Job]:
+        """Jobs newest first: by default your own (and your beamlines' for staff), or all for an admin."""
+        query = select(Job).order_by(Job.submitted_at.desc()).limit(limit)
+        if username is not None or principal.user_id is not None and not principal.is_admin:
+            user = self.identity.resolve_target(principal, username)
+            mine = Job.user_id == user.id
+            if username is None and principal.is_staff and principal.beamlines:
+                mine = mine | Job.beamline.in_(principal.beamlines)
+            query = query.where(mine)
+        if active_only:
+            query = query.where(Job.state.in_(ACTIVE_JOB_STATES))
+        with self.db.session() as db:
+            return list(db.scalars(query))
+
+    def events(self, principal: Principal, job_id: str, after: int = 0) -> list[JobEvent]:
+        self.get(principal, job_id)
+        with self.db.session() as db:
+            query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after).order_by(JobEvent.id)
+            return list(db.scalars(query))
+
+    def latest_event_id(self) -> int:
+        with self.db.session() as db:
+            return db.scalar(select(func.max(JobEvent.id))) or 0
+
+    def output_file(self, principal: Principal, job_id: str, which: str) -> Path:
+        """The real path of a job's output or error file, if the kernel would let the principal read it."""
+        job = self.get(principal, job_id)
+        caller = self.data.caller(principal)
+        if caller is None:
+            raise Forbidden("a job's files are read as a user: the file's own permissions decide, and this "
+                            "credential has no UID")
+        path = Path(os.path.realpath(job.output_path if which == "output" else job.error_path))
+        if not may_read(path, caller):
+            if not os.path.exists(path):
+                raise NotFound(f"job {job_id} has no {which} file (yet)")
+            raise Forbidden(f"the {which} file of job {job_id} is not readable by {principal.username}")
+        return path
+
+    # --- changing -----------------------------------------------------------------------------
+    def cancel(self, principal: Principal, job_id: str) -> Job:
+        """Cancel a job of one's own, of one's beamline (staff) or any (admin); an ended job stays as it is."""
+        job = self.get(principal, job_id)
+        if not job.state.is_active:
+            return job
+        try:
+            self.slurm.cancel(job.slurm_id)
+        except SlurmError as exc:
+            raise Conflict(f"Slurm did not cancel job {job.slurm_id}: {exc}") from exc
+        with self.db.session() as db:
+            db.add(JobEvent(job_id=job_id, state=job.state.value, message=f"cancel requested by {principal.username}"))
+            self.audit.add_as(db, principal, "job.cancel", job_id, user=job.user.username, slurm_id=job.slurm_id,
+                              beamline=job.beamline)
+        self.refresh()
+        return self.get(principal, job_id)
+
+    def refresh(self) -> int:
+        """Bring every active job up to what Slurm says now; how many changed."""
+        with self.db.session() as db:
+            active = list(db.scalars(select(Job.id).where(Job.state.in_(ACTIVE_JOB_STATES))))
+        if not active:
+            return 0
+        seen = self.slurm.jobs()  # listed after reading: a job recorded then was already known to Slurm
+        changed = 0
+        for job_id in active:
+            with self.db.session() as db:
+                job = db.get(Job, job_id, with_for_update=True)
+                if job is not None and job.state.is_active:
+                    changed += self._follow(db, job, seen.get(job.slurm_id))
+        return changed
+
+    @staticmethod
+    def _follow(db: Session, job: Job, seen: SlurmJob | None) -> int:
+        """Apply what Slurm said of one job; an event when its state or reason changed."""
+        if seen is None:
+            state, message = JobState.lost, f"Slurm no longer knows job {job.slurm_id}; it was {job.state.value}"
+        else:
+            state = state_of(seen)
+            message = describe(job, seen, state)
+            job.node = seen.nodes or job.node
+            job.started_at = seen.started_at or job.started_at
+            job.ended_at = seen.ended_at if not state.is_active else None
+            job.exit_code = seen.exit_code
+        if state is job.state and message == (job.reason or ""):
+            return 0
+        job.state, job.reason = state, message
+        if not state.is_active and job.ended_at is None:
+            job.ended_at = utcnow()
+        db.add(JobEvent(job_id=job.id, state=state.value, message=message))
+        return 1

@@ -1,0 +1,135 @@
+"""Slurm through its own command line: sbatch as the user, squeue and scancel as beamhub.
+
+There is no slurmdbd here, so Slurm remembers a finished job only for MinJobAge seconds: what it last said of a
+job is kept in beamhub's database, and `squeue --all --states=all --json` is asked for the jobs still active.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from beamhub.compute.backend import Account
+
+SUBMIT_TIMEOUT = 60.0
+UMASK = 0o077
+"""sbatch hands its umask to the job: output and error files are the user's alone unless they widen them."""
+
+
+class SlurmError(Exception):
+    """A Slurm command failed; the message is what it said."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One batch job as sbatch gets it; memory in bytes, the time limit in minutes."""
+
+    name: str
+    partition: str | None
+    ncores: int
+    memory: int
+    nodes: int
+    minutes: int
+    output: Path
+    error: Path
+    script: str | None = None
+    command: str | None = None
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """What squeue says of one job now."""
+
+    slurm_id: int
+    state: str
+    reason: str
+    nodes: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+    """The batch script's exit status, or minus the signal that ended it."""
+
+
+class Slurm:
+    """The Slurm commands of one cluster, with its SLURM_CONF."""
+
+    def __init__(self, conf: Path | None) -> None:
+        self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        if conf is not None:
+            self.env["SLURM_CONF"] = str(conf)
+
+    def submit(self, account: Account, job: Submission) -> int:
+        """Submit as the account (its UID, GID and groups, from its home): the job's id."""
+        argv = ["sbatch", "--parsable", f"--job-name={job.name}", f"--cpus-per-task={job.ncores}",
+                f"--mem={math.ceil(job.memory / 2**20)}M", f"--nodes={job.nodes}", f"--time={job.minutes}",
+                f"--output={job.output}", f"--error={job.error}", f"--chdir={account.home}"]
+        if job.partition:
+            argv.append(f"--partition={job.partition}")
+        if job.command is not None:
+            argv.append(f"--wrap={job.command}")
+        # The user's shell makes the output folder (0700 by the umask), so beamhub never writes into a home.
+        shell = ['/bin/sh', '-c', 'mkdir -p -- "$0" && exec "$@"', str(job.output.parent), *argv]
+        env = {**self.env, "HOME": str(account.home), "USER": account.username, "LOGNAME": account.username}
+        try:
+            done = subprocess.run(shell, input=job.script or "", capture_output=True, text=True, env=env,
+                                  cwd="/", user=account.uid, group=account.gid, extra_groups=list(account.groups),
+                                  umask=UMASK, timeout=SUBMIT_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SlurmError(f"sbatch could not run: {exc}") from exc
+        if done.returncode != 0:
+            raise SlurmError(_said(done.stderr) or f"sbatch failed with status {done.returncode}")
+        return int(done.stdout.strip().split(";")[0])
+
+    def jobs(self) -> dict[int, SlurmJob]:
+        """Every job Slurm remembers, by id."""
+        out = self._run(["squeue", "--all", "--states=all", "--json"])
+        return {job.slurm_id: job for job in map(_job_of, json.loads(out).get("jobs", []))}
+
+    def cancel(self, slurm_id: int) -> None:
+        """Cancel a job (beamhub has decided who may): as Slurm's administrator."""
+        self._run(["scancel", str(slurm_id)])
+
+    def partitions(self) -> list[str]:
+        """The partitions that are up, the default first."""
+        out = self._run(["sinfo", "--noheader", "--format=%P %a"])
+        names = [line.split()[0] for line in out.splitlines() if line.split()[1:] == ["up"]]
+        return sorted({n.rstrip("*") for n in names}, key=lambda n: (f"{n}*" not in names, n))
+
+    def _run(self, argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=SUBMIT_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SlurmError(f"{argv[0]} could not run: {exc}") from exc
+        if done.returncode != 0:
+            raise SlurmError(_said(done.stderr) or f"{argv[0]} failed with status {done.returncode}")
+        return done.stdout
+
+
+def _said(stderr: str) -> str:
+    """Slurm's message without its `sbatch: error:` prefixes."""
+    lines = [line.split("error:", 1)[-1].strip() for line in stderr.splitlines() if line.strip()]
+    return "; ".join(lines)[:1000]
+
+
+def _job_of(raw: dict) -> SlurmJob:
+    """A SlurmJob from one entry of squeue's JSON (Slurm 22.05: times in epoch seconds, 0 when unset)."""
+    status = raw.get("exit_code")
+    ended = raw.get("job_state") not in ("PENDING", "RUNNING", "CONFIGURING", "SUSPENDED")
+    return SlurmJob(slurm_id=int(raw["job_id"]), state=str(raw.get("job_state", "")),
+                    reason=str(raw.get("state_reason") or "None"), nodes=str(raw.get("nodes") or ""),
+                    started_at=_time(raw.get("start_time")) if raw.get("job_state") != "PENDING" else None,
+                    ended_at=_time(raw.get("end_time")) if ended else None,
+                    exit_code=_exit_code(status) if ended and isinstance(status, int) else None)
+
+
+def _exit_code(status: int) -> int:
+    """A wait status as the shell shows it: the exit status, or minus the signal."""
+    return -(status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
+
+
+def _time(epoch: object) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if isinstance(epoch, int) and epoch > 0 else None
