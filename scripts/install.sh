@@ -6,10 +6,16 @@ prefix=${BEAMHUB_PREFIX:-/opt/beamhub}
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
+# No init system here: package scripts must not start services (slurmctld, munge would fail without their
+# configuration and fail the install). A policy-rc.d that refuses is put in place unless the machine has one.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get install -y -q --no-install-recommends \
   python3 python3-venv python3-dev gcc acl libacl1-dev passwd util-linux procps \
   postgresql postgresql-contrib ca-certificates curl openssh-client samba samba-common-bin smbclient nginx-light \
-  chromium fonts-noto-cjk prometheus >/dev/null
+  chromium fonts-noto-cjk prometheus slurmctld slurmd slurm-client munge >/dev/null
 
 # Environments run by users' UIDs must come from Debian's Python and live outside /root.
 mkdir -p "$prefix"

@@ -4,7 +4,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${BEAMHUB_PREFIX:-/opt/beamhub}
 if [ ! -x "$prefix/venv/bin/pytest" ] || [ ! -x "$prefix/venv/bin/lint-imports" ] || \
-   [ ! -x "$prefix/images/default/bin/jupyter-lab" ] || [ ! -x /usr/bin/prometheus ]; then
+   [ ! -x "$prefix/images/default/bin/jupyter-lab" ] || [ ! -x /usr/bin/prometheus ] || \
+   [ ! -x /usr/sbin/slurmctld ]; then
   "$repo/scripts/install.sh"
 fi
 # The tested code is the code in this checkout, installed where other UIDs can read it.
