@@ -30,6 +30,7 @@ from beamhub.data.schemas import (
 )
 from beamhub.deps import AdminPrincipal, Browse, Data, scoped
 from beamhub.identity.principal import Principal
+from beamhub.identity.schemas import NO_NUL_PATTERN
 from beamhub.sse import PROGRESS_RESPONSES, Report, run_reporting
 
 router = APIRouter(prefix="/api/v1/proposals", tags=["data"])
@@ -41,7 +42,8 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.get("", response_model=Page[ProposalOut])
-def list_proposals(principal: Reader, data: Data, after: str | None = None, limit: Limit = 100) -> Page[ProposalOut]:
+def list_proposals(principal: Reader, data: Data, after: str | None = Query(None, pattern=PROPOSAL_PATTERN),
+                   limit: Limit = 100) -> Page[ProposalOut]:
     page = data.list(principal, after, limit)
     return Page(items=[proposal_out(data, p) for p in page], next=page[-1].id if len(page) == limit else None)
 
@@ -93,7 +95,8 @@ def list_datasets(proposal_id: ProposalId, principal: Reader, browse: Browse, af
 @router.get("/{proposal_id}/datasets/{dataset}/zip", response_class=StreamingResponse,
             responses={200: {"content": {"application/zip": {}}}})
 def dataset_zip(proposal_id: ProposalId, dataset: str, principal: Reader, browse: Browse,
-                folder: str = Query("", description="a folder inside the dataset; empty: all of it")) -> Response:
+                folder: str = Query("", max_length=4096, pattern=NO_NUL_PATTERN,
+                                    description="a folder inside the dataset; empty: all of it")) -> Response:
     """A dataset (or one of its folders) as a zip streamed while it is made, of the files the caller may read."""
     entries, filename = browse.folder_entries(principal, proposal_id, dataset, folder)
     return zip_response(entries, filename)
@@ -101,8 +104,10 @@ def dataset_zip(proposal_id: ProposalId, dataset: str, principal: Reader, browse
 
 @router.get("/{proposal_id}/files", response_model=Page[FileOut])
 def list_files(proposal_id: ProposalId, principal: Reader, browse: Browse,
-               prefix: str = Query("", description="a folder: list what lies below it"),
-               after: str | None = Query(None, description="the `next` of the previous page"),
+               prefix: str = Query("", max_length=4096, pattern=NO_NUL_PATTERN,
+                                   description="a folder: list what lies below it"),
+               after: str | None = Query(None, max_length=4200, pattern=NO_NUL_PATTERN,
+                                         description="the `next` of the previous page"),
                limit: Limit = 100) -> Page[FileOut]:
     rows, cursor = browse.files(principal, proposal_id, prefix, after, limit)
     return Page(items=[file_out(r) for r in rows], next=cursor)
@@ -125,7 +130,8 @@ def download_file(proposal_id: ProposalId, path: str, request: Request, principa
 
 @router.get("/{proposal_id}/readers", response_model=ReadersOut)
 def readers(proposal_id: ProposalId, principal: Reader, browse: Browse,
-            path: str = Query("", description="a file or folder of the proposal; empty: the proposal's folder")
+            path: str = Query("", max_length=4096, pattern=NO_NUL_PATTERN,
+                              description="a file or folder of the proposal; empty: the proposal's folder")
             ) -> ReadersOut:
     """Who can read this path, through which ACL entry and by which ways in: for administrators."""
     real, users, groups = browse.readers(principal, proposal_id, path)

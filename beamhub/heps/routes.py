@@ -11,8 +11,9 @@ from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Keys, Sessi
 from beamhub.heps import service
 from beamhub.heps.schemas import GPU_RESOURCE, PodOut, PodRequest, PodUpdate, UserRequest, WorkstationIn, WorkstationOut
 from beamhub.identity.principal import Principal
-from beamhub.identity.schemas import UserOut
+from beamhub.identity.schemas import MAX_ID, USERNAME_PATTERN, UserOut
 from beamhub.sessions.models import SessionRecord, Workstation
+from beamhub.sessions.schemas import NAME_PATTERN
 from beamhub.units import format_size
 
 router = APIRouter(tags=["HEPS spawner API"])
@@ -44,7 +45,7 @@ def create_user(body: UserRequest, principal: CurrentPrincipal, identity: Identi
 
 
 @router.get("/users/", response_model=list[UserOut], summary="Read Users")
-def read_users(principal: CurrentPrincipal, identity: Identity, skip: int = Query(0, ge=0),
+def read_users(principal: CurrentPrincipal, identity: Identity, skip: int = Query(0, ge=0, le=MAX_ID),
                limit: int = Query(100, ge=1, le=1000)) -> object:
     return identity.list_users(skip, limit, by=principal)
 
@@ -66,8 +67,8 @@ def create_pod(body: PodRequest, principal: SessionsPrincipal, sessions: Session
 
 
 @router.delete("/userpod/", response_model=PodOut, summary="Delete Pod By User")
-def delete_pod(principal: SessionsPrincipal, sessions: Sessions, username: str = Query(),
-               podname: str = Query("default")) -> PodOut:
+def delete_pod(principal: SessionsPrincipal, sessions: Sessions, username: str = Query(pattern=USERNAME_PATTERN),
+               podname: str = Query("default", pattern=NAME_PATTERN)) -> PodOut:
     record = sessions.find_active(principal, username, podname)
     return pod_out(sessions.stop(principal, record.id))
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from beamhub.deps import CurrentPrincipal, Groups, Identity, Login
 from beamhub.identity.models import Group
 from beamhub.identity.schemas import (
+    MAX_ID,
     GroupCreate,
     GroupOut,
     TokenCreate,
@@ -53,7 +54,7 @@ def create_user(body: UserCreate, principal: CurrentPrincipal, identity: Identit
 
 
 @router.get("/users", response_model=list[UserOut])
-def list_users(principal: CurrentPrincipal, identity: Identity, offset: int = Query(0, ge=0),
+def list_users(principal: CurrentPrincipal, identity: Identity, offset: int = Query(0, ge=0, le=MAX_ID),
                limit: int = Query(100, ge=1, le=1000)) -> object:
     return identity.list_users(offset, limit, by=principal)
 

@@ -14,6 +14,8 @@ MAX_SECONDS = 10 * 365 * 86400
 """The longest duration a request may name (ten years); a site's own, shorter maximum is the services' to check."""
 MAX_ID = 2**31 - 2
 """The largest UID or GID beamhub records: below uid_t's (uid_t)-1 and within a 32-bit signed database column."""
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""For query parameters: any text without NUL."""
 MAX_ITEMS = 256
 """The longest list (groups, beamlines, scopes, members, arguments) or mapping (environment) a request may carry."""
 
