@@ -44,10 +44,18 @@ class Base(DeclarativeBase):
     pass
 
 
+POOL_SIZE = 40
+"""Connections kept open: as many as the worker threads that may use one at once (AnyIO's default of 40), so that
+a burst of requests reuses connections instead of opening and closing them."""
+POOL_OVERFLOW = 10
+"""Connections opened beyond the pool for the server's own threads (reconciler, event reader, registrations)."""
+
+
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=POOL_SIZE,
+                               max_overflow=POOL_OVERFLOW)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +66,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
 
 def migrate(engine: Engine) -> None:
