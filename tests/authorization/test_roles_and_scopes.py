@@ -5,27 +5,20 @@ sessions end."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import secrets
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("beamhub_test_authz_world", Path(__file__).with_name("world.py"))
-assert _spec is not None and _spec.loader is not None
-authz = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
-_spec.loader.exec_module(authz)
-World, SESSION_BODY, public_key, detail = authz.World, authz.SESSION_BODY, authz.public_key, authz.detail
+from helpers.authz_world import SESSION_BODY, World, detail, public_key, world_of
 
 
 @pytest.fixture(scope="module")
 def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterator[Any]:
-    with authz.world_of(module_beamhub_factory, uid_range_env) as built:
+    with world_of(module_beamhub_factory, uid_range_env) as built:
         yield built
 
 

@@ -5,25 +5,17 @@ reveal existence); the owner, or an administrator for admin routes, passes."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import random
 import secrets
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
-_spec = importlib.util.spec_from_file_location("beamhub_test_authz_world", Path(__file__).with_name("world.py"))
-assert _spec is not None and _spec.loader is not None
-authz = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
-_spec.loader.exec_module(authz)
-World, SESSION_BODY, new_name, public_key, detail = (authz.World, authz.SESSION_BODY, authz.new_name, authz.public_key,
-                                                    authz.detail)
+from helpers.authz_world import SESSION_BODY, World, detail, new_name, public_key, world_of
 
 PUBLIC = "public"  # anyone, no credentials
 ANYONE = "anyone"  # any authenticated user, about themselves
@@ -34,7 +26,7 @@ AGENT = "agent"  # a session's agent, by its secret: no user token passes
 
 @pytest.fixture(scope="module")
 def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterator[Any]:
-    with authz.world_of(module_beamhub_factory, uid_range_env) as built:
+    with world_of(module_beamhub_factory, uid_range_env) as built:
         yield built
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import secrets
@@ -21,13 +20,7 @@ from typing import Any
 import pytest
 
 from beamhub.agent import SECRET_ENV
-
-_spec = importlib.util.spec_from_file_location("beamhub_test_local_backend_kit",
-                                              Path(__file__).with_name("local_backend_kit.py"))
-assert _spec is not None and _spec.loader is not None
-kit = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kit)
-wait_for = kit.wait_for
+from helpers.waiting import wait_for
 
 SECRET = "s3cret-" + secrets.token_hex(8)
 SESSION = "sess1"

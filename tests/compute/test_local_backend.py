@@ -3,10 +3,8 @@ cgroups; nothing the user controls runs as root or outside the limits (needs roo
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,15 +12,9 @@ import pytest
 from beamhub.compute import cgroups
 from beamhub.compute.backend import Account, Handle
 from beamhub.compute.local import LocalBackend
-
-_spec = importlib.util.spec_from_file_location("beamhub_test_local_backend_kit",
-                                              Path(__file__).with_name("local_backend_kit.py"))
-assert _spec is not None and _spec.loader is not None
-kit = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kit)
-PYTHON, MiB, wait_for, proc_status, proc_environ, pgrp_and_sid, runs, launch, wait_dead = (
-    kit.PYTHON, kit.MiB, kit.wait_for, kit.proc_status, kit.proc_environ, kit.pgrp_and_sid, kit.runs, kit.launch,
-    kit.wait_dead)
+from helpers.local_backend import PYTHON, MiB, launch, new_spec, wait_dead
+from helpers.processes import pgrp_and_sid, proc_environ, proc_status, runs
+from helpers.waiting import wait_for
 
 
 # --- identity -----------------------------------------------------------------------------
@@ -147,7 +139,7 @@ def test_users_path_cannot_replace_what_runs_as_root(backend: LocalBackend, acco
     for name in ("setpriv", "sleep", "sh", "env"):
         script = f'#!/bin/sh\necho "$(id -u) {name}" >> {record}\nexec /usr/bin/{name} "$@"\n'
         owned_by(account, bin_dir / name, script)
-    spec = kit.new_spec(backend, account, ["sleep", "300"], {"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    spec = new_spec(backend, account, ["sleep", "300"], {"PATH": f"{bin_dir}:/usr/bin:/bin"})
     handle = backend.start(spec)
     wait_for(lambda: runs(handle["pid"], ["/usr/bin/sleep", "300"]), what="the user's sleep to start")
 
@@ -162,8 +154,8 @@ def test_users_ld_preload_runs_only_as_the_user_inside_the_limits(backend: Local
     library, record = account.home / "preload.so", account.home / "preload.log"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
     os.chmod(library, 0o755)
-    spec = kit.new_spec(backend, account, ["sleep", "300"],
-                        {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(library), "PRELOAD_LOG": str(record)})
+    spec = new_spec(backend, account, ["sleep", "300"],
+                    {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(library), "PRELOAD_LOG": str(record)})
     handle = backend.start(spec)
     written = lambda: record.exists() and record.read_text().endswith("\n")  # noqa: E731
     wait_for(lambda: runs(handle["pid"], ["sleep", "300"]) and written(), what="sleep to start")

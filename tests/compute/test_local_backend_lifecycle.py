@@ -3,11 +3,9 @@ reused PIDs and stale handles, a restarted backend that re-adopts its sessions, 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,9 @@ from beamhub.compute import cgroups
 from beamhub.compute.backend import Account, BackendError
 from beamhub.compute.local import LocalBackend, process_start_time
 from beamhub.config import Settings
-
-_spec = importlib.util.spec_from_file_location("beamhub_test_local_backend_kit",
-                                              Path(__file__).with_name("local_backend_kit.py"))
-assert _spec is not None and _spec.loader is not None
-kit = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kit)
-wait_for, pgrp_and_sid, is_running, runs, launch, wait_dead = (
-    kit.wait_for, kit.pgrp_and_sid, kit.is_running, kit.runs, kit.launch, kit.wait_dead)
+from helpers.local_backend import launch, new_spec, wait_dead
+from helpers.processes import pgrp_and_sid, pid_alive, runs
+from helpers.waiting import wait_for
 
 
 # --- exit reasons -------------------------------------------------------------------------
@@ -75,7 +68,7 @@ def test_a_session_that_cannot_join_its_cgroups_does_not_start(backend: LocalBac
 def test_limits_the_kernel_refuses_fail_the_start_and_leave_nothing(backend: LocalBackend, account: Account,
                                                                     with_cgroups: cgroups.Cgroups) -> None:
     """A CPU quota under the kernel's 1 ms minimum: refused at once, with no cgroup or runtime directory left."""
-    spec = kit.new_spec(backend, account, ["sleep", "300"], {"PATH": "/usr/bin:/bin"}, ncores=0.001)
+    spec = new_spec(backend, account, ["sleep", "300"], {"PATH": "/usr/bin:/bin"}, ncores=0.001)
     with pytest.raises(BackendError, match="refused the session's limits"):
         backend.start(spec)
     assert not any(path.exists() for path in with_cgroups.paths(spec.session_id))
@@ -105,7 +98,7 @@ def test_stop_kills_the_whole_tree_and_removes_the_cgroups(backend: LocalBackend
 
     backend.stop(handle)
 
-    assert not [pid for pid in tree if is_running(pid)]
+    assert not [pid for pid in tree if pid_alive(pid)]
     assert not [d for d in dirs if d.exists()]
     assert not backend.poll(handle).alive
     assert backend.list() == []
@@ -116,7 +109,7 @@ def test_stop_is_idempotent(backend: LocalBackend, account: Account) -> None:
     backend.stop(handle)
     backend.stop(handle)
     assert not backend.poll(handle).alive
-    assert not is_running(handle["pid"])
+    assert not pid_alive(handle["pid"])
 
 
 def test_stop_of_a_session_that_ended_by_itself_frees_its_cgroups(backend: LocalBackend, account: Account,
@@ -176,7 +169,7 @@ def test_new_instance_readopts_running_sessions(backend: LocalBackend, account: 
 
     restarted.stop(running)
     assert not restarted.poll(running).alive
-    assert not is_running(running["pid"])
+    assert not pid_alive(running["pid"])
     assert not [d for d in running["cgroups"] if Path(d).exists()]
     backend.stop(running)  # the first instance reaps its child; stop stays idempotent
     assert restarted.list() == []

@@ -4,7 +4,6 @@ provider the tests start; cookies, CSRF, rate limits, disabled users, logout, re
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import secrets
 import subprocess
@@ -17,11 +16,7 @@ import httpx
 import pytest
 import websockets
 
-_spec = importlib.util.spec_from_file_location("beamhub_test_oidc_provider",
-                                               Path(__file__).with_name("oidc_provider.py"))
-assert _spec is not None and _spec.loader is not None
-oidc_provider = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(oidc_provider)
+from helpers.oidc_provider import Provider
 
 BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery"
@@ -31,7 +26,7 @@ JSON = {"Accept": "application/json"}
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Any]:
-    server = oidc_provider.Provider("beamhub", secrets.token_urlsafe(16)).start()
+    server = Provider("beamhub", secrets.token_urlsafe(16)).start()
     yield server
     server.stop()
 
@@ -211,7 +206,6 @@ def test_cli_sets_a_password(hub: Any) -> None:
 
 
 def test_pam_login_against_a_real_system_account(hub: Any, system_users: list[str]) -> None:
-    pytest.importorskip("pam")
     username = f"pam{secrets.token_hex(3)}"
     system_users.append(username)
     subprocess.run(["useradd", "--no-create-home", username], check=True, capture_output=True)

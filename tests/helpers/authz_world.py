@@ -1,7 +1,6 @@
 """The shared server of the authorization tests: users alice and bob, and one of each resource they act on.
 
-Loaded by file (the tests run with --import-mode=importlib); each test module builds its own World with
-`world_of` in a module fixture.
+Each test module builds its own World with `world_of` in a module fixture.
 """
 
 from __future__ import annotations
