@@ -53,6 +53,22 @@ def may_access(path: Path, caller: Caller, mode: int = os.R_OK) -> bool:
         return False  # missing, a loop, or unreadable to beamhub itself: deny
 
 
+@dataclass(frozen=True)
+class Grant:
+    """The entry of a file's ACL or mode bits that lets a caller in: owner, user or group (with its ID), other."""
+
+    tag: str
+    qualifier: int | None = None
+
+
+def granting_entry(path: Path, caller: Caller, mode: int = os.R_OK) -> Grant | None:
+    """Which entry of path's own ACL (or mode) grants caller mode; None when none does (root may still override).
+
+    It names the entry, it does not decide: the walk to path is may_access's to check.
+    """
+    return _dac_grant(os.fspath(path), os.stat(path), caller, mode)
+
+
 def may_read(path: Path, caller: Caller) -> bool:
     """may_access(path, caller, os.R_OK): for a directory that means listing it.
 
@@ -119,7 +135,7 @@ def _inode_permission(path: str, st: os.stat_result, caller: Caller, want: int) 
         return False
     if want & os.W_OK and _is_immutable(path, st):
         return False
-    if _dac_permission(path, st, caller, want):
+    if _dac_grant(path, st, caller, want) is not None:
         return True
     return caller.uid == 0 and _root_overrides(st, want)
 
@@ -131,18 +147,18 @@ def _root_overrides(st: os.stat_result, want: int) -> bool:
     return not want & os.X_OK or bool(st.st_mode & 0o111)
 
 
-def _dac_permission(path: str, st: os.stat_result, caller: Caller, want: int) -> bool:
+def _dac_grant(path: str, st: os.stat_result, caller: Caller, want: int) -> Grant | None:
     """acl_permission_check: the owner's bits, else the ACL (if the mask grants anything), else group/other bits."""
     mode = st.st_mode
     if caller.uid == st.st_uid:
-        return not want & ~(mode >> 6) & 0o7
+        return Grant("owner") if not want & ~(mode >> 6) & 0o7 else None
     if mode & stat.S_IRWXG:
         acl = _extended_acl(path)
         if acl is not None:
-            return _posix_acl_permission(acl, st, caller, want)
+            return _posix_acl_grant(acl, st, caller, want)
     if want & (mode ^ (mode >> 3)) & 0o7 and st.st_gid in caller.gids:
-        mode >>= 3
-    return not want & ~mode & 0o7
+        return Grant("group", st.st_gid) if not want & ~(mode >> 3) & 0o7 else None
+    return Grant("other") if not want & ~mode & 0o7 else None
 
 
 def _extended_acl(path: str) -> posix1e.ACL | None:
@@ -155,28 +171,30 @@ def _extended_acl(path: str) -> posix1e.ACL | None:
     return posix1e.ACL(file=path)
 
 
-def _posix_acl_permission(acl: posix1e.ACL, st: os.stat_result, caller: Caller, want: int) -> bool:
-    """posix_acl_permission for a caller who is not the owner."""
+def _posix_acl_grant(acl: posix1e.ACL, st: os.stat_result, caller: Caller, want: int) -> Grant | None:
+    """posix_acl_permission for a caller who is not the owner: the named user, else the first matching group
+    entry that grants (any match that grants nothing denies), else other; named user and groups masked."""
     mask, other = 0o7, 0
     user: int | None = None
-    groups: list[int] = []
+    groups: list[tuple[int, int]] = []
     for entry in acl:
         bits = _bits(entry.permset)
         if entry.tag_type == posix1e.ACL_USER and entry.qualifier == caller.uid:
             user = bits
         elif entry.tag_type == posix1e.ACL_GROUP_OBJ and st.st_gid in caller.gids:
-            groups.append(bits)
+            groups.append((st.st_gid, bits))
         elif entry.tag_type == posix1e.ACL_GROUP and entry.qualifier in caller.gids:
-            groups.append(bits)
+            groups.append((entry.qualifier, bits))
         elif entry.tag_type == posix1e.ACL_MASK:
             mask = bits
         elif entry.tag_type == posix1e.ACL_OTHER:
             other = bits
     if user is not None:
-        return want & user & mask == want
+        return Grant("user", caller.uid) if want & user & mask == want else None
     if groups:
-        return any(want & bits == want for bits in groups) and want & mask == want
-    return want & other == want
+        granting = (Grant("group", gid) for gid, bits in groups if want & bits == want)
+        return next(granting, None) if want & mask == want else None
+    return Grant("other") if want & other == want else None
 
 
 def _bits(permset: posix1e.Permset) -> int:

@@ -7,9 +7,7 @@ walk from / and the target's ACL. What differs per user is only which ways in th
 
 from __future__ import annotations
 
-import grp
 import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,10 @@ from pathlib import Path
 import posix1e
 
 from beamhub.config import Settings
+from beamhub.data import access
 from beamhub.data.access import Caller, may_read
 from beamhub.errors import NotFound
+from beamhub.identity.accounts import group_name
 from beamhub.identity.models import Role, User, UserState
 from beamhub.identity.principal import SYSTEM
 from beamhub.identity.service import IdentityService
@@ -69,15 +69,14 @@ def who_can_read(path: Path, candidates: Iterable[Reader]) -> list[ReadAccess]:
         caller = Caller(uid=reader.uid, gids=reader.gids)
         if may_read(path, caller):  # the path as given: a symlink's own folders must be searchable too
             found.append(ReadAccess(reader.username, reader.uid, granting_entry(target, caller), reader.paths))
-    return sorted(found, key=lambda access: access.username)
+    return sorted(found, key=lambda entry: entry.username)
 
 
 def acl_groups(path: Path) -> list[GroupAccess]:
     """The named groups of path's access ACL, by GID, each with whether membership alone lets one read path."""
     target = _existing(path)
-    gids = sorted({entry.qualifier for entry in _acl_entries(target) if entry.tag_type == posix1e.ACL_GROUP})
     return [GroupAccess(group_name(gid), gid, may_read(path, Caller(uid=_NO_USER, gids=frozenset({gid}))))
-            for gid in gids]
+            for gid in _acl_groups(target)]
 
 
 def granting_entry(path: Path, caller: Caller) -> str:
@@ -85,20 +84,12 @@ def granting_entry(path: Path, caller: Caller) -> str:
 
     Meant for a caller may_read has let in: it names the entry, it does not decide.
     """
-    st = os.stat(path)
-    if caller.uid == st.st_uid:
-        return "owner" if st.st_mode & stat.S_IRUSR else "root"
-    entries = _acl_entries(path) if st.st_mode & stat.S_IRWXG and posix1e.has_extended(os.fspath(path)) else None
-    entry = _acl_granting(entries, st, caller) if entries is not None else _mode_granting(st, caller)
-    return entry or "root"
-
-
-def group_name(gid: int) -> str:
-    """The name of a GID on this host, or the number."""
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
+    grant = access.granting_entry(path, caller)
+    if grant is None:
+        return "root"
+    if grant.qualifier is None:
+        return grant.tag
+    return f"group:{group_name(grant.qualifier)}" if grant.tag == "group" else f"{grant.tag}:{grant.qualifier}"
 
 
 def access_paths(user: User, settings: Settings) -> tuple[str, ...]:
@@ -137,38 +128,6 @@ def _existing(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _acl_entries(path: Path) -> list[posix1e.Entry]:
-    return list(posix1e.ACL(file=os.fspath(path)))
-
-
-def _acl_granting(entries: list[posix1e.Entry], st: os.stat_result, caller: Caller) -> str | None:
-    """posix_acl_permission's choice for read: the named user, else a matching group that grants, else other."""
-    mask = next((bool(e.permset.read) for e in entries if e.tag_type == posix1e.ACL_MASK), True)
-    user = next((e for e in entries if e.tag_type == posix1e.ACL_USER and e.qualifier == caller.uid), None)
-    if user is not None:
-        return f"user:{caller.uid}" if user.permset.read and mask else None
-    groups = _matching_groups(entries, st, caller)
-    if groups:
-        granting = [gid for gid, reads in groups if reads]
-        return f"group:{group_name(granting[0])}" if granting and mask else None
-    other = next(e for e in entries if e.tag_type == posix1e.ACL_OTHER)
-    return "other" if other.permset.read else None
-
-
-def _matching_groups(entries: list[posix1e.Entry], st: os.stat_result, caller: Caller) -> list[tuple[int, bool]]:
-    """(GID, grants read) of the owning-group and named-group entries of caller's groups."""
-    found = []
-    for entry in entries:
-        if entry.tag_type == posix1e.ACL_GROUP_OBJ and st.st_gid in caller.gids:
-            found.append((st.st_gid, bool(entry.permset.read)))
-        elif entry.tag_type == posix1e.ACL_GROUP and entry.qualifier in caller.gids:
-            found.append((entry.qualifier, bool(entry.permset.read)))
-    return found
-
-
-def _mode_granting(st: os.stat_result, caller: Caller) -> str | None:
-    """The mode bits' choice for read: a member of the owning group gets its bits where they differ from other's."""
-    group, other = bool(st.st_mode & stat.S_IRGRP), bool(st.st_mode & stat.S_IROTH)
-    if st.st_gid in caller.gids and group != other:
-        return f"group:{group_name(st.st_gid)}" if group else None
-    return "other" if other else None
+def _acl_groups(path: Path) -> list[int]:
+    """The GIDs of the named-group entries of path's access ACL."""
+    return sorted({e.qualifier for e in posix1e.ACL(file=os.fspath(path)) if e.tag_type == posix1e.ACL_GROUP})

@@ -65,6 +65,14 @@ def group_named(name: str) -> grp.struct_group | None:
         return None
 
 
+def group_name(gid: int) -> str:
+    """The name of a GID on this host, or the number if NSS has no name for it."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 def uid_taken(uid: int) -> bool:
     """Whether a system account already uses this UID."""
     try:
