@@ -43,6 +43,8 @@ KillWait=2
 InactiveLimit=0
 NodeName=node[1-3] NodeHostname=$(hostname) NodeAddr=127.0.0.1 Port=17001-17003 CPUs=4 RealMemory=4000 State=UNKNOWN
 PartitionName=debug Nodes=node[1-3] Default=YES MaxTime=INFINITE State=UP
+# Accepts jobs and never starts them: benchmarks measure submission alone (bench/jobs.py)
+PartitionName=hold Nodes=node[1-3] MaxTime=INFINITE State=DOWN
 EOF
   cat > "$dir/cgroup.conf" <<EOF
 CgroupPlugin=cgroup/v1
@@ -77,7 +79,7 @@ start() {
     alive "$dir/run/slurmd-$node.pid" || slurmd -f "$conf" -N "$node"
   done
   for _ in $(seq 150); do
-    up=$(sinfo -h -N -o '%N %t' 2>/dev/null | grep -cE ' (idle|mix|alloc)$' || true)
+    up=$(sinfo -h -N -p debug -o '%N %t' 2>/dev/null | grep -cE ' (idle|mix|alloc)$' || true)
     [ "$up" -ge "${#nodes[@]}" ] && { echo "slurm cluster up: SLURM_CONF=$conf"; return; }
     sleep 0.2
   done

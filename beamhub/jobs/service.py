@@ -152,19 +152,17 @@ class JobService:
         return self.get(principal, job_id)
 
     def refresh(self) -> int:
-        """Bring every active job up to what Slurm says now; how many changed."""
+        """Bring every active job up to what Slurm says now, in one unit of work; how many changed."""
         with self.db.session() as db:
-            active = list(db.scalars(select(Job.id).where(Job.state.in_(ACTIVE_JOB_STATES))))
-        if not active:
-            return 0
-        seen = self.slurm.jobs()  # listed after reading: a job recorded then was already known to Slurm
-        changed = 0
-        for job_id in active:
-            with self.db.session() as db:
-                job = db.get(Job, job_id, with_for_update=True)
-                if job is not None and job.state.is_active:
-                    changed += self._follow(db, job, seen.get(job.slurm_id))
-        return changed
+            if db.scalar(select(Job.id).where(Job.state.in_(ACTIVE_JOB_STATES)).limit(1)) is None:
+                return 0
+        listed_at = utcnow()
+        seen = self.slurm.jobs()
+        with self.db.session() as db:
+            # Only jobs recorded before the listing: sbatch had returned, so Slurm knew each of them.
+            active = db.scalars(select(Job).where(Job.state.in_(ACTIVE_JOB_STATES), Job.submitted_at < listed_at)
+                                .with_for_update())
+            return sum(self._follow(db, job, seen.get(job.slurm_id)) for job in active)
 
     @staticmethod
     def _follow(db: Session, job: Job, seen: SlurmJob | None) -> int:

@@ -16,8 +16,9 @@ from pathlib import Path
 from beamhub.compute.backend import Account
 
 SUBMIT_TIMEOUT = 60.0
-UMASK = 0o077
-"""sbatch hands its umask to the job: output and error files are the user's alone unless they widen them."""
+UMASK = "0077"
+"""The umask sbatch hands to the job (SLURM_UMASK): output and error files are the user's alone unless they widen
+them."""
 
 
 class SlurmError(Exception):
@@ -71,13 +72,14 @@ class Slurm:
             argv.append(f"--partition={job.partition}")
         if job.command is not None:
             argv.append(f"--wrap={job.command}")
-        # The user's shell makes the output folder (0700 by the umask), so beamhub never writes into a home.
-        shell = ['/bin/sh', '-c', 'mkdir -p -- "$0" && exec "$@"', str(job.output.parent), *argv]
-        env = {**self.env, "HOME": str(account.home), "USER": account.username, "LOGNAME": account.username}
+        if not job.output.parent.is_dir():
+            # The user's shell makes the output folder (0700), so beamhub never writes into a home.
+            argv = ["/bin/sh", "-c", 'umask 077 && mkdir -p -- "$0" && exec "$@"', str(job.output.parent), *argv]
+        env = {**self.env, "HOME": str(account.home), "USER": account.username, "LOGNAME": account.username,
+               "SLURM_UMASK": UMASK}
         try:
-            done = subprocess.run(shell, input=job.script or "", capture_output=True, text=True, env=env,
-                                  cwd="/", user=account.uid, group=account.gid, extra_groups=list(account.groups),
-                                  umask=UMASK, timeout=SUBMIT_TIMEOUT)
+            done = subprocess.run([*as_user(account), *argv], input=job.script or "", capture_output=True, text=True,
+                                  env=env, cwd="/", timeout=SUBMIT_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SlurmError(f"sbatch could not run: {exc}") from exc
         if done.returncode != 0:
@@ -107,6 +109,13 @@ class Slurm:
         if done.returncode != 0:
             raise SlurmError(_said(done.stderr) or f"{argv[0]} failed with status {done.returncode}")
         return done.stdout
+
+
+def as_user(account: Account) -> list[str]:
+    """The command prefix that runs what follows as the account. An exec of setpriv rather than subprocess's user=
+    and group=, which make Python fork the whole server instead of vfork: a submission costs a few ms less."""
+    groups = f"--groups={','.join(map(str, account.groups))}" if account.groups else "--clear-groups"
+    return ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", groups, "--"]
 
 
 def _said(stderr: str) -> str:
