@@ -39,7 +39,7 @@ def nss_identity(username: str, uid: int | None, groups: list[str] | None) -> tu
                       "create it in the directory (LDAP/SSSD) first") from None
     if uid is not None and uid != entry.pw_uid:
         raise Invalid(f"identity source is nss: {username} has UID {entry.pw_uid} there, not {uid}")
-    names = sorted({_group_name(gid) for gid in nss_group_ids(username, entry.pw_gid) if gid != entry.pw_gid})
+    names = sorted({accounts.group_name(gid) for gid in nss_group_ids(username, entry.pw_gid) if gid != entry.pw_gid})
     missing = sorted(set(groups or []) - set(names))
     if missing:
         raise Invalid(f"identity source is nss: group membership comes from NSS and {username} is not in "
@@ -50,14 +50,6 @@ def nss_identity(username: str, uid: int | None, groups: list[str] | None) -> tu
 def nss_group_ids(username: str, gid: int) -> tuple[int, ...]:
     """Every GID NSS gives this user (primary first), as `id USER` shows."""
     return tuple(os.getgrouplist(username, gid))
-
-
-def _group_name(gid: int) -> str:
-    """The name of a GID, or the number if NSS has no name for it."""
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 # --- db: drift and sync --------------------------------------------------------------------------

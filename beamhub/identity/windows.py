@@ -8,7 +8,6 @@ a SID answers with the user.
 
 from __future__ import annotations
 
-import grp
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +17,7 @@ from sqlalchemy import select
 from beamhub.config import Settings
 from beamhub.db import Database
 from beamhub.errors import Invalid, NotFound
+from beamhub.identity import accounts
 from beamhub.identity.models import Group, User
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
@@ -137,13 +137,5 @@ class WindowsIdentity:
             if group is not None:
                 return SidOwner("group", number, group.name)
             if db.scalar(select(User.id).where(User.gid == number)) is not None:
-                return SidOwner("group", number, _system_group_name(number))
+                return SidOwner("group", number, accounts.group_name(number))
         raise NotFound(f"{sid} maps to id {number}, which no beamhub user or group has")
-
-
-def _system_group_name(gid: int) -> str:
-    """The name of a GID on this host, or the number."""
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
