@@ -6,7 +6,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,15 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.accounts import UserMaker
+from helpers.http import free_port
+
 BIN = Path(sys.executable).parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 IMAGE = Path("/opt/beamhub/images/default")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def remove_accounts(names: list[str]) -> None:
@@ -206,6 +202,16 @@ def system_users() -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     remove_accounts(names)
+
+
+@pytest.fixture
+def make_user(server: Beamhub, system_users: list[str]) -> UserMaker:
+    """make_user(**fields): a user through the module's `server`, and its system account (removed at the end)."""
+    def make(**fields: object) -> tuple[str, str]:
+        username = str(fields.pop("username", unique_name("u")))
+        system_users.append(username)
+        return server.create_user(username=username, **fields)
+    return make
 
 
 @pytest.fixture(scope="module")

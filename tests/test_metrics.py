@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from helpers.http import free_port
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 METRICS_TOKEN = "scrape-me-please"

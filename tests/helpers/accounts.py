@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+
+UserMaker = Callable[..., tuple[str, str]]
+"""The `make_user` fixture (tests/conftest.py): make_user(**fields) -> (username, API token)."""
 
 PROBE = "import sys\ntry: print(open(sys.argv[1]).read(), end='')\nexcept OSError as e: print(type(e).__name__, end='')"
 

@@ -9,13 +9,18 @@ import pwd
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from helpers.accounts import UserMaker
+from helpers.http import assert_error
+from helpers.processes import cmdline, processes_in_group, uids_of
+from helpers.waiting import wait_for
 
 IMAGE = Path("/opt/beamhub/images/default")
 SEED_IMAGE = "dockerhub.ihep.ac.cn/opendata/cumopy:db61750"
@@ -30,7 +35,6 @@ SMALL = {"ncores": 0.5, "memory": "1G", "extra_resource": {}}
 SLEEPER = {"single_cmd": "sleep", "single_cmd_args": "600"}
 """A command pod: running at once, for tests where JupyterLab itself is not the point."""
 
-UserMaker = Callable[[], tuple[str, str]]
 
 
 def seed_payload(username: str, **changes: object) -> dict[str, object]:
@@ -53,15 +57,6 @@ def seed_payload(username: str, **changes: object) -> dict[str, object]:
     return {**payload, **changes}
 
 
-def assert_error(response: httpx.Response, status: int, *fragments: str) -> str:
-    """A JSON error with the expected status whose detail mentions each fragment; returns the detail."""
-    assert response.status_code == status, response.text
-    detail = str(response.json()["detail"])
-    for fragment in fragments:
-        assert fragment in detail, detail
-    return detail
-
-
 def created(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     return response.json()
@@ -74,41 +69,6 @@ def group_of(server: Any, session_id: str) -> int:
     """The process group the local backend started the session in."""
     handle = json.loads((server.state_dir / "local" / f"{session_id}.json").read_text())
     return int(handle["pid"])
-
-
-def processes_in_group(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
-
-
-def uids_of(pid: int) -> set[int]:
-    """Real, effective, saved and filesystem UIDs of a process."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return {int(uid) for uid in line.split()[1:]}
-    raise AssertionError(f"no Uid line for {pid}")
-
-
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -131,15 +91,6 @@ def no_sessions_left(server: Any, system_users: list[str]) -> Iterator[None]:
     server.stop_all_sessions()
     yield
     server.stop_all_sessions()
-
-
-@pytest.fixture
-def make_user(server: Any, system_users: list[str]) -> UserMaker:
-    def make() -> tuple[str, str]:
-        username = f"hp{secrets.token_hex(4)}"
-        system_users.append(username)
-        return server.create_user(username=username)
-    return make
 
 
 @pytest.fixture
@@ -206,8 +157,10 @@ def test_patch_moves_the_expiry_counted_from_creation(server: Any, user: str) ->
 
 
 def test_patch_refuses_an_expiry_already_past_and_unknown_pods(server: Any, user: str) -> None:
-    start_pod(server, user, **SLEEPER)
-    time.sleep(1.1)
+    pod = start_pod(server, user, **SLEEPER)
+    # the server's clock, not ours: wait (in real time) only until one second after creation has passed
+    time.sleep(max(0.0, (datetime.fromisoformat(pod["createtime"]) + timedelta(seconds=1.05)
+                         - datetime.now(UTC)).total_seconds()))
     assert_error(server.admin.patch("/userpod/", json={"username": user, "expireruntime": 1}), 422, "past")
     assert_error(server.admin.patch("/userpod/", json={"username": user, "podname": "other",
                                                        "expireruntime": 100}), 404, "other")
@@ -359,7 +312,7 @@ def test_refresh_lists_running_pods_and_fails_one_whose_processes_died(server: A
     assert [(p["sessionid"], p["status"]) for p in listed] == [(pod["sessionid"], "running")]
     pgid = group_of(server, pod["sessionid"])
     os.killpg(pgid, signal.SIGKILL)
-    wait_until(lambda: not processes_in_group(pgid))
+    wait_for(lambda: not processes_in_group(pgid), 20, "the pod's processes to end")
     response = server.admin.get("/refreshuserspod/")
     assert response.status_code == 200, response.text
     assert response.json() == []

@@ -7,8 +7,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pytest
 from beamhub.db import Database, migrate
 from beamhub.identity.audit import AuditService, clean_detail
 from beamhub.identity.principal import SYSTEM
+from helpers.waiting import wait_for
 
 ADMIN = "admin-token"
 LOCAL = "127.0.0.1"
@@ -52,15 +51,6 @@ def the_one(server: Any, action: str, target: str, **params: Any) -> dict[str, A
     found = find(server, action, target, **params)
     assert len(found) == 1, (action, target, events(server))
     return found[0]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.2)
-    return value
 
 
 def assert_by(event: dict[str, Any], actor: str, success: bool = True) -> None:
@@ -130,7 +120,7 @@ def test_tokens_issued_used_revoked_and_refused_are_recorded(server: Any, user: 
 def test_an_unknown_token_is_recorded_as_a_failure(server: Any) -> None:
     since = datetime.now(UTC).isoformat()
     assert server.client(f"bogus-{secrets.token_hex(8)}").get("/api/v1/sessions").status_code == 401
-    refused = wait_for(lambda: events(server, action="token.refused", since=since, actor=""))
+    refused = wait_for(lambda: events(server, action="token.refused", since=since, actor=""), 30, "token.refused")
     assert_by(refused[0], "", success=False)
     assert refused[0]["detail"]["reason"] == "the token is unknown or revoked"
     assert all(not e["success"] for e in events(server, success=False))
@@ -157,12 +147,12 @@ def test_session_start_stop_fail_and_expiry_are_recorded(server: Any, user: tupl
     assert stopped["detail"]["user"] == username
 
     failing = start_session(server, token, command="false", args=[])
-    failed = wait_for(lambda: find(server, "session.fail", failing["id"]))[0]
+    failed = wait_for(lambda: find(server, "session.fail", failing["id"]), 30, "session.fail")[0]
     assert (failed["actor"], failed["success"]) == ("beamhub", False)
     assert "exited" in failed["detail"]["reason"]
 
     short = start_session(server, token, runtime=1)
-    expired = wait_for(lambda: find(server, "session.expire", short["id"]))[0]
+    expired = wait_for(lambda: find(server, "session.expire", short["id"]), 30, "session.expire")[0]
     assert (expired["actor"], expired["success"]) == ("beamhub", True)
     assert [e["action"] for e in events(server, action="session") if e["target"] == short["id"]] == [
         "session.expire", "session.start", "session.create"]

@@ -7,12 +7,14 @@ import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from beamhub.config import Settings
-from beamhub.errors import Forbidden
+from beamhub.errors import Forbidden, Unauthenticated
 from beamhub.identity.models import UserState
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import principal_of
@@ -112,3 +114,13 @@ def test_alice_does_all_of_it_herself(tmp_path: Path) -> None:
     with world_in(tmp_path) as own:
         for act in ON_ALICE.values():
             act(own, own.alice)
+
+
+def test_a_token_is_refused_from_the_second_its_lifetime_is_over(tmp_path: Path) -> None:
+    with world_in(tmp_path) as own, time_machine.travel(datetime.now(UTC), tick=False) as clock:
+        plain, _ = own.services.identity.issue_token("alice", "an hour", expires_in=3600, by=own.alice)
+        clock.shift(timedelta(seconds=3599))
+        assert own.services.identity.authenticate(plain).username == "alice"
+        clock.shift(timedelta(seconds=1))
+        with pytest.raises(Unauthenticated, match="the token has expired"):
+            own.services.identity.authenticate(plain)

@@ -3,15 +3,13 @@ refused with a reason, and users keep their keys through the API and the HEPS sp
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -22,6 +20,8 @@ from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import principal_of
 from beamhub.identity.sshkeys import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys
 from beamhub.services import build_services
+from helpers.accounts import UserMaker
+from helpers.http import assert_error
 
 IMAGE = Path("/opt/beamhub/images/default")
 ACCEPTED = {"ed25519": ["-t", "ed25519"], "ecdsa256": ["-t", "ecdsa", "-b", "256"],
@@ -31,7 +31,6 @@ ALGORITHMS = {"ed25519": ("ssh-ed25519", 256), "ecdsa256": ("ecdsa-sha2-nistp256
               "ecdsa384": ("ecdsa-sha2-nistp384", 384), "ecdsa521": ("ecdsa-sha2-nistp521", 521),
               "rsa2048": ("ssh-rsa", 2048), "rsa4096": ("ssh-rsa", 4096)}
 SLEEPER = {"ncores": 0.5, "memory": "1G", "single_cmd": "sleep", "single_cmd_args": "300"}
-UserMaker = Callable[[], tuple[str, str]]
 
 
 def keygen(directory: Path, name: str, options: list[str]) -> Path:
@@ -226,27 +225,10 @@ def test_a_token_limited_to_sessions_adds_no_key_but_the_keys_scope_does(service
 # --- the API, on a real server -----------------------------------------------------------------
 
 
-def assert_error(response: httpx.Response, status: int, *fragments: str) -> None:
-    assert response.status_code == status, response.text
-    detail = str(response.json()["detail"])
-    for fragment in fragments:
-        assert fragment in detail, detail
-
-
 @pytest.fixture(scope="module")
 def server(module_beamhub_factory: Any, module_database_url: str, uid_range_env: dict[str, str]) -> Any:
     """One server per database (SQLite, PostgreSQL) that this module's API tests share."""
     return module_beamhub_factory(env={"BEAMHUB_DATABASE_URL": module_database_url, **uid_range_env})
-
-
-@pytest.fixture
-def make_user(server: Any, system_users: list[str]) -> UserMaker:
-    """A user through the API (and its system account, removed at the end)."""
-    def make() -> tuple[str, str]:
-        username = f"sk{secrets.token_hex(4)}"
-        system_users.append(username)
-        return server.create_user(username=username)
-    return make
 
 
 def test_a_user_adds_lists_and_deletes_a_key(server: Any, make_user: UserMaker, keys: dict[str, Path]) -> None:

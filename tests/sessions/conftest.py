@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -15,41 +14,10 @@ import httpx
 import pytest
 import websockets
 
+from helpers.processes import parent_pid, proc_environ
+from helpers.waiting import wait_for
+
 IMAGE = Path("/opt/beamhub/images/default")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a PID names a live (non-zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-def process_env(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
-
-
-def parent_pid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def kernel_message(msg_type: str, content: dict[str, Any], channel: str = "shell") -> dict[str, Any]:
@@ -131,10 +99,10 @@ class SessionKit:
         def find() -> int | None:
             return next((pid for pid in self.pids(session_id) if parent_pid(pid) == agent), None)
 
-        return wait_until(find, 10, f"the program of session {session_id}")
+        return wait_for(find, 10, f"the program of session {session_id}")
 
     def program_env(self, session_id: str) -> dict[str, str]:
-        return process_env(self.program_pid(session_id))
+        return proc_environ(self.program_pid(session_id))
 
     def private_token(self, session_id: str) -> str:
         """The token the session's program trusts, read from its environment."""
@@ -211,14 +179,3 @@ def lab(hub_sessions: SessionKit, owner: tuple[str, str]) -> Iterator[dict[str, 
     session = hub_sessions.running(owner[1], kind="jupyter", memory="512Mi")
     yield session
     hub_sessions.stop(session["id"])
-
-
-@pytest.fixture(name="wait_until")
-def wait_until_fixture() -> Callable[[Callable[[], Any], float, str], Any]:
-    """wait_until(check, timeout, what): poll until check() is truthy, or fail saying what was awaited."""
-    return wait_until
-
-
-@pytest.fixture(name="pid_alive")
-def pid_alive_fixture() -> Callable[[int], bool]:
-    return pid_alive

@@ -13,6 +13,8 @@ import httpx
 import pytest
 import websockets
 
+from helpers.waiting import wait_for
+
 EMPTY_NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 # A command session that answers every GET with the request's path and headers, as JSON.
@@ -114,12 +116,12 @@ def test_the_private_token_never_reaches_the_client(hub: Any, hub_sessions: Any,
         assert all(private not in value for value in response.headers.values())
 
 
-def test_the_upstream_gets_the_session_token_and_never_beamhubs(hub: Any, hub_sessions: Any, wait_until: Any,
+def test_the_upstream_gets_the_session_token_and_never_beamhubs(hub: Any, hub_sessions: Any,
                                                                  owner: tuple[str, str]) -> None:
     session = hub_sessions.running(owner[1], kind="command", command="python3", args=["-c", ECHO_SERVER],
                                memory="128Mi")
     try:
-        echo = wait_until(lambda: _echo(hub, session["id"], owner[1]), 15, "the echo server to answer")
+        echo = wait_for(lambda: _echo(hub, session["id"], owner[1]), 15, "the echo server to answer")
         headers = {k.lower(): v for k, v in echo["headers"].items()}
         assert echo["path"] == f"/s/{session['id']}/echo?x=1"
         assert headers["authorization"] == f"token {hub_sessions.private_token(session['id'])}"

@@ -14,6 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers.processes import pid_alive
+from helpers.waiting import wait_for
+
 SLEEP = {"kind": "command", "command": "sleep", "args": ["600"], "memory": "64Mi", "ncores": 0.1}
 
 
@@ -63,7 +66,7 @@ def warning_sessions(warning_hub: Any, kit: Any) -> Any:
 
 
 def test_a_running_session_survives_a_crash_of_beamhub(make_hub: Any, kit: Any, database_url: str,
-                                                       pid_alive: Any, require_image: None) -> None:
+                                                       require_image: None) -> None:
     server = make_hub(BEAMHUB_DATABASE_URL=database_url)
     sessions = kit(server)
     _, token = server.create_user()
@@ -96,8 +99,7 @@ def test_a_session_killed_while_beamhub_was_down_is_failed_after_restart(make_hu
     assert "gone" in failed["reason"]
 
 
-def test_a_session_that_expired_while_beamhub_was_down_is_expired_after_restart(make_hub: Any, kit: Any,
-                                                                                pid_alive: Any) -> None:
+def test_a_session_that_expired_while_beamhub_was_down_is_expired_after_restart(make_hub: Any, kit: Any) -> None:
     server = make_hub()
     sessions = kit(server)
     _, token = server.create_user()
@@ -114,8 +116,8 @@ def test_a_session_that_expired_while_beamhub_was_down_is_expired_after_restart(
 # --- dead and expiring sessions ---------------------------------------------------------------------------------
 
 
-def test_a_session_whose_processes_are_killed_is_failed_with_the_reason(warning_hub: Any, warning_sessions: Any,
-                                                                        pid_alive: Any) -> None:
+def test_a_session_whose_processes_are_killed_is_failed_with_the_reason(warning_hub: Any,
+                                                                        warning_sessions: Any) -> None:
     _, token = warning_hub.create_user()
     session = warning_sessions.running(token, **SLEEP)
     cgroups = warning_sessions.handle(session["id"])["cgroups"]
@@ -126,8 +128,7 @@ def test_a_session_whose_processes_are_killed_is_failed_with_the_reason(warning_
     assert not any(Path(directory).exists() for directory in cgroups)
 
 
-def test_a_session_ends_as_expired_at_its_runtime(warning_hub: Any, warning_sessions: Any,
-                                                  pid_alive: Any) -> None:
+def test_a_session_ends_as_expired_at_its_runtime(warning_hub: Any, warning_sessions: Any) -> None:
     _, token = warning_hub.create_user()
     session = warning_sessions.running(token, **SLEEP, runtime=3)
     pids = warning_sessions.pids(session["id"])
@@ -152,12 +153,11 @@ def test_a_warning_comes_before_the_expiry(warning_hub: Any, warning_sessions: A
     assert "extend" in warnings[0]["message"]
 
 
-def test_an_extended_session_is_warned_again_before_its_new_expiry(warning_hub: Any, warning_sessions: Any,
-                                                                   wait_until: Any) -> None:
+def test_an_extended_session_is_warned_again_before_its_new_expiry(warning_hub: Any, warning_sessions: Any) -> None:
     _, token = warning_hub.create_user()
     session = warning_sessions.running(token, **SLEEP, runtime=3)
-    wait_until(lambda: any(e["kind"] == "warning" for e in events_so_far(warning_hub, session["id"])), 5,
-               "the first warning")
+    wait_for(lambda: any(e["kind"] == "warning" for e in events_so_far(warning_hub, session["id"])), 5,
+             "the first warning")
     with warning_hub.client(token) as client:
         assert client.patch(f"/api/v1/sessions/{session['id']}", json={"runtime": 3}).status_code == 200
     warning_hub.wait_for_state(session["id"], {"expired"}, timeout=10)
