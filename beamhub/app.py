@@ -17,6 +17,7 @@ from beamhub.compute.backend import BackendError
 from beamhub.config import Settings
 from beamhub.data.routes import router as data_router
 from beamhub.data.service import DataService
+from beamhub.deps import CREDENTIAL_SECONDS, Credentials
 from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
 from beamhub.identity.audit_routes import router as audit_router
@@ -30,7 +31,7 @@ from beamhub.metrics import router as metrics_router
 from beamhub.services import build_services
 from beamhub.sessions.broadcast import EventBroadcaster
 from beamhub.sessions.entry import session_host_pattern
-from beamhub.sessions.origin_routes import Admissions, session_router
+from beamhub.sessions.origin_routes import ADMISSION_SECONDS, Admissions, session_router
 from beamhub.sessions.origin_routes import console_router as session_console_router
 from beamhub.sessions.proxy import Upstreams
 from beamhub.sessions.reconciler import Reconciler
@@ -103,7 +104,9 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
                   description="Sessions, data and one identity for a synchrotron light source.")
     app.state.services = services
     app.state.reconciler = reconciler
-    app.state.admissions = Admissions()
+    app.state.admissions = Admissions(ADMISSION_SECONDS)
+    app.state.credentials = Credentials(CREDENTIAL_SECONDS)
+    services.identity.on_revoke += [app.state.credentials.clear, app.state.admissions.clear]
     app.state.events = EventBroadcaster(services.db)
     SESSIONS.db = services.db
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Annotated
 
@@ -9,8 +10,10 @@ from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from beamhub.cache import TtlCache
 from beamhub.data.browse import DataBrowser
 from beamhub.data.service import DataService
+from beamhub.db import utcnow
 from beamhub.errors import BeamhubError, Forbidden, Unauthenticated
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
@@ -82,11 +85,51 @@ def authenticate(connection: HTTPConnection, csrf: str | None = None, check_csrf
     session = connection.cookies.get(SESSION_COOKIE)
     if session and not has_bearer(connection):
         principal, expected = services.login.resolve_cookie(session)
-        if check_csrf and not same_secret(csrf, expected):
-            raise Forbidden("CSRF token missing or wrong")
-        connection.state.login_csrf = expected
+        _check_csrf(connection, expected, csrf, check_csrf)
         return principal.with_address(address)
     return services.identity.authenticate(bearer_token(connection), address).with_address(address)
+
+
+def _check_csrf(connection: HTTPConnection, expected: str, given: str | None, check: bool) -> None:
+    if check and not same_secret(given, expected):
+        raise Forbidden("CSRF token missing or wrong")
+    connection.state.login_csrf = expected
+
+
+CREDENTIAL_SECONDS = 2.0
+"""How long a request's credential, once accepted, is taken without asking the database again: revocation, logout
+and disabling still end access within it (long streams and websockets ask afresh)."""
+Credentials = TtlCache[str, tuple[Principal, str | None]]
+
+
+def _credential_key(connection: HTTPConnection) -> str | None:
+    """A digest of the credential a request carries (never the credential itself), or None without one."""
+    if has_bearer(connection):
+        kind, value = "bearer", bearer_token(connection)
+    elif (session := connection.cookies.get(SESSION_COOKIE)) is not None:
+        kind, value = "login", session
+    else:
+        kind, value = "bearer", connection.cookies.get(TOKEN_COOKIE)
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}" if value else None
+
+
+async def _accepted(connection: HTTPConnection, csrf: str | None, check_csrf: bool) -> Principal:
+    """authenticate(), or the answer of the last seconds for the same credential, without a thread hop then."""
+    credentials: Credentials = connection.app.state.credentials
+    key = _credential_key(connection)
+    kept = credentials.get(key) if key is not None else None
+    if kept is None:
+        principal = await run_in_threadpool(authenticate, connection, csrf, check_csrf)
+        if key is not None:
+            left = (principal.expires_at - utcnow()).total_seconds() if principal.expires_at else None
+            credentials.put(key, (principal, getattr(connection.state, "login_csrf", None)), left)
+        return principal
+    if not has_bearer(connection):
+        _refuse_tossed_cookies(connection)
+    principal, expected = kept
+    if expected is not None:
+        _check_csrf(connection, expected, csrf, check_csrf)
+    return principal.with_address(client_address(connection))
 
 
 async def current_principal(connection: HTTPConnection) -> Principal:
@@ -96,11 +139,11 @@ async def current_principal(connection: HTTPConnection) -> Principal:
     form_post = connection.headers.get("content-type", "").startswith(FORM_TYPES)
     if unsafe and csrf is None and form_post and isinstance(connection, Request):
         csrf = str((await connection.form()).get("csrf_token") or "") or None
-    return await run_in_threadpool(authenticate, connection, csrf, unsafe)
+    return await _accepted(connection, csrf, unsafe)
 
 
 async def principal_if_valid(connection: HTTPConnection) -> Principal | None:
-    """The caller if their credential (still) stands, else None: for long streams that ask again, so logout,
+    """The caller if their credential still stands, asked afresh: for long streams that ask again, so logout,
     revocation and disabling end them, and for pages that only show who is signed in."""
     try:
         return await run_in_threadpool(authenticate, connection)

@@ -222,7 +222,7 @@ class LoginService:
             raise Unauthenticated("the login session is unknown, ended or expired; log in again")
         if record.user.state is not UserState.active:
             raise Forbidden("account disabled")
-        return replace(principal_of(record.user), login_id=record.id)
+        return replace(principal_of(record.user), login_id=record.id, expires_at=record.expires_at)
 
     def principal_for_cookie(self, value: str | None) -> Principal:
         """The principal of a live session cookie."""
@@ -238,6 +238,7 @@ class LoginService:
                 return False
             record.ended_at = utcnow()
             username = record.user.username
+        self.identity.revoked()
         self._record("logout", username, address=address)
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from beamhub.errors import Forbidden
 
@@ -33,6 +34,8 @@ class Principal:
     address: str = ""
     token_id: int | None = field(default=None, compare=False)
     login_id: int | None = field(default=None, compare=False)
+    expires_at: datetime | None = field(default=None, compare=False)
+    """When the credential this request came with ends (a token's or login session's expiry)."""
 
     @property
     def is_admin(self) -> bool:
@@ -66,9 +69,13 @@ class Principal:
     def may_act_for(self, user_id: int) -> bool:
         return self.is_admin or self.user_id == user_id
 
+    def serves(self, beamline: str | None) -> bool:
+        """Whether this is staff of the beamline (names are stored normalized, so they compare exactly)."""
+        return self.is_staff and beamline is not None and beamline in self.beamlines
+
     def may_manage(self, owner_id: int, beamline: str | None) -> bool:
         """Owners and admins manage a session; staff manage those of the beamlines they serve."""
-        return self.may_act_for(owner_id) or (self.is_staff and beamline is not None and beamline in self.beamlines)
+        return self.may_act_for(owner_id) or self.serves(beamline)
 
     def with_address(self, address: str) -> Principal:
         return replace(self, address=address)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -73,6 +74,9 @@ class IdentityService:
         self.groups = groups
         self.audit = audit
         self.on_disable: list[Callable[[User], None]] = []
+        self.on_revoke: list[Callable[[], None]] = []
+        """Called when a credential or a right may have ended (a revoked token, a changed user, a logout): the
+        server forgets the decisions it keeps for a few seconds."""
 
     # --- users -------------------------------------------------------------------------
     def create_user(self, username: str, uid: int | None = None, groups: list[str] | None = None,
@@ -207,6 +211,8 @@ class IdentityService:
             changes = _changes(before, _audited_fields(user))
             if changes:
                 self.audit.add_as(db, by, "user.update", username, changes=changes)
+        if changes:
+            self.revoked()
         if disabling:
             for hook in self.on_disable:
                 hook(user)
@@ -260,7 +266,13 @@ class IdentityService:
                 raise NotFound(f"{username} has no token {token_id}")
             record.revoked_at = record.revoked_at or utcnow()
             self.audit.add_as(db, by, "token.revoke", username, token_id=token_id, token_name=record.name)
+        self.revoked()
         return record
+
+    def revoked(self) -> None:
+        """Tell on_revoke's listeners that some credential or right may have ended."""
+        for hook in self.on_revoke:
+            hook()
 
     def authenticate(self, token: str | None, address: str = "") -> Principal:
         """The principal a bearer token stands for; Unauthenticated (401) or Forbidden (403) if none.
@@ -279,7 +291,8 @@ class IdentityService:
                     record.last_used_at = now
                     self.audit.add(db, record.user.username, "token.use", record.user.username, address,
                                    token_id=record.id, token_name=record.name)
-                return principal_of(record.user, frozenset(record.scopes), record.id).with_address(address)
+                principal = principal_of(record.user, frozenset(record.scopes), record.id)
+                return replace(principal, address=address, expires_at=record.expires_at)
             actor = record.user.username if record is not None else ""
             token_id = record.id if record is not None else None
         assert refusal is not None

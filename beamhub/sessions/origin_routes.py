@@ -9,7 +9,6 @@ enters it; staff and administrators manage it from the console.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
+from beamhub.cache import TtlCache
 from beamhub.deps import authenticate, client_address, get_services, has_bearer, secure_cookies
 from beamhub.errors import BeamhubError, Forbidden, Invalid, NotFound, Unauthenticated
 from beamhub.identity.principal import Principal
@@ -39,25 +39,9 @@ session_router = APIRouter()
 ADMISSION_SECONDS = 2.0
 """How long a decision to let a credential into a session is reused: revocation, logout and disabling still take
 effect within it, and the data plane does no database round trip per request."""
-ADMISSIONS_KEPT = 10_000
-
-
-class Admissions:
-    """Recent decisions to let a credential into a session (refusals are never kept); per process, so replicas
-    share nothing that correctness depends on."""
-
-    def __init__(self) -> None:
-        self._decided: dict[tuple[str, str], tuple[float, Path, str]] = {}
-
-    def recent(self, key: tuple[str, str]) -> tuple[Path, str] | None:
-        kept = self._decided.get(key)
-        return (kept[1], kept[2]) if kept is not None and kept[0] > time.monotonic() else None
-
-    def remember(self, key: tuple[str, str], target: tuple[Path, str]) -> None:
-        now = time.monotonic()
-        if len(self._decided) >= ADMISSIONS_KEPT:
-            self._decided = {k: v for k, v in self._decided.items() if v[0] > now}
-        self._decided[key] = (now + ADMISSION_SECONDS, *target)
+Admissions = TtlCache[tuple[str, str], tuple[Path, str]]
+"""Recent decisions to let a credential into a session (refusals are never kept); per process, so replicas share
+nothing that correctness depends on."""
 
 
 def _upstreams(connection: HTTPConnection) -> Upstreams:
@@ -75,10 +59,10 @@ async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide)
     """decide() in a thread, or its answer of the last seconds for the same credential and session."""
     admissions: Admissions = connection.app.state.admissions
     key = (_credential(connection), session_id)
-    target = admissions.recent(key)
+    target = admissions.get(key)
     if target is None:
         target = await asyncio.to_thread(decide, connection, session_id)
-        admissions.remember(key, target)
+        admissions.put(key, target)
     return target
 
 
