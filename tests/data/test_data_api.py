@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers.accounts import read_as
+
 BIN = Path(sys.executable).parent
 FILES = {"scan1/frames/f0001.h5": b"A" * 5000, "scan1/frames/f0002.h5": b"B" * 300, "scan1/meta.json": b"{}",
          "scan2/result.h5": b"result", "notes.txt": b"beamtime notes"}
@@ -193,15 +195,6 @@ def stream_events(response: httpx.Response) -> list[tuple[str, Any]]:
     blocks = [dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
               for block in response.text.strip().split("\n\n")]
     return [(block["event"], json.loads(block["data"])) for block in blocks]
-
-
-def read_as(username: str, path: Path) -> str:
-    """What a process of the user (their UID and groups) reads from the file, or the error it gets."""
-    probe = ("import sys\ntry: print(open(sys.argv[1]).read(), end='')\n"
-             "except OSError as e: print(type(e).__name__, end='')")
-    result = subprocess.run(["setpriv", "--reuid", username, "--regid", username, "--init-groups",
-                             "/usr/bin/python3", "-c", probe, str(path)], capture_output=True, text=True)
-    return result.stdout
 
 
 def test_an_admin_sees_who_can_read_a_path_over_the_api_and_the_cli(world: World,

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,12 @@ from sqlalchemy import select
 
 from beamhub.data.acl import read_access
 from beamhub.data.models import DataFile, MemberRole
-from beamhub.data.schemas import ProposalCreate
 from beamhub.errors import NotFound
-from beamhub.identity.principal import Principal
 from beamhub.identity.service import principal_of
+from helpers.accounts import read_as
+from helpers.data import ADMIN, new_proposal, new_user, write
 
-ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))
 BIN = Path(sys.executable).parent
-PROBE = "import sys\ntry: print(open(sys.argv[1]).read(), end='')\nexcept OSError as e: print(type(e).__name__, end='')"
 
 
 @dataclass
@@ -54,33 +51,6 @@ def two(services: Any, system_users: list[str]) -> Iterator[Two]:
     subprocess.run(["groupdel", group.name], capture_output=True)
 
 
-def new_user(services: Any, system_users: list[str]) -> Any:
-    system_users.append(f"dh{secrets.token_hex(3)}")
-    return services.identity.create_user(system_users[-1], by=ADMIN)
-
-
-def new_proposal(services: Any, beamline: str, member: Any) -> Any:
-    now = datetime.now(UTC)
-    return services.data.create(ADMIN, ProposalCreate(
-        id=f"2025-{secrets.randbelow(10**5):05d}", title="hard links", beamline=beamline,
-        beamtime_start=now - timedelta(hours=8), beamtime_end=now,
-        members=[{"username": member.username, "role": "member"}]))
-
-
-def write(folder: Path, relpath: str, data: bytes) -> Path:
-    path = folder / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def read_as(user: Any, path: Path) -> str:
-    """What a process under the user's UID and groups gets when it opens the file: its text or the error."""
-    result = subprocess.run(["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups",
-                             "/usr/bin/python3", "-c", PROBE, str(path)], capture_output=True, text=True)
-    return result.stdout
-
-
 def getfacl(path: Path) -> str:
     return subprocess.run(["getfacl", "-cn", str(path)], capture_output=True, text=True, check=True).stdout
 
@@ -93,8 +63,9 @@ def catalogued(services: Any, proposal_id: str) -> set[str]:
 def assert_untouched(two: Two, before: str) -> None:
     """P1's file keeps its ACL: Alice reads it, Bob does not, through either name."""
     assert getfacl(two.secret) == before and read_access(two.secret).users == {two.alice.uid}
-    assert read_as(two.alice, two.secret) == "alice's frames"
-    assert read_as(two.bob, two.secret) == read_as(two.bob, two.folder2 / "scan1/stolen.h5") == "PermissionError"
+    assert read_as(two.alice.username, two.secret) == "alice's frames"
+    assert read_as(two.bob.username, two.secret) == "PermissionError"
+    assert read_as(two.bob.username, two.folder2 / "scan1/stolen.h5") == "PermissionError"
 
 
 def test_registering_a_link_to_another_proposals_file_refuses_it_and_leaves_its_acl(services: Any, two: Two) -> None:
@@ -123,7 +94,7 @@ def test_a_member_change_does_not_re_acl_a_linked_file(services: Any, two: Two, 
     services.data.remove_member(ADMIN, two.p1.id, two.alice.username)
     services.data.set_member(ADMIN, two.p1.id, two.alice.username, MemberRole.member)
     assert_untouched(two, before)
-    assert read_as(carol, two.folder2 / "scan1/stolen.h5") == "PermissionError"
+    assert read_as(carol.username, two.folder2 / "scan1/stolen.h5") == "PermissionError"
 
 
 def test_a_record_made_before_the_link_is_dropped(services: Any, two: Two) -> None:
@@ -152,7 +123,7 @@ def test_hard_links_inside_one_proposal_are_registered(services: Any, two: Two) 
     os.link(first, two.folder2 / "scan2/f-again.h5")
     whole = services.data.register(ADMIN, two.p2.id)
     assert (whole.refused, whole.added) == ([], 2)
-    assert read_as(two.bob, two.folder2 / "scan2/f-again.h5") == "bob's frames"
+    assert read_as(two.bob.username, two.folder2 / "scan2/f-again.h5") == "bob's frames"
     assert catalogued(services, two.p2.id) == {"scan1/f.h5", "scan2/f-again.h5"}
     again = services.data.register(ADMIN, two.p2.id, "scan2")  # the other name is outside the folder registered
     assert (again.refused, again.unchanged) == ([], 1)

@@ -24,10 +24,9 @@ from sqlalchemy import func, select
 from beamhub.data import ingest, scan
 from beamhub.data.acl import AccessList, read_access
 from beamhub.data.models import DataFile, Dataset, MemberRole
-from beamhub.data.schemas import ProposalCreate
-from beamhub.identity.principal import Principal
+from helpers.accounts import read_as
+from helpers.data import ADMIN, new_proposal, new_user, write
 
-ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))
 BIN = Path(sys.executable).parent
 
 
@@ -38,36 +37,6 @@ def staff_group(services: Any) -> Iterator[Any]:
     group = services.groups.create(f"{beamline}-staff", by=ADMIN)
     yield group
     subprocess.run(["groupdel", group.name], capture_output=True)
-
-
-def new_user(services: Any, system_users: list[str]) -> Any:
-    username = f"di{secrets.token_hex(3)}"
-    system_users.append(username)
-    return services.identity.create_user(username, by=ADMIN)
-
-
-def new_proposal(services: Any, beamline: str, *members: Any) -> Any:
-    now = datetime.now(UTC)
-    body = ProposalCreate(id=f"2025-{secrets.randbelow(10**5):05d}", title="in situ XRD", beamline=beamline,
-                          beamtime_start=now - timedelta(hours=8), beamtime_end=now,
-                          members=[{"username": m.username, "role": "member"} for m in members])
-    return services.data.create(ADMIN, body)
-
-
-def write(folder: Path, relpath: str, data: bytes) -> Path:
-    path = folder / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def read_as(user: Any, path: Path) -> str:
-    """What a process under the user's UID and groups gets when it opens the file: its text or the error."""
-    probe = ("import sys\ntry: print(open(sys.argv[1]).read(), end='')\n"
-             "except OSError as e: print(type(e).__name__, end='')")
-    result = subprocess.run(["/usr/bin/python3", "-c", probe, str(path)], capture_output=True, text=True,
-                            user=user.uid, group=user.gid, extra_groups=[g.gid for g in user.group_list])
-    return result.stdout
 
 
 def processes_with(variable: str) -> list[int]:
@@ -105,10 +74,10 @@ def test_registration_sets_acls_on_files_and_default_acls_on_folders(services: A
     assert read_access(data).users == {alice.uid} and read_access(data).groups == {staff_group.gid}
     facl = subprocess.run(["getfacl", "-cd", str(folder / "scan1")], capture_output=True, text=True).stdout
     assert f"user:{alice.uid}:r-x" in facl.replace(alice.username, str(alice.uid))
-    assert read_as(alice, data) == "detector frame"
-    assert read_as(bob, data) == "PermissionError"
+    assert read_as(alice.username, data) == "detector frame"
+    assert read_as(bob.username, data) == "PermissionError"
     later = write(folder, "scan1/frames/f0002.h5", b"written after registration")
-    assert read_as(alice, later) == "written after registration"  # inherited from the folder's default ACL
+    assert read_as(alice.username, later) == "written after registration"  # inherited from the folder's default ACL
 
 
 def test_checksums_are_recorded_and_a_re_run_reads_only_what_changed(services: Any, system_users: list[str],
@@ -220,12 +189,12 @@ def test_membership_changes_reach_the_kernel_at_once(services: Any, system_users
     folder = services.data.proposal_dir(proposal)
     files = [write(folder, f"scan{i % 4}/f{i}.h5", b"frame") for i in range(40)]
     services.data.register(ADMIN, proposal.id)
-    assert read_as(carol, files[7]) == "PermissionError"
+    assert read_as(carol.username, files[7]) == "PermissionError"
     reported: list[int] = []
     services.data.set_member(ADMIN, proposal.id, carol.username, MemberRole.member, reported.append)
-    assert reported[-1] == 45 and read_as(carol, files[7]) == "frame"
+    assert reported[-1] == 45 and read_as(carol.username, files[7]) == "frame"
     services.data.remove_member(ADMIN, proposal.id, alice.username)
-    assert read_as(alice, files[7]) == "PermissionError"
+    assert read_as(alice.username, files[7]) == "PermissionError"
     assert all(read_access(f).users == {carol.uid} for f in files)
 
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +22,8 @@ from beamhub.app import add_error_handlers
 from beamhub.data.download import accel_uri, file_response
 from beamhub.data.paths import resolve_inside
 from beamhub.errors import Forbidden
+from helpers.http import free_port
+from helpers.waiting import wait_for_port
 
 NGINX = Path("/usr/sbin/nginx")
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "beamhub.conf"
@@ -109,12 +110,6 @@ def nginx_conf(tmp: Path, site: Path) -> str:
             f"    access_log {tmp / 'access.log'};\n{temp}    include {site};\n}}\n")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def nginx(root: Path, tmp_path_factory: pytest.TempPathFactory,
           serve_app: Callable[[FastAPI], str]) -> Iterator[str]:
@@ -129,24 +124,17 @@ def nginx(root: Path, tmp_path_factory: pytest.TempPathFactory,
     process = subprocess.Popen([str(NGINX), "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
                                 "-e", str(tmp / "error.log")], stderr=subprocess.PIPE)
     try:
-        _wait_for_port(port, process, tmp)
+        wait_for_port(port, process, 10, lambda: _log(process, tmp))
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], tmp: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
-            raise RuntimeError(f"nginx exited: {process.stderr.read().decode() if process.stderr else ''}{log}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("nginx did not listen")
+def _log(process: subprocess.Popen[bytes], tmp: Path) -> str:
+    """What nginx said: its stderr once it has exited (reading it earlier would block), and its error.log."""
+    stderr = process.stderr.read().decode() if process.stderr and process.poll() is not None else ""
+    return stderr + ((tmp / "error.log").read_text(errors="replace") if (tmp / "error.log").exists() else "")
 
 
 @pytest.fixture

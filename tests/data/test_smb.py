@@ -8,10 +8,8 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,8 @@ from beamhub.data.access import Caller, may_read
 from beamhub.data.acl import AccessList, set_tree_acl
 from beamhub.data.smb import share_config, smb_conf
 from beamhub.errors import Invalid
+from helpers.http import free_port
+from helpers.waiting import wait_for_port
 
 SHARE = "beamlinefs"
 DOMAIN_SID = "S-1-5-21-1004336348-1177238915-682003330"
@@ -102,24 +102,6 @@ def server_globals(state: Path, port: int) -> str:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"smbd did not listen on {port}:\n{log.read_text(errors='replace')[-3000:]}")
-
-
 def add_system_user(name: str, conf: Path, password: str) -> None:
     subprocess.run(["useradd", "--no-create-home", "--user-group", name], check=True, capture_output=True)
     subprocess.run(["smbpasswd", "-c", str(conf), "-s", "-a", name], input=f"{password}\n{password}\n",
@@ -151,7 +133,7 @@ def smb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmbServer]:
         with log.open("wb") as out:
             process = subprocess.Popen(["smbd", "--foreground", "--no-process-group", "--debug-stdout", "-s",
                                         str(conf)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for_port(port, process, log)
+        wait_for_port(port, process, 20, lambda: log.read_text(errors="replace")[-3000:])
         yield SmbServer(port, storage, passwords)
     finally:
         if process is not None:

@@ -26,10 +26,11 @@ from beamhub.data.models import DataFile
 from beamhub.data.schemas import ProposalCreate
 from beamhub.data.watch import ProposalWatcher, WatchSummary
 from beamhub.identity.principal import Principal
+from helpers.accounts import read_as
+from helpers.waiting import wait_for
 
 ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))
 BIN = Path(sys.executable).parent
-PROBE = "import sys\ntry: print(open(sys.argv[1]).read(), end='')\nexcept OSError as e: print(type(e).__name__, end='')"
 
 
 @pytest.fixture
@@ -64,24 +65,10 @@ def daq_write(path: Path, *chunks: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def read_as(user: Any, path: Path) -> str:
-    """What a process under the user's UID and groups (setpriv) gets when it opens the file: its text or the error."""
-    result = subprocess.run(["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups",
-                             "/usr/bin/python3", "-c", PROBE, str(path)], capture_output=True, text=True)
-    return result.stdout
-
-
 def checksums(services: Any, proposal_id: str) -> dict[str, str | None]:
     with services.db.session() as db:
         return {row.relpath: row.sha256 for row in db.execute(
             select(DataFile.relpath, DataFile.sha256).where(DataFile.proposal_id == proposal_id))}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.05)
 
 
 def sha(data: bytes) -> str:
@@ -133,8 +120,8 @@ def test_closed_files_in_old_and_new_folders_are_registered_readable_by_members_
         wait_for(lambda: checksums(services, proposal.id) == expected, what="every closed file registered")
     assert summary.files >= len(written) and summary.batches >= 1
     for name, data in written.items():
-        assert read_as(member, folder / name) == data.decode()
-        assert read_as(stranger, folder / name) == "PermissionError"
+        assert read_as(member.username, folder / name) == data.decode()
+        assert read_as(stranger.username, folder / name) == "PermissionError"
 
 
 def test_a_hard_link_moved_in_from_another_proposal_is_refused_and_one_from_inside_registered(
@@ -160,9 +147,9 @@ def test_a_hard_link_moved_in_from_another_proposal_is_refused_and_one_from_insi
         wait_for(lambda: set(checksums(services, proposal.id)) == {"scan1/own.h5", "scan1/own-again.h5"},
                  what="both names of the file linked inside the proposal registered")
     assert subprocess.run(["getfacl", "-cn", str(secret)], capture_output=True, text=True).stdout == before
-    assert read_as(member, folder / "scan1/stolen.h5") == "PermissionError"
-    assert read_as(stranger, secret) == "the stranger's frames"
-    assert read_as(member, folder / "scan1/own-again.h5") == own.decode()
+    assert read_as(member.username, folder / "scan1/stolen.h5") == "PermissionError"
+    assert read_as(stranger.username, secret) == "the stranger's frames"
+    assert read_as(member.username, folder / "scan1/own-again.h5") == own.decode()
 
 
 def test_a_file_is_registered_only_once_the_daq_closes_it(services: Any, people: tuple[Any, Any, str],
@@ -186,7 +173,7 @@ def test_a_file_is_registered_only_once_the_daq_closes_it(services: Any, people:
             assert set(checksums(services, proposal.id)) == {"scan1/before.h5"}
         wait_for(lambda: all(checksums(services, proposal.id).get(name) == sha(b"first chunk second chunk")
                              for name in names), what="the files registered after their close")
-    assert all(read_as(member, folder / name) == "first chunk second chunk" for name in names)
+    assert all(read_as(member.username, folder / name) == "first chunk second chunk" for name in names)
 
 
 def test_folders_moved_in_are_registered_and_what_is_moved_out_or_deleted_is_forgotten(
