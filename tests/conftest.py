@@ -205,6 +205,15 @@ def system_users() -> Iterator[list[str]]:
 
 
 @pytest.fixture
+def system_groups() -> Iterator[list[str]]:
+    """Names of system groups a test creates: each is removed (groupdel) at the end."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.fixture
 def make_user(server: Beamhub, system_users: list[str]) -> UserMaker:
     """make_user(**fields): a user through the module's `server`, and its system account (removed at the end)."""
     def make(**fields: object) -> tuple[str, str]:

@@ -36,14 +36,6 @@ def proposal_body(beamline: str, *members: tuple[str, str], embargo: datetime | 
 
 
 @pytest.fixture
-def groups_made() -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        subprocess.run(["groupdel", name], capture_output=True)
-
-
-@pytest.fixture
 def services(require_root: None, tmp_path: Path, database_url: str, storage: Path,
              uid_range_env: dict[str, str]) -> Iterator[Any]:
     settings = Settings(state_dir=tmp_path / "state", database_url=database_url, storage_root=storage,
@@ -204,13 +196,13 @@ def test_a_cursor_never_names_a_file_the_caller_may_not_read(services: Any, syst
 
 
 def test_after_the_embargo_every_user_reads_through_the_public_group(services: Any, system_users: list[str],
-                                                                     beamline: str, groups_made: list[str]) -> None:
+                                                                     beamline: str, system_groups: list[str]) -> None:
     public = services.data.public_group
     if public not in {g.name for g in services.groups.list(by=ADMIN)}:
         existed = subprocess.run(["getent", "group", public], capture_output=True).returncode == 0
         services.groups.create(public, by=ADMIN)
         if not existed:
-            groups_made.append(public)
+            system_groups.append(public)
     alice, reader = new_user(services, system_users), new_user(services, system_users, groups=[public])
     proposal = services.data.create(ADMIN, proposal_body(beamline, (alice.username, "pi"),
                                                          embargo=NOW + timedelta(days=365)))

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from helpers.accounts import read_as
+from helpers.data import write
 
 BIN = Path(sys.executable).parent
 FILES = {"scan1/frames/f0001.h5": b"A" * 5000, "scan1/frames/f0002.h5": b"B" * 300, "scan1/meta.json": b"{}",
@@ -71,9 +72,7 @@ def world(module_beamhub_factory: Any, module_database_url: str, uid_range_env: 
         assert created.status_code == 201, created.text
         proposal = created.json()
         for relpath, data in FILES.items():
-            path = Path(proposal["path"]) / relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            write(Path(proposal["path"]), relpath, data)
         yield World(server, storage, proposal, tokens, names)
     finally:
         shutil.rmtree(storage, ignore_errors=True)

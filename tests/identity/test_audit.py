@@ -16,6 +16,7 @@ import pytest
 from beamhub.db import Database, migrate
 from beamhub.identity.audit import AuditService, clean_detail
 from beamhub.identity.principal import SYSTEM
+from helpers.accounts import UserMaker
 from helpers.waiting import wait_for
 
 ADMIN = "admin-token"
@@ -29,11 +30,9 @@ def server(module_beamhub_factory: Any, module_database_url: str, uid_range_env:
 
 
 @pytest.fixture
-def user(server: Any, system_users: list[str]) -> tuple[str, str]:
+def user(make_user: UserMaker) -> tuple[str, str]:
     """A new user of the server: (username, token)."""
-    username = f"au{secrets.token_hex(3)}"
-    system_users.append(username)
-    return server.create_user(username=username)
+    return make_user()
 
 
 def events(server: Any, **params: Any) -> list[dict[str, Any]]:

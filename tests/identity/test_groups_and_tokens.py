@@ -6,11 +6,12 @@ from __future__ import annotations
 import grp
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers.accounts import UserMaker
 
 
 @pytest.fixture(scope="module")
@@ -19,23 +20,13 @@ def server(module_beamhub_factory: Any, module_database_url: str, uid_range_env:
 
 
 @pytest.fixture
-def group_names() -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        subprocess.run(["groupdel", name], capture_output=True)
+def user(make_user: UserMaker) -> tuple[str, str]:
+    return make_user()
 
 
-@pytest.fixture
-def user(server: Any, system_users: list[str]) -> tuple[str, str]:
-    username = f"gu{secrets.token_hex(3)}"
-    system_users.append(username)
-    return server.create_user(username=username)
-
-
-def new_group(server: Any, group_names: list[str]) -> dict:
+def new_group(server: Any, system_groups: list[str]) -> dict:
     name = f"bg{secrets.token_hex(3)}"
-    group_names.append(name)
+    system_groups.append(name)
     response = server.admin.post("/api/v1/groups", json={"name": name, "description": "beamline B7 staff"})
     assert response.status_code == 201, response.text
     return response.json()
@@ -58,16 +49,16 @@ def session_pids(server: Any, session_id: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def test_a_new_group_is_a_system_group_with_its_gid(server: Any, group_names: list[str]) -> None:
-    group = new_group(server, group_names)
+def test_a_new_group_is_a_system_group_with_its_gid(server: Any, system_groups: list[str]) -> None:
+    group = new_group(server, system_groups)
     assert grp.getgrnam(group["name"]).gr_gid == group["gid"]
     assert group["members"] == []
 
 
 def test_membership_changes_show_in_id_and_in_the_listing(server: Any, user: tuple[str, str],
-                                                          group_names: list[str]) -> None:
+                                                          system_groups: list[str]) -> None:
     username, _ = user
-    group = new_group(server, group_names)
+    group = new_group(server, system_groups)
     added = server.admin.put(f"/api/v1/groups/{group['name']}/members/{username}")
     assert added.status_code == 200 and added.json()["members"] == [username]
     assert group["name"] in id_groups(username)
@@ -78,9 +69,9 @@ def test_membership_changes_show_in_id_and_in_the_listing(server: Any, user: tup
 
 
 def test_a_group_change_reaches_the_users_next_session(server: Any, user: tuple[str, str],
-                                                       group_names: list[str]) -> None:
+                                                       system_groups: list[str]) -> None:
     username, token = user
-    group = new_group(server, group_names)
+    group = new_group(server, system_groups)
     body = {"kind": "command", "command": "sleep", "args": ["300"], "memory": "128Mi", "ncores": 0.2}
     client = server.client(token)
     first = client.post("/api/v1/sessions", json={**body, "name": "before"}).json()
@@ -94,7 +85,7 @@ def test_a_group_change_reaches_the_users_next_session(server: Any, user: tuple[
         client.delete(f"/api/v1/sessions/{session['id']}")
 
 
-def test_group_routes_are_for_administrators(server: Any, user: tuple[str, str], group_names: list[str]) -> None:
+def test_group_routes_are_for_administrators(server: Any, user: tuple[str, str], system_groups: list[str]) -> None:
     _, token = user
     client = server.client(token)
     assert client.get("/api/v1/groups").status_code == 403
@@ -102,9 +93,9 @@ def test_group_routes_are_for_administrators(server: Any, user: tuple[str, str],
 
 
 def test_unknown_group_or_user_is_404_and_duplicate_group_409(server: Any, user: tuple[str, str],
-                                                             group_names: list[str]) -> None:
+                                                             system_groups: list[str]) -> None:
     username, _ = user
-    group = new_group(server, group_names)
+    group = new_group(server, system_groups)
     assert server.admin.put(f"/api/v1/groups/nosuchgroup/members/{username}").status_code == 404
     assert server.admin.put(f"/api/v1/groups/{group['name']}/members/nosuchuser").status_code == 404
     duplicate = server.admin.post("/api/v1/groups", json={"name": group["name"]})

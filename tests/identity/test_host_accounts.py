@@ -8,7 +8,7 @@ import grp
 import pwd
 import secrets
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -60,15 +60,6 @@ def server(module_beamhub_factory: Any, module_database_url: str, ranges: dict[s
     """One server per database (SQLite, PostgreSQL) with its own UID and GID ranges."""
     env = {f"BEAMHUB_{key.upper()}": str(value) for key, value in ranges.items()}
     return module_beamhub_factory(env={"BEAMHUB_DATABASE_URL": module_database_url, **env})
-
-
-@pytest.fixture
-def system_groups() -> Iterator[list[str]]:
-    """Names of system groups a test may create: each is removed at the end."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        subprocess.run(["groupdel", name], capture_output=True)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pwd
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,6 @@ def identity_sync(server: Any, *args: str) -> subprocess.CompletedProcess[str]:
     """`beamhub identity sync` on the server's state (its BEAMHUB_* environment)."""
     env = {**server.env, "COLUMNS": "200"}
     return subprocess.run([str(BEAMHUB), "identity", "sync", *args], env=env, capture_output=True, text=True)
-
-
-@pytest.fixture
-def system_groups() -> Iterator[list[str]]:
-    """Names of system groups a test creates: each is removed at the end."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        subprocess.run(["groupdel", name], capture_output=True)
 
 
 # --- db source ---------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers.data import write
+
 FILES = {"scan1/frames/f0001.h5": b"A" * 5000, "scan1/meta.json": b"{}", "notes.txt": b"beamtime notes"}
 
 
@@ -47,9 +49,7 @@ def proposal(hub: Any, new_user: Callable[[], str]) -> dict[str, Any]:
     assert created.status_code == 201, created.text
     body = created.json()
     for relpath, data in FILES.items():
-        path = Path(body["path"]) / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        write(Path(body["path"]), relpath, data)
     registered = hub.admin.post(f"/api/v1/proposals/{body['id']}/register", json={})
     assert registered.status_code == 200, registered.text
     return {"id": body["id"], "member": member}
