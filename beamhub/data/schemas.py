@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from beamhub.data.models import MemberRole
-from beamhub.identity.schemas import MAX_ITEMS, Line, NoNul, Username, UtcDatetime
+from beamhub.identity.schemas import MAX_ITEMS, Beamline, Line, NoNul, Username, UtcDatetime
 
 PROPOSAL_PATTERN = r"^[0-9]{4}-[0-9]{5}$"
 """A proposal id: the year and a number, e.g. 2024-00123."""
@@ -31,7 +31,7 @@ class ProposalCreate(BaseModel):
 
     id: str = Field(pattern=PROPOSAL_PATTERN, description="e.g. 2024-00123")
     title: Line = Field(min_length=1)
-    beamline: str = Field(pattern=BEAMLINE_PATTERN, description="e.g. b7")
+    beamline: Beamline = Field(pattern=BEAMLINE_PATTERN, description="e.g. b7")
     beamtime_start: UtcDatetime
     beamtime_end: UtcDatetime
     embargo_until: UtcDatetime | None = Field(None, description="after it the data is readable by every user")

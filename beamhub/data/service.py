@@ -34,11 +34,6 @@ def staff_group(beamline: str) -> str:
     return f"{beamline}-staff"
 
 
-def serves(principal: Principal, beamline: str) -> bool:
-    """Whether the principal is staff of this beamline (beamline names compare case-insensitively)."""
-    return principal.is_staff and beamline.lower() in {b.lower() for b in principal.beamlines}
-
-
 class DataService:
     def __init__(self, db: Database, settings: Settings, identity: IdentityService, groups: GroupService,
                  audit: AuditService) -> None:
@@ -86,7 +81,7 @@ class DataService:
 
     def staffed_beamlines(self, principal: Principal, user: User | None) -> set[str]:
         """Beamlines whose proposals the principal sees as staff: by role, or by being in `<beamline>-staff`."""
-        beamlines = {b.lower() for b in principal.beamlines} if principal.is_staff else set()
+        beamlines = set(principal.beamlines) if principal.is_staff else set()
         if user is not None:
             beamlines |= {name.removesuffix("-staff") for name in user.groups if name.endswith("-staff")}
         return beamlines
@@ -115,7 +110,7 @@ class DataService:
         return proposal
 
     def _may_manage(self, principal: Principal, proposal: Proposal) -> bool:
-        return principal.is_admin or serves(principal, proposal.beamline)
+        return principal.is_admin or principal.serves(proposal.beamline)
 
     def _is_pi(self, principal: Principal, proposal: Proposal) -> bool:
         return any(m.user_id == principal.user_id and m.role is MemberRole.pi for m in proposal.members)
@@ -123,7 +118,7 @@ class DataService:
     # --- proposals -------------------------------------------------------------------------
     def create(self, principal: Principal, body: ProposalCreate) -> Proposal:
         """A new proposal (admin, or staff of its beamline), its folder and its ACLs."""
-        if not (principal.is_admin or serves(principal, body.beamline)):
+        if not (principal.is_admin or principal.serves(body.beamline)):
             raise Forbidden(f"only administrators and staff of beamline {body.beamline} create its proposals")
         tier = self._check_tier(body.tier or self.settings.storage_tiers[0])
         with self.db.session() as db:

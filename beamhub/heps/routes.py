@@ -34,7 +34,7 @@ def pod_out(record: SessionRecord) -> PodOut:
 
 def workstation_out(workstation: Workstation, viewer: Principal) -> WorkstationOut:
     """A workstation as the seed shows it; which session holds it only for admins and the beamline's staff."""
-    holder_visible = viewer.is_admin or (viewer.is_staff and workstation.beamline in viewer.beamlines)
+    holder_visible = viewer.is_admin or viewer.serves(workstation.beamline)
     return WorkstationOut(sourceip=workstation.ip, beamline=workstation.beamline, description=workstation.description,
                           sessionid=workstation.session_id if holder_visible else None)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from beamhub.identity.schemas import MAX_ID, MAX_ITEMS, MAX_SECONDS, Line, Name, NoNul, Username
+from beamhub.identity.schemas import MAX_ID, MAX_ITEMS, MAX_SECONDS, Beamline, Line, Name, NoNul, Username
 from beamhub.sessions.schemas import (
     ENV_NAME_PATTERN,
     MAX_CORES,
@@ -155,7 +155,7 @@ class WorkstationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sourceip: str = Field(max_length=64)
-    beamline: Name | None = None
+    beamline: Beamline | None = None
     description: NoNul | None = Field(None, max_length=1024)
 
     @field_validator("sourceip")

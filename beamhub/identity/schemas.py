@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from beamhub.identity.models import Role, UserState
 
@@ -27,6 +27,15 @@ def no_nul(value: str) -> str:
     return value
 
 
+def beamline_name(value: str) -> str:
+    """A beamline as beamhub stores and compares it: lower-case, no surrounding blanks (" B7" is b7)."""
+    return value.strip().lower()
+
+
+def _beamline_input(value: object) -> object:
+    return beamline_name(value) if isinstance(value, str) else value
+
+
 def utc(value: datetime) -> datetime:
     """The same instant in UTC; refused when it falls outside the years 1-9999 there."""
     try:
@@ -38,6 +47,8 @@ def utc(value: datetime) -> datetime:
 Name = Annotated[str, Field(max_length=64), AfterValidator(no_nul)]
 Line = Annotated[str, Field(max_length=255), AfterValidator(no_nul)]
 NoNul = Annotated[str, AfterValidator(no_nul)]
+Beamline = Annotated[Name, BeforeValidator(_beamline_input)]
+"""A beamline name as a request gives it, normalized by beamline_name before it is checked."""
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc)]
 
@@ -49,7 +60,7 @@ class UserCreate(BaseModel):
     uid: int | None = Field(None, ge=1000, le=MAX_ID, description="taken from the configured range when absent")
     groups: list[Username] = Field(default_factory=list, max_length=MAX_ITEMS, description="supplementary group names")
     roles: list[Role] = Field(default_factory=lambda: [Role.user], max_length=len(Role))
-    beamlines: list[Name] = Field(default_factory=list, max_length=MAX_ITEMS,
+    beamlines: list[Beamline] = Field(default_factory=list, max_length=MAX_ITEMS,
                                   description="beamlines a staff member serves")
     display_name: NoNul = Field("", max_length=128)
     email: Line = ""
@@ -59,7 +70,7 @@ class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     roles: list[Role] | None = Field(None, max_length=len(Role))
-    beamlines: list[Name] | None = Field(None, max_length=MAX_ITEMS)
+    beamlines: list[Beamline] | None = Field(None, max_length=MAX_ITEMS)
     state: UserState | None = None
     display_name: NoNul | None = Field(None, max_length=128)
     email: Line | None = None

@@ -129,7 +129,7 @@ class SessionService(SessionReader):
             workstation = db.scalar(select(Workstation).where(Workstation.ip == ip))
         if workstation is None or principal.is_admin or principal.address == ip:
             return
-        if not (principal.is_staff and workstation.beamline in principal.beamlines):
+        if not principal.serves(workstation.beamline):
             raise Forbidden(f"{ip} is a registered workstation: only a session requested from it may take it")
 
     def _release_workstation(self, ip: str) -> None:

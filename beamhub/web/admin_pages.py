@@ -18,6 +18,7 @@ from beamhub.db import utcnow
 from beamhub.deps import Audit, Groups, Identity, Sessions, Workstations
 from beamhub.errors import BeamhubError, Invalid
 from beamhub.identity.principal import Principal
+from beamhub.identity.schemas import beamline_name
 from beamhub.sessions.schemas import check_ip
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PAGE_SIZE, PageAdmin, refusal, see_other
@@ -87,7 +88,8 @@ def register_workstation(request: Request, principal: PageAdmin, workstations: W
                          description: Annotated[str, Form(max_length=1024)] = "") -> Response:
     """Register a beamline workstation's IP; a refused form comes back with why, as it was typed."""
     try:
-        workstations.register(principal, checked_ip(ip, translator(request)), beamline.strip(), description.strip())
+        workstations.register(principal, checked_ip(ip, translator(request)), beamline_name(beamline),
+                              description.strip())
     except BeamhubError as exc:
         form = {"ip": ip, "beamline": beamline, "description": description}
         return workstations_page(request, principal, workstations, exc.status_code, form=form,
@@ -102,7 +104,7 @@ def update_workstation(request: Request, principal: PageAdmin, workstations: Wor
                        description: Annotated[str, Form(max_length=1024)] = "") -> Response:
     """Change a workstation's beamline and description."""
     try:
-        workstations.update(principal, ip, beamline.strip(), description.strip())
+        workstations.update(principal, ip, beamline_name(beamline), description.strip())
     except BeamhubError as exc:
         return workstations_page(request, principal, workstations, exc.status_code, **refusal(request, exc))
     return see_other("/admin/workstations")

@@ -260,12 +260,12 @@ def test_admin_registers_lists_and_updates_a_workstation(server: Any, make_user:
     ip = workstation_ip()
     registered = created(server.admin.post("/uniqueipinfo/", json={"sourceip": ip, "beamline": "B7",
                                                                     "description": "B7 operation room"}))
-    assert registered == {"sourceip": ip, "beamline": "B7", "description": "B7 operation room", "sessionid": None}
+    assert registered == {"sourceip": ip, "beamline": "b7", "description": "B7 operation room", "sessionid": None}
     _, token = make_user()
     assert ip in [w["sourceip"] for w in server.client(token).get("/uniqueipinfo/").json()]
     response = server.admin.put("/uniqueipinfo/", json={"sourceip": ip, "description": "moved"})
     assert response.status_code == 200, response.text
-    assert (response.json()["beamline"], response.json()["description"]) == ("B7", "moved")
+    assert (response.json()["beamline"], response.json()["description"]) == ("b7", "moved")
     assert_error(server.admin.post("/uniqueipinfo/", json={"sourceip": ip}), 409, ip)
 
 
