@@ -33,6 +33,13 @@ class InsufficientResources(BeamhubError):
     status_code = 409
 
 
+class HostRefused(BeamhubError):
+    """The host refused a change beamhub made to it (useradd, groupadd, usermod): a server-side failure whose
+    reason goes to the log."""
+
+    status_code = 500
+
+
 class NotReady(BeamhubError):
     status_code = 503
 

@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import subprocess
+import threading
 from pathlib import Path
 
-from beamhub.errors import Conflict
+from beamhub.errors import Conflict, HostRefused
+
+log = logging.getLogger(__name__)
 
 
 def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
-        raise Conflict(f"{argv[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+        log.error("%s failed (status %d): %s", " ".join(argv), result.returncode,
+                  result.stderr.strip() or result.stdout.strip())
+        raise HostRefused(f"{argv[0]} failed on this host; the server's log says why")
+
+
+HOST = threading.RLock()
+"""Held while this process checks and changes the host's accounts and groups: two requests would otherwise both
+find a group missing and both try to add it."""
 
 
 def ensure_group(name: str, gid: int | None = None) -> int:
     """The GID of a system group, created when missing."""
+    with HOST:
+        return _ensure_group(name, gid)
+
+
+def _ensure_group(name: str, gid: int | None) -> int:
     try:
         existing = grp.getgrnam(name)
     except KeyError:
@@ -31,6 +47,18 @@ def ensure_group(name: str, gid: int | None = None) -> int:
 
 def ensure_account(username: str, uid: int, gid: int, groups: list[str], home: Path) -> None:
     """A system user with this UID, primary GID, supplementary groups and a private home."""
+    with HOST:
+        _ensure_account(username, uid, gid, groups, home)
+
+
+def remove_new_account(username: str) -> None:
+    """Take back an account (its home and private group too) that beamhub has just begun to create."""
+    with HOST:
+        subprocess.run(["userdel", "-r", username], capture_output=True)
+        subprocess.run(["groupdel", username], capture_output=True)
+
+
+def _ensure_account(username: str, uid: int, gid: int, groups: list[str], home: Path) -> None:
     ensure_group(username, gid)
     for group in groups:
         ensure_group(group)

@@ -7,12 +7,14 @@ disk, ...) and every user's private group (the group of the user's own name) are
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import threading
+
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from beamhub.config import Settings
 from beamhub.db import Database
-from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
+from beamhub.errors import Conflict, Forbidden, HostRefused, Invalid, NotFound
 from beamhub.identity import accounts
 from beamhub.identity.audit import AuditService
 from beamhub.identity.models import Group, User
@@ -31,6 +33,9 @@ class GroupService:
         self.db = db
         self.settings = settings
         self.audit = audit
+        self.creating = threading.Lock()
+        """Held while users or groups are created in this process: two at once would pick the same free UID or
+        record the same new group (replicas retry on the database's refusal instead)."""
 
     def check_grantable(self, db: Session, name: str) -> None:
         """Forbidden unless beamhub may record this group and give it members; checks only, writes nothing."""
@@ -51,7 +56,8 @@ class GroupService:
         return system.gr_gid if system is not None else None
 
     def ensure(self, db: Session, name: str) -> Group:
-        """The group of this name, recorded (with the system's GID, or a free one) if new; no policy check."""
+        """The group of this name, recorded (with the system's GID, or a free one) if new; no policy check and no
+        change to the host (make_system_groups does that once the transaction is committed)."""
         group = db.scalar(select(Group).where(Group.name == name))
         if group is not None:
             return group
@@ -63,9 +69,13 @@ class GroupService:
         group = Group(name=name, gid=gid, members=[])
         db.add(group)
         db.flush()
-        if self.settings.manage_system_accounts:
-            accounts.ensure_group(name, group.gid)
         return group
+
+    def make_system_groups(self, groups: list[Group]) -> None:
+        """The host's groups for these recorded ones, when beamhub manages system accounts."""
+        if self.settings.manage_system_accounts:
+            for group in groups:
+                accounts.ensure_group(group.name, group.gid)
 
     def _gid_for(self, db: Session, name: str) -> int:
         """The system's GID of this group, or a GID of the range that no group and no private group uses."""
@@ -79,15 +89,22 @@ class GroupService:
         raise Conflict(f"no free GID left in {self.settings.gid_min}-{self.settings.gid_max}")
 
     def create(self, name: str, description: str = "", *, by: Principal) -> Group:
-        """A new group beamhub manages, for administrators."""
+        """A new group beamhub manages, for administrators: recorded first, then made on the host (a refusal
+        there removes the record again)."""
         by.require_admin()
-        with self.db.session() as db:
+        with self.creating, self.db.session() as db:
             if db.scalar(select(Group).where(Group.name == name)):
                 raise Conflict(f"group {name} already exists")
             self.check_grantable(db, name)
             group = self.ensure(db, name)
             group.description = description
             self.audit.add_as(db, by, "group.create", name, gid=group.gid)
+        try:
+            self.make_system_groups([group])
+        except HostRefused:
+            with self.db.session() as db:
+                db.execute(delete(Group).where(Group.id == group.id))
+            raise
         return group
 
     def get(self, name: str, *, by: Principal) -> Group:
@@ -125,7 +142,7 @@ class GroupService:
                 group.members.remove(user)
             self.audit.add_as(db, by, "group.member.add" if member else "group.member.remove", name,
                               user=username, changed=changed)
-            if self.settings.manage_system_accounts:
-                accounts.set_group_member(name, username, member)
+        if self.settings.manage_system_accounts:  # after the commit; `identity sync` repairs a refused change
+            accounts.set_group_member(name, username, member)
         return group
 

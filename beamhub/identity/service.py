@@ -9,15 +9,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from beamhub.compute.backend import Account
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
-from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from beamhub.errors import Conflict, Forbidden, HostRefused, Invalid, NotFound, Unauthenticated
 from beamhub.identity import accounts, sources
 from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
@@ -25,6 +26,8 @@ from beamhub.identity.models import ApiToken, Group, Role, User, UserState
 from beamhub.identity.principal import SCOPES, Principal, role_scopes
 
 BOOTSTRAP_ADMIN = "admin-token"
+RECORD_ATTEMPTS = 3
+"""Tries at recording a new user when another replica takes the same UID or group at the same moment."""
 
 
 def token_digest(token: str) -> str:
@@ -89,30 +92,53 @@ class IdentityService:
         """
         by.require_admin()
         roles = sorted(set(roles or [Role.user.value]) | {Role.user.value})
+        profile = {"username": username, "roles": roles, "beamlines": sorted(set(beamlines or [])),
+                   "display_name": display_name, "email": email, "state": UserState.active}
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                with self.groups.creating:
+                    user = self._record_user(profile, uid, groups)
+                break
+            except IntegrityError as exc:  # another replica recorded the same UID or group first: pick again
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise Conflict(f"user {username} could not be recorded: {type(exc.orig).__name__}") from exc
+        self._make_system_account(user)
+        self.audit.record_as(by, "user.create", username, uid=user.uid, roles=user.roles, groups=user.groups,
+                             beamlines=user.beamlines)
+        return user
+
+    def _record_user(self, profile: dict[str, Any], uid: int | None, groups: list[str] | None) -> User:
+        """Check everything and record the user with their UID, GID and groups, in one transaction."""
+        username = profile["username"]
         with self.db.session() as db:
             if db.scalar(select(User).where(User.username == username)):
                 raise Conflict(f"user {username} already exists")
-            nss = self.settings.identity_source == "nss"
-            if nss:
+            if self.settings.identity_source == "nss":
                 uid, gid, groups = sources.nss_identity(username, uid, groups)
                 self._check_host_account(username, uid)
             else:
                 uid = self._new_uid(db, username, uid)
                 gid = uid
                 groups = self._new_groups(db, groups or [])
-            user = User(username=username, uid=uid, gid=gid, roles=roles, beamlines=sorted(set(beamlines or [])),
-                        display_name=display_name, email=email, state=UserState.active)
+            user = User(**profile, uid=uid, gid=gid)
             user.group_list = [self.groups.ensure(db, name) for name in groups]
             db.add(user)
-            try:
-                db.flush()
-            except IntegrityError as exc:
-                raise Conflict(f"UID {uid} is already taken") from exc
-            if self.settings.manage_system_accounts and Role.service.value not in roles and not nss:
-                accounts.ensure_account(username, uid, gid, user.groups, self.home(username))
-        self.audit.record_as(by, "user.create", username, uid=user.uid, roles=user.roles, groups=user.groups,
-                             beamlines=user.beamlines)
         return user
+
+    def _make_system_account(self, user: User) -> None:
+        """The host's account and groups of a user just recorded (db source, unless a service user); if the host
+        refuses, the record goes again, so that no user exists without an account."""
+        if (not self.settings.manage_system_accounts or Role.service.value in user.roles
+                or self.settings.identity_source == "nss"):
+            return
+        try:
+            self.groups.make_system_groups(user.group_list)
+            accounts.ensure_account(user.username, user.uid, user.gid, user.groups, self.home(user.username))
+        except HostRefused:
+            accounts.remove_new_account(user.username)  # useradd may leave an account it failed to finish
+            with self.db.session() as db:
+                db.execute(delete(User).where(User.id == user.id))
+            raise
 
     def _check_host_account(self, username: str, uid: int) -> None:
         """On the nss source, refuse an account outside beamhub's UID range (root, daemon, the host's users)."""
