@@ -121,7 +121,7 @@ def _user_drift(user: _UserRow, home: Path) -> list[Drift]:
         return [Drift("user", user.username, f"system account has UID {entry.pw_uid}, database {user.uid}: "
                       "files may belong to either; change one by hand")]
     drift = []
-    if not _gid_exists(user.gid):
+    if not accounts.gid_taken(user.gid):
         drift.append(Drift("group", user.username, f"private group missing (GID {user.gid})",
                            _create_group(user.username, user.gid)))
     if entry.pw_gid != user.gid:
@@ -158,14 +158,6 @@ def _create_group(name: str, gid: int) -> Callable[[], None]:
 def _membership(group: str, username: str, member: bool) -> Callable[[], None]:
     """A repair that sets one membership."""
     return lambda: accounts.set_group_member(group, username, member)
-
-
-def _gid_exists(gid: int) -> bool:
-    try:
-        grp.getgrgid(gid)
-    except KeyError:
-        return False
-    return True
 
 
 def find_drift(db: Database, settings: Settings) -> list[Drift]:
