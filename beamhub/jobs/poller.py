@@ -15,7 +15,8 @@ async def follow_jobs_forever(jobs: JobService) -> None:
     """Refresh the active jobs' states every job_poll_interval seconds; Slurm being away is logged, not fatal."""
     while True:
         try:
-            await asyncio.to_thread(jobs.refresh)
+            if jobs.slurm.configured:
+                await asyncio.to_thread(jobs.refresh)
         except SlurmError as exc:
             log.warning("cannot read job states from Slurm: %s", exc)
         except Exception:

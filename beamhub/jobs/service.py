@@ -41,6 +41,7 @@ class JobService:
     # --- submitting ------------------------------------------------------------------------
     def submit(self, principal: Principal, body: JobCreate) -> Job:
         """Submit a batch job as its user (sbatch runs under their UID and groups) and record it."""
+        self._require_slurm()
         user = self.identity.resolve_target(principal, body.user)
         beamline = self._beamline(principal, body.proposal)
         self._check_partition(body.partition)
@@ -77,8 +78,14 @@ class JobService:
         if partition is not None and offered and partition not in offered:
             raise Invalid(f"partition {partition!r} is not offered; offered: {', '.join(offered)}")
 
+    def _require_slurm(self) -> None:
+        if not self.slurm.configured:
+            raise NotFound(f"batch jobs are not set up here: no Slurm configuration at {self.slurm.conf} "
+                           "(set slurm_conf)")
+
     def partitions(self) -> list[str]:
         """The partitions users may choose: configured, else those Slurm has up."""
+        self._require_slurm()
         if self.settings.slurm_partitions:
             return list(self.settings.slurm_partitions)
         try:

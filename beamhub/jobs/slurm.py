@@ -55,13 +55,22 @@ class SlurmJob:
     """The batch script's exit status, or minus the signal that ended it."""
 
 
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+
+
 class Slurm:
     """The Slurm commands of one cluster, with its SLURM_CONF."""
 
     def __init__(self, conf: Path | None) -> None:
+        self.conf = conf or DEFAULT_CONF
         self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         if conf is not None:
             self.env["SLURM_CONF"] = str(conf)
+
+    @property
+    def configured(self) -> bool:
+        """Whether this host has a Slurm configuration to submit with (else batch jobs are not set up here)."""
+        return self.conf.is_file()
 
     def submit(self, account: Account, job: Submission) -> int:
         """Submit as the account (its UID, GID and groups, from its home): the job's id."""
