@@ -61,6 +61,8 @@ def _group_body(w: World) -> dict[str, Any]:
     return {"name": name}
 
 
+NO_JOB = "0123456789abcdef"
+
 ROUTES = [
     Route("GET", "/api/v1/health", PUBLIC),
     Route("GET", "/api/v1/me", ANYONE),
@@ -126,8 +128,23 @@ ROUTES = [
     Route("POST", "/api/v1/proposals/{proposal_id}/register", ADMIN, body=lambda w: {}),
     Route("GET", "/api/v1/proposals/{proposal_id}/readers", ADMIN),
     Route("POST", "/api/v1/proposals/{proposal_id}/migrate", ADMIN, body=lambda w: {"to": "hot"}),  # 422: it is there
+    # Batch jobs: this server has no Slurm, so a submission is 404 "not set up" and no job exists; who may reach
+    # the routes is still decided first (tests/jobs covers ownership against a real cluster).
+    Route("GET", "/api/v1/jobs", ANYONE),
+    Route("POST", "/api/v1/jobs", OWNER, body=lambda w: {"command": "hostname", "minutes": 1}),
+    Route("GET", "/api/v1/jobs/partitions", ANYONE),
+    Route("GET", "/api/v1/jobs/{job_id}", OWNER),
+    Route("DELETE", "/api/v1/jobs/{job_id}", OWNER),
+    Route("GET", "/api/v1/jobs/{job_id}/events", OWNER),
+    Route("GET", "/api/v1/jobs/{job_id}/{which}", OWNER),
 ]
 GUARDED = [route for route in ROUTES if route.access != PUBLIC]
+
+
+@pytest.fixture(autouse=True)
+def _a_job_that_is_not_there(world: World) -> None:
+    world.ids.setdefault("job_id", NO_JOB)
+    world.ids.setdefault("which", "output")
 
 
 def call(w: World, client: httpx.Client, route: Route, ids: dict[str, Any] | None = None) -> httpx.Response:
