@@ -63,11 +63,11 @@ def test_user_creation_and_changes_are_recorded(server: Any, user: tuple[str, st
     assert_by(created, ADMIN)
     assert created["detail"]["roles"] == ["user"]
     assert server.admin.patch(f"/api/v1/users/{username}", json={"roles": ["user", "staff"],
-                                                                "beamlines": ["B7"]}).status_code == 200
+                                                                "beamlines": ["B7"]}).status_code == 200  # stored as b7
     updated = the_one(server, "user.update", username)
     assert_by(updated, ADMIN)
     assert updated["detail"]["changes"]["roles"] == {"from": ["user"], "to": ["staff", "user"]}
-    assert updated["detail"]["changes"]["beamlines"] == {"from": [], "to": ["b7"]}  # beamline names are lower-cased at the boundary
+    assert updated["detail"]["changes"]["beamlines"] == {"from": [], "to": ["b7"]}
     assert server.admin.patch(f"/api/v1/users/{username}", json={"state": "disabled"}).status_code == 200
     disabled = find(server, "user.update", username)[0]
     assert disabled["detail"]["changes"] == {"state": {"from": "active", "to": "disabled"}}
