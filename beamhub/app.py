@@ -15,6 +15,7 @@ from starlette.routing import Host
 from beamhub import __version__
 from beamhub.compute.backend import BackendError
 from beamhub.config import Settings
+from beamhub.data.h5_routes import router as h5_router
 from beamhub.data.routes import router as data_router
 from beamhub.data.service import DataService
 from beamhub.deps import CREDENTIAL_SECONDS, Credentials
@@ -117,7 +118,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     for router in (login_router, users_router, audit_router, keys_router, windows_router, sessions_router,
-                   heps_router, session_console_router, data_router, jobs_router, metrics_router):
+                   heps_router, session_console_router, data_router, h5_router, jobs_router, metrics_router):
         app.include_router(router)
     install_console(app, settings)
     # First of all routes: a session's host name serves that session and nothing of the console.

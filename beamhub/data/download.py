@@ -41,7 +41,7 @@ def file_response(request: Request, path: Path, *, accel_root: Path | None = Non
     name = filename or path.name
     headers = {"content-type": _media_type(name), "content-disposition": content_disposition(name),
                "cache-control": CACHE_CONTROL, "x-content-type-options": "nosniff"}
-    fd = _open_regular(path)
+    fd = open_regular(path)
     sending = False
     try:
         if accel_prefix is not None:
@@ -193,7 +193,7 @@ class _Sink:
 
 
 def _add_file(archive: zipfile.ZipFile, sink: _Sink, name: str, path: Path) -> Iterator[bytes]:
-    fd = _open_regular(path)
+    fd = open_regular(path)
     with os.fdopen(fd, "rb", buffering=0) as source:
         info = os.fstat(fd)
         entry = zipfile.ZipInfo("/".join(check_relative(name)), _zip_time(info.st_mtime))
@@ -211,7 +211,7 @@ def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
     return max(time.localtime(mtime)[:6], (1980, 1, 1, 0, 0, 0))  # type: ignore[return-value]
 
 
-def _open_regular(path: Path) -> int:
+def open_regular(path: Path) -> int:
     """A read-only descriptor of the regular file that is `path` now, no symlink on the way; else NotFound."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

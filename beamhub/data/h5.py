@@ -1,0 +1,208 @@
+"""HDF5 files of a proposal read for a caller, answered as h5grove 4 answers (`/meta`, `/attr`, `/paths`).
+
+The file is the one the catalogue's rule lets the caller read (DataBrowser.readable_file: the real
+path inside the proposal's folder, the kernel's ACL check as the caller), opened once with O_NOFOLLOW
+and read through that descriptor. beamhub reads as root, so nothing in the file may make it read
+another file: external links are reported, never followed; a virtual dataset or one with external
+raw storage is described but its values are refused (they name files the caller's ACLs never saw).
+Soft links are followed inside the file, by the same walk, never through an external link.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import h5py
+from h5grove.utils import attr_metadata, get_filters, get_type_metadata, sorted_dict
+
+from beamhub.data.browse import DataBrowser
+from beamhub.data.download import open_regular
+from beamhub.data.h5_values import Body, encode_values, statistics
+from beamhub.errors import Forbidden, Invalid, NotFound
+from beamhub.identity.principal import Principal
+
+Entity = h5py.Group | h5py.Dataset | h5py.Datatype | h5py.SoftLink | h5py.ExternalLink
+MAX_SOFT_LINKS = 40
+LINK_RESOLUTIONS = ("only_valid", "all", "none")
+
+
+@contextmanager
+def open_h5(path: os.PathLike[str]) -> Iterator[h5py.File]:
+    """The HDF5 file that is the regular file `path` now (no symlink on the way), read-only."""
+    fd = open_regular(path)  # type: ignore[arg-type]
+    try:
+        # The magic link reopens this very inode, whatever is renamed into the path afterwards.
+        h5 = h5py.File(f"/proc/self/fd/{fd}", "r")
+    except OSError:
+        raise Invalid(f"not an HDF5 file: {os.fspath(path).rsplit('/', 1)[-1]}") from None
+    finally:
+        os.close(fd)
+    with h5:
+        yield h5
+
+
+def locate(h5: h5py.File, path: str, resolve: str = "only_valid") -> Entity:
+    """The object at `path`; a soft link's target unless `resolve` is "none" (or it dangles and is "only_valid")."""
+    if resolve not in LINK_RESOLUTIONS:
+        raise Invalid(f"resolve_links must be one of {', '.join(LINK_RESOLUTIONS)}")
+    return _walk(h5, h5["/"], _parts(path), path, resolve, [0])
+
+
+def _parts(path: str) -> list[str]:
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _walk(h5: h5py.File, node: Entity, parts: list[str], path: str, resolve: str, hops: list[int]) -> Entity:
+    """Follow `parts` from `node` link by link: hard links opened, soft links walked from their target, external
+    links never crossed (the last one is returned as it is)."""
+    for index, name in enumerate(parts):
+        last = index == len(parts) - 1
+        link = node.get(name, getlink=True) if isinstance(node, h5py.Group) else None
+        if link is None:
+            raise NotFound(f"{path} is not a valid path in this file")
+        if isinstance(link, h5py.ExternalLink):
+            if last and resolve != "all":
+                return link
+            raise NotFound(f"Cannot resolve {path}: external links are not followed")
+        if isinstance(link, h5py.SoftLink):
+            if last and resolve == "none":
+                return link
+            node = _soft_target(h5, node, link, path, resolve if last else "all", hops)
+            if isinstance(node, h5py.SoftLink):
+                return link
+            continue
+        node = node[name]
+    return node
+
+
+def _soft_target(h5: h5py.File, group: h5py.Group, link: h5py.SoftLink, path: str, resolve: str,
+                 hops: list[int]) -> Entity:
+    """What a soft link names, walked from the root or from its group; the link itself if it dangles and may."""
+    hops[0] += 1
+    if hops[0] > MAX_SOFT_LINKS:
+        raise NotFound(f"Cannot resolve {path}: too many soft links")
+    start = h5["/"] if link.path.startswith("/") else group
+    try:
+        return _walk(h5, start, _parts(link.path), path, "all", hops)
+    except NotFound:
+        if resolve == "only_valid":
+            return link
+        raise
+
+
+def metadata(h5: h5py.File, entity: Entity, name: str, depth: int = 1) -> dict[str, Any]:
+    """h5grove's /meta of one entity: a group lists its children (their own metadata, one level deep)."""
+    base = {"name": name}
+    if isinstance(entity, h5py.ExternalLink):
+        return sorted_dict(("target_file", entity.filename), ("target_path", entity.path), *base.items(),
+                           ("kind", "external_link"))
+    if isinstance(entity, h5py.SoftLink):
+        return sorted_dict(("target_path", entity.path), *base.items(), ("kind", "soft_link"))
+    fields = [*base.items(), ("attributes", [attr_metadata(entity.attrs, key) for key in sorted(entity.attrs)])]
+    if isinstance(entity, h5py.Dataset):
+        fields += [("kind", "dataset"), ("chunks", entity.chunks), ("filters", get_filters(entity)),
+                   ("shape", entity.shape), ("type", get_type_metadata(entity.id.get_type()))]
+    elif isinstance(entity, h5py.Datatype):
+        fields += [("kind", "datatype"), ("type", get_type_metadata(entity.id))]
+    else:
+        fields.append(("kind", "group"))
+        if depth > 0:
+            fields.append(("children", [metadata(h5, _walk(h5, entity, [child], child, "only_valid", [0]), child, 0)
+                                        for child in entity]))
+    return sorted_dict(*fields)
+
+
+def attributes(entity: Entity, keys: list[str] | None) -> dict[str, Any]:
+    """The values of an object's attributes, all or those named."""
+    if isinstance(entity, h5py.SoftLink | h5py.ExternalLink):
+        raise Invalid("a link that is not resolved has no attributes")
+    missing = [key for key in keys or () if key not in entity.attrs]
+    if missing:
+        raise NotFound(f"no attribute {', '.join(missing)}")
+    return {key: entity.attrs[key] for key in (keys if keys is not None else entity.attrs)}
+
+
+def link_paths(group: Entity, base: str) -> list[str]:
+    """`base` and the path of every link below it, as h5grove's /paths (links listed, none followed)."""
+    if not isinstance(group, h5py.Group):
+        raise Invalid(f"{base} is not a group")
+    prefix = base.rstrip("/")
+    names = [base]
+    group.id.links.visit(lambda name: names.append(f"{prefix}/{name.decode()}"))
+    return names
+
+
+def readable_dataset(entity: Entity, path: str) -> h5py.Dataset:
+    """The dataset at `path` if its values lie in this file."""
+    if not isinstance(entity, h5py.Dataset):
+        raise Invalid(f"{path} is not a dataset")
+    if entity.is_virtual or entity.external:
+        raise Forbidden(f"{path} keeps its values in other files (virtual or external storage): "
+                        "beamhub reads only the file asked for")
+    return entity
+
+
+class H5Files:
+    """HDF5 files of a proposal, opened for a caller only when the file's ACL lets them read it."""
+
+    def __init__(self, browse: DataBrowser) -> None:
+        self.browse = browse
+
+    @contextmanager
+    def open(self, principal: Principal, proposal_id: str, file: str) -> Iterator[h5py.File]:
+        """The proposal's file `file` (relative to the proposal's folder) as HDF5, if the caller may read it."""
+        with open_h5(self.browse.readable_file(principal, proposal_id, file)) as h5:
+            yield h5
+
+    def meta(self, principal: Principal, proposal_id: str, file: str, path: str, resolve: str) -> dict[str, Any]:
+        """h5grove's /meta of `path`."""
+        with self.open(principal, proposal_id, file) as h5:
+            return metadata(h5, locate(h5, path, resolve), _name(path))
+
+    def attr(self, principal: Principal, proposal_id: str, file: str, path: str,
+             keys: list[str] | None) -> dict[str, Any]:
+        """h5grove's /attr of `path`: attribute values by name."""
+        with self.open(principal, proposal_id, file) as h5:
+            return attributes(locate(h5, path), keys)
+
+    def paths(self, principal: Principal, proposal_id: str, file: str, path: str, resolve: str) -> list[str]:
+        """h5grove's /paths below `path`."""
+        with self.open(principal, proposal_id, file) as h5:
+            return link_paths(locate(h5, path, resolve), path)
+
+
+    def data(self, principal: Principal, proposal_id: str, file: str, path: str, selection: str | None, fmt: str,
+             dtype: str, flatten: bool) -> Body:
+        """h5grove's /data of the dataset at `path`; a streamed body keeps the file open until it is sent."""
+        stack = ExitStack()
+        try:
+            h5 = stack.enter_context(self.open(principal, proposal_id, file))
+            body = encode_values(readable_dataset(locate(h5, path), path), selection, fmt, dtype, flatten)
+        except BaseException:
+            stack.close()
+            raise
+        if isinstance(body.content, bytes):
+            stack.close()
+        else:
+            body.content = _closing(body.content, stack)
+        return body
+
+    def stats(self, principal: Principal, proposal_id: str, file: str, path: str,
+              selection: str | None) -> dict[str, int | float | None]:
+        """h5grove's /stats of the selection of the dataset at `path`."""
+        with self.open(principal, proposal_id, file) as h5:
+            return statistics(readable_dataset(locate(h5, path), path), selection)
+
+
+def _closing(chunks: Iterator[bytes], stack: ExitStack) -> Iterator[bytes]:
+    """The chunks, then (or when the reader stops early) the file closed."""
+    with stack:
+        yield from chunks
+
+
+def _name(path: str) -> str:
+    """An entity's name as h5grove gives it: the last component of the path ("" for the root)."""
+    return path.split("/")[-1]
