@@ -25,6 +25,7 @@ from beamhub.identity.audit_routes import router as audit_router
 from beamhub.identity.key_routes import router as keys_router
 from beamhub.identity.routes import router as users_router
 from beamhub.identity.windows_routes import router as windows_router
+from beamhub.jobs.broadcast import JobEventBroadcaster
 from beamhub.jobs.poller import follow_jobs_forever
 from beamhub.jobs.routes import router as jobs_router
 from beamhub.metrics import SESSIONS
@@ -85,7 +86,8 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstreams = Upstreams()
-        tasks = [asyncio.create_task(app.state.events.run_forever())]
+        tasks = [asyncio.create_task(app.state.events.run_forever()),
+                 asyncio.create_task(app.state.job_events.run_forever())]
         if run_reconciler:
             tasks += [asyncio.create_task(reconciler.run_forever()),
                       asyncio.create_task(release_embargoes_forever(services.data)),
@@ -109,6 +111,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     app.state.credentials = Credentials(CREDENTIAL_SECONDS)
     services.identity.on_revoke += [app.state.credentials.clear, app.state.admissions.clear]
     app.state.events = EventBroadcaster(services.db)
+    app.state.job_events = JobEventBroadcaster(services.db)
     SESSIONS.db = services.db
 
     add_error_handlers(app)

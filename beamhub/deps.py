@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from typing import Annotated
@@ -149,6 +150,21 @@ async def principal_if_valid(connection: HTTPConnection) -> Principal | None:
         return await run_in_threadpool(authenticate, connection)
     except BeamhubError:
         return None
+
+
+CREDENTIAL_RECHECK_SECONDS = 5.0
+"""How often an open event stream asks again whether its caller's credential still stands."""
+
+
+async def credential_stands(request: Request) -> bool:
+    """True, but at most every CREDENTIAL_RECHECK_SECONDS asks again whether a stream's credential still stands."""
+    now = asyncio.get_running_loop().time()
+    if not hasattr(request.state, "credential_checked"):
+        request.state.credential_checked = now  # the request itself was just authenticated
+    if now - request.state.credential_checked < CREDENTIAL_RECHECK_SECONDS:
+        return True
+    request.state.credential_checked = now
+    return await principal_if_valid(request) is not None
 
 
 def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

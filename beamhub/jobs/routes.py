@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from starlette.responses import Response, StreamingResponse
 
+from beamhub.broadcast import followed
 from beamhub.data.download import file_response
 from beamhub.db import utcnow
-from beamhub.deps import SessionsPrincipal, get_services, principal_if_valid
+from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, SessionsPrincipal, credential_stands, get_services
 from beamhub.identity.schemas import USERNAME_PATTERN
+from beamhub.jobs.broadcast import JobEventBroadcaster
 from beamhub.jobs.models import Job, JobEvent, JobState
 from beamhub.jobs.schemas import JobCreate, JobEventOut, JobOut
 from beamhub.jobs.service import JobService
 from beamhub.sse import EVENT_STREAM, SSE_HEADERS, server_sent_event
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-POLL_SECONDS = 1.0
-"""How often an open event stream looks for new events of its job (and asks whether its credential stands)."""
 
 
 def job_service(request: Request) -> JobService:
@@ -82,17 +83,28 @@ def job_events(request: Request, job_id: str, principal: SessionsPrincipal, jobs
     start = last_event_id if last_event_id is not None else after
 
     async def stream() -> AsyncIterator[str]:
-        seen = start
-        yield ": listening\n\n"
-        while await principal_if_valid(request) is not None:
-            for event in await asyncio.to_thread(jobs.events, principal, job_id, seen):
+        with _broadcaster(request).subscribe() as published:
+            yield ": listening\n\n"
+            # The job before its backlog: had it ended, its last event is in the backlog.
+            job = await asyncio.to_thread(jobs.get, principal, job_id)
+            seen = start
+            for event in await asyncio.to_thread(jobs.events, principal, job_id, start):
                 seen = event.id
                 yield _sse(event)
-                if not JobState(event.state).is_active:
-                    return
-            await asyncio.sleep(POLL_SECONDS)
+            if not job.state.is_active:
+                return
+            stands = functools.partial(credential_stands, request)
+            async for event in followed(published, stands, CREDENTIAL_RECHECK_SECONDS):
+                if event.job_id == job_id and event.id > seen:
+                    yield _sse(event)
+                    if not JobState(event.state).is_active:
+                        return
 
     return StreamingResponse(stream(), media_type=EVENT_STREAM, headers=SSE_HEADERS)
+
+
+def _broadcaster(request: Request) -> JobEventBroadcaster:
+    return request.app.state.job_events
 
 
 @router.get("/{job_id}/{which}", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

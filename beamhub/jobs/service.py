@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from beamhub.broadcast import notify
 from beamhub.config import Settings
 from beamhub.data.access import may_read
 from beamhub.data.service import DataService
@@ -18,6 +19,7 @@ from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady
 from beamhub.identity.audit import AuditService
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
+from beamhub.jobs import broadcast
 from beamhub.jobs.models import ACTIVE_JOB_STATES, Job, JobEvent, JobState
 from beamhub.jobs.schemas import JobCreate
 from beamhub.jobs.slurm import Slurm, SlurmError, SlurmJob, Submission
@@ -63,7 +65,7 @@ class JobService:
                       state=JobState.pending, output_path=str(submission.output), error_path=str(submission.error),
                       submitted_at=utcnow())
             db.add(job)
-            db.add(JobEvent(job_id=job_id, state=job.state.value, message=f"submitted as Slurm job {slurm_id}"))
+            self._event(db, job_id, job.state, f"submitted as Slurm job {slurm_id}")
             self.audit.add_as(db, principal, "job.submit", job_id, user=user.username, slurm_id=slurm_id,
                               name=body.name, partition=body.partition, ncores=body.ncores, memory=body.memory,
                               minutes=body.minutes, beamline=beamline)
@@ -152,7 +154,7 @@ class JobService:
         except SlurmError as exc:
             raise Conflict(f"Slurm did not cancel job {job.slurm_id}: {exc}") from exc
         with self.db.session() as db:
-            db.add(JobEvent(job_id=job_id, state=job.state.value, message=f"cancel requested by {principal.username}"))
+            self._event(db, job_id, job.state, f"cancel requested by {principal.username}")
             self.audit.add_as(db, principal, "job.cancel", job_id, user=job.user.username, slurm_id=job.slurm_id,
                               beamline=job.beamline)
         self.refresh()
@@ -188,5 +190,11 @@ class JobService:
         job.state, job.reason = state, message
         if not state.is_active and job.ended_at is None:
             job.ended_at = utcnow()
-        db.add(JobEvent(job_id=job.id, state=state.value, message=message))
+        JobService._event(db, job.id, state, message)
         return 1
+
+    @staticmethod
+    def _event(db: Session, job_id: str, state: JobState, message: str) -> None:
+        """Record an event; on PostgreSQL, the event streams' broadcaster is woken when it commits."""
+        db.add(JobEvent(job_id=job_id, state=state.value, message=message))
+        notify(db, broadcast.CHANNEL)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Header, Query, Request, status
 from starlette.responses import StreamingResponse
 
+from beamhub.broadcast import followed
 from beamhub.db import utcnow
-from beamhub.deps import Sessions, SessionsPrincipal, principal_if_valid
+from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, Sessions, SessionsPrincipal, credential_stands
 from beamhub.identity.schemas import USERNAME_PATTERN
 from beamhub.sessions.broadcast import EventBroadcaster, Published
 from beamhub.sessions.models import SessionEvent, SessionRecord
@@ -17,8 +19,6 @@ from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, Sessi
 from beamhub.sse import EVENT_STREAM, SSE_HEADERS, server_sent_event
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
-RECHECK_SECONDS = 5.0
-"""How often an open event stream asks again whether its caller's credential still stands."""
 
 
 def _sse(event: SessionEvent) -> str:
@@ -121,24 +121,9 @@ def _broadcaster(request: Request) -> EventBroadcaster:
     return request.app.state.events
 
 
-async def _followed(request: Request, published: asyncio.Queue[Published]) -> AsyncIterator[Published]:
-    """The events published for the stream, while its caller's credential stands (asked every RECHECK_SECONDS)."""
-    while await _credential_stands(request):
-        try:
-            yield await asyncio.wait_for(published.get(), timeout=RECHECK_SECONDS)
-        except TimeoutError:
-            continue
-
-
-async def _credential_stands(request: Request) -> bool:
-    """True, but at most every RECHECK_SECONDS asks again whether the stream's credential still stands."""
-    now = asyncio.get_running_loop().time()
-    if not hasattr(request.state, "credential_checked"):
-        request.state.credential_checked = now  # the request itself was just authenticated
-    if now - request.state.credential_checked < RECHECK_SECONDS:
-        return True
-    request.state.credential_checked = now
-    return await principal_if_valid(request) is not None
+def _followed(request: Request, published: asyncio.Queue[Published]) -> AsyncIterator[Published]:
+    """The events published for the stream, while its caller's credential stands."""
+    return followed(published, functools.partial(credential_stands, request), CREDENTIAL_RECHECK_SECONDS)
 
 
 @router.post("/{session_id}/agent", status_code=status.HTTP_204_NO_CONTENT, include_in_schema=False)

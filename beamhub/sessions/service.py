@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from beamhub.broadcast import notify
 from beamhub.compute.backend import Backend, BackendError, LaunchSpec
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
@@ -255,8 +256,7 @@ class SessionService(SessionReader):
     def _event(db: Session, record: SessionRecord, message: str, kind: str = "transition") -> None:
         """Record an event; on PostgreSQL, the event streams' broadcaster is woken when it commits."""
         db.add(SessionEvent(session=record, state=record.state.value, kind=kind, message=message))
-        if db.get_bind().dialect.name == "postgresql":
-            db.execute(text(f"NOTIFY {broadcast.CHANNEL}"))
+        notify(db, broadcast.CHANNEL)
 
     def stop_all_of(self, user_id: int, reason: str) -> None:
         """End every active session of a user (they were disabled)."""
