@@ -23,6 +23,7 @@ from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
 from beamhub.identity.sshkeys import SshKeyService
 from beamhub.identity.windows import WindowsIdentity
+from beamhub.jobs.service import JobService
 from beamhub.services import Services
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
@@ -222,6 +223,10 @@ def browse_service(request: Request) -> DataBrowser:
     return get_services(request).browse
 
 
+def job_service(request: Request) -> JobService:
+    return get_services(request).jobs
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
 SessionsPrincipal = Annotated[Principal, Depends(scoped("sessions"))]
@@ -235,3 +240,4 @@ Workstations = Annotated[WorkstationService, Depends(workstation_service)]
 Login = Annotated[LoginService, Depends(login_service)]
 Data = Annotated[DataService, Depends(data_service)]
 Browse = Annotated[DataBrowser, Depends(browse_service)]
+Jobs = Annotated[JobService, Depends(job_service)]

@@ -5,30 +5,22 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 from starlette.responses import Response, StreamingResponse
 
 from beamhub.broadcast import followed
 from beamhub.data.download import file_response
 from beamhub.db import utcnow
-from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, SessionsPrincipal, credential_stands, get_services
+from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, Jobs, SessionsPrincipal, credential_stands
 from beamhub.identity.schemas import USERNAME_PATTERN
 from beamhub.jobs.broadcast import JobEventBroadcaster
 from beamhub.jobs.models import Job, JobEvent, JobState
 from beamhub.jobs.schemas import JobCreate, JobEventOut, JobOut
-from beamhub.jobs.service import JobService
 from beamhub.sse import EVENT_STREAM, SSE_HEADERS, server_sent_event
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-
-
-def job_service(request: Request) -> JobService:
-    return get_services(request).jobs
-
-
-Jobs = Annotated[JobService, Depends(job_service)]
 
 
 def job_out(job: Job) -> JobOut:

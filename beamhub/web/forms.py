@@ -1,4 +1,5 @@
-"""The launch form: what a person typed, checked and turned into a SessionSpec, with messages in their language."""
+"""The launch and batch job forms: what a person typed, checked and turned into a SessionSpec or a JobCreate, with
+messages in their language."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import re
 import shlex
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from beamhub.config import Settings
 from beamhub.errors import Invalid
+from beamhub.jobs.schemas import JOB_NAME_PATTERN, MAX_COMMAND, MAX_MINUTES, MAX_NODES, MAX_SCRIPT, JobCreate
 from beamhub.sessions.schemas import NAME_PATTERN, SessionSpec
 
 GIB = 2**30
@@ -69,3 +71,49 @@ def _number(text: str, message: str, above: float) -> float:
     if not value > above or value != value or value == float("inf"):
         raise Invalid(message)
     return value
+
+
+class JobForm(BaseModel):
+    """The batch job form's fields as text, so that a refused form comes back as it was typed."""
+
+    name: str = Field("job", max_length=64)
+    command: str = Field("", max_length=MAX_COMMAND)
+    script: str = Field("", max_length=MAX_SCRIPT)
+    ncores: str = Field("1", max_length=32)
+    memory: str = Field("1", max_length=32)
+    nodes: str = Field("1", max_length=32)
+    minutes: str = Field("60", max_length=32)
+    partition: str = Field("", max_length=64)
+
+    def values(self) -> dict[str, str]:
+        return self.model_dump()
+
+    def to_job(self, _: Callable[[str], str]) -> JobCreate:
+        """The job this form asks for; Invalid, with a translated message, for a field that is not right."""
+        command, script = self.command.strip(), self.script.replace("\r\n", "\n").strip()
+        if bool(command) == bool(script):
+            raise Invalid(_("Give either a command or a script, not both."))
+        if script and not script.startswith("#!"):
+            raise Invalid(_("A batch script starts with a line such as #!/bin/bash."))
+        if not re.match(JOB_NAME_PATTERN, self.name.strip()):
+            raise Invalid(_("A job name has letters, digits, dots, dashes and underscores only, such as fit-42."))
+        ncores = _whole(self.ncores, _("Cores must be a whole number from 1 to 1024."), 1, 1024)
+        memory = _number(self.memory, _("Memory must be a number of GiB, at least 0.0625 (64 MiB)."),
+                         above=MIN_MEMORY_GIB - 1e-9)
+        nodes = _whole(self.nodes, _("Nodes must be a whole number from 1 to 64."), 1, MAX_NODES)
+        minutes = _whole(self.minutes, _("The time limit must be a whole number of minutes, at least 1."), 1,
+                         MAX_MINUTES)
+        try:
+            return JobCreate(name=self.name.strip(), command=command or None, script=script + "\n" if script else None,
+                             ncores=ncores, memory=int(memory * GIB), nodes=nodes, minutes=minutes,
+                             partition=self.partition or None)
+        except ValidationError:
+            raise Invalid(_("A field of the form is missing or not valid; go back and check it.")) from None
+
+
+def _whole(text: str, message: str, least: int, most: int) -> int:
+    """The whole number in a field, if it is one from `least` to `most`; else Invalid(message)."""
+    value = _number(text, message, above=least - 1)
+    if value != int(value) or value > most:
+        raise Invalid(message)
+    return int(value)

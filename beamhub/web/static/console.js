@@ -95,6 +95,31 @@ function liveSession(page) {
   });
 }
 
+const JOB_ACTIVE = ["pending", "running", "suspended", "completing"];
+
+// A batch job's page: its events as they happen; a change of state reloads it for its new facts and controls.
+function liveJob(page) {
+  const names = JSON.parse(page.dataset.stateNames);
+  const source = new EventSource(`/api/v1/jobs/${encodeURIComponent(page.dataset.job)}/events?after=${page.dataset.after}`);
+  const onEvent = (raw) => {
+    const event = JSON.parse(raw.data);
+    const item = document.createElement("li");
+    const when = document.createElement("time");
+    when.textContent = new Date(event.at).toLocaleString();
+    const state = document.createElement("strong");
+    state.textContent = names[event.state] || event.state;
+    item.append(when, " ", state, " ", event.message);
+    page.querySelector("[data-events]").append(item);
+    if (event.state !== page.dataset.state) {
+      page.dataset.state = event.state;
+      source.close();
+      setTimeout(() => window.location.reload(), 400);
+    }
+  };
+  page.dataset.states.split(" ").forEach((state) => source.addEventListener(state, onEvent));
+  page.dataset.live = "on";
+}
+
 // Launch form: the program fields only for the kinds that need them.
 function launchForm(form) {
   const kind = form.querySelector("[data-kind]");
@@ -115,6 +140,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (dashboard && window.EventSource) liveDashboard(dashboard);
   const page = document.querySelector("[data-session-page]");
   if (page && window.EventSource) liveSession(page);
+  const job = document.querySelector("[data-job-page]");
+  if (job && window.EventSource && JOB_ACTIVE.includes(job.dataset.state)) liveJob(job);
   const form = document.querySelector("[data-launch-form]");
   if (form) launchForm(form);
 });
