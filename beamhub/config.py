@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     download_accel_prefix: str | None = Field(
         None, pattern=r"^/[A-Za-z0-9_/-]*$",
         description="behind nginx: answer downloads with X-Accel-Redirect to this internal location")
+    viewer_dir: Path = Field(Path("/opt/beamhub/viewer"),
+                             description="the HDF5 viewer's bundle (viewer.js, viewer.css) scripts/install.sh builds")
 
     node_cpus: float | None = None
     node_memory: str | None = None

@@ -27,6 +27,11 @@ fi
 "$prefix/venv/bin/pip" install -q -c "$repo/requirements/server.txt" "$repo[test]"
 ln -sf "$prefix/venv/bin/beamhub" /usr/local/bin/beamhub
 
+# The console's HDF5 viewer: h5web and React bundled by esbuild from the committed lock (Debian's Node and npm
+# where the machine has none); rebuilt only when the lock or the viewer's sources change.
+command -v npm >/dev/null || apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+"$repo/scripts/build-viewer.sh" "$prefix/viewer-build" "$prefix/viewer"
+
 # The default session image: JupyterLab in a world-readable environment.
 image="$prefix/images/default"
 if [ ! -x "$image/bin/jupyter-lab" ]; then

@@ -28,4 +28,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     for pages in (data_pages, jobs_pages, account_pages, admin_pages, admin_people):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/viewer-assets", StaticFiles(directory=settings.viewer_dir, check_dir=False), name="viewer-assets")
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""The console's data pages: my proposals, a proposal's datasets, a folder's files with download links.
+"""The console's data pages: my proposals, a proposal's datasets, a folder's files with download links, and the
+HDF5 viewer (h5web reading a file through /api/v1/proposals/{id}/h5, with the same cookie and the same checks).
 
 Every listing is the data services' (the same calls and checks as /api/v1/proposals); downloads are plain links to
 that API, which the login cookie opens and which browsers and curl resume with HTTP Range.
@@ -23,9 +24,14 @@ from beamhub.errors import NotFound
 from beamhub.identity.principal import Principal
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PAGE_SIZE, PagePrincipal
-from beamhub.web.pages import render
+from beamhub.web.pages import CONTENT_SECURITY_POLICY, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+HDF5_SUFFIXES = (".h5", ".hdf5", ".nxs", ".nx5", ".hdf")
+"""Files the files page offers to open in the viewer."""
+# h5web's ndarray and ndarray-ops compile their accessors with new Function (silx-kit/h5web#2047): the viewer page
+# alone allows eval. Inline script stays refused, and the page puts nothing of the file's content into script.
+VIEWER_CSP = CONTENT_SECURITY_POLICY.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'")
 
 
 def data_reader(principal: PagePrincipal) -> Principal:
@@ -103,4 +109,19 @@ def files_page(request: Request, proposal_id: str, principal: Reader, data: Data
     return render(request, "data/files.html", principal=principal, proposal=proposal_out(data, proposal),
                   folder=folder, crumbs=crumbs(parts), folders=folders, files=files, after=after,
                   next_after=cursor, name_start=len(folder) + 1 if folder else 0,
-                  zip_href=zip_link(proposal.id, parts))
+                  zip_href=zip_link(proposal.id, parts), viewable=HDF5_SUFFIXES)
+
+
+@router.get("/data/{proposal_id}/view")
+def viewer_page(request: Request, proposal_id: str, principal: Reader, data: Data, browse: Browse,
+                file: str = "", path: str = "/") -> Response:
+    """A file of the proposal in the HDF5 viewer (opened at the object `path`), if the caller may read it."""
+    proposal = data.get(principal, checked_id(proposal_id))
+    browse.readable_file(principal, proposal.id, file)
+    relpath = "/".join(check_relative(file))
+    folder = relpath.rpartition("/")[0]
+    page = render(request, "data/viewer.html", principal=principal, proposal=proposal_out(data, proposal),
+                  file=relpath, path=path, crumbs=crumbs(folder.split("/") if folder else []),
+                  built=(data.settings.viewer_dir / "viewer.js").is_file())
+    page.headers["Content-Security-Policy"] = VIEWER_CSP
+    return page
