@@ -39,6 +39,17 @@ def slurm_cluster() -> Iterator[Path]:
         subprocess.run([str(CLUSTER), "stop"], env=env, capture_output=True)
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster_or_skip(request: pytest.FixtureRequest) -> Path:
+    """The cluster for tests outside tests/jobs (console pages, the browser), which import this fixture and
+    slurm_cluster: where it cannot start, they are skipped, saying why, instead of failing."""
+    try:
+        return request.getfixturevalue("slurm_cluster")
+    except pytest.fail.Exception as exc:
+        print(f"skipped: the Slurm test cluster cannot start: {exc}")
+        pytest.skip(f"the Slurm test cluster cannot start: {exc}")
+
+
 @pytest.fixture(scope="module")
 def hub(slurm_cluster: Path, module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterator[Any]:
     """A beamhub server on SQLite that submits to the test cluster, its storage root traversable by all."""

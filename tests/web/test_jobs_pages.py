@@ -12,26 +12,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.jobs.conftest import slurm_cluster, wait_for_job  # noqa: F401  (slurm_cluster: the shared cluster)
+from tests.jobs import conftest as jobs_fixtures
+from tests.jobs.conftest import wait_for_job
 from tests.web.conftest import PASSWORD, csrf_of
+
+slurm_cluster = jobs_fixtures.slurm_cluster
+slurm_cluster_or_skip = jobs_fixtures.slurm_cluster_or_skip
+"""The Slurm test cluster's fixtures, shared with tests/jobs (this module's tests skip where it cannot start)."""
 
 FORM = {"name": "from-the-form", "ncores": "1", "memory": "0.125", "nodes": "1", "minutes": "5", "partition": "debug"}
 
 
 @pytest.fixture(scope="module")
-def cluster(request: pytest.FixtureRequest) -> Path:
-    """The Slurm test cluster; a test that needs it is skipped, saying why, when it cannot start."""
-    try:
-        return request.getfixturevalue("slurm_cluster")
-    except pytest.fail.Exception as exc:
-        print(f"skipping: the Slurm test cluster cannot start: {exc}")
-        pytest.skip(f"the Slurm test cluster cannot start: {exc}")
-
-
-@pytest.fixture(scope="module")
-def hub(cluster: Path, module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Any:
+def hub(slurm_cluster_or_skip: Path, module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Any:
     """A server that submits to the test cluster (the console's `browser` and `new_user` use it)."""
-    return module_beamhub_factory(env={**uid_range_env, "BEAMHUB_SLURM_CONF": str(cluster),
+    return module_beamhub_factory(env={**uid_range_env, "BEAMHUB_SLURM_CONF": str(slurm_cluster_or_skip),
                                        "BEAMHUB_JOB_POLL_INTERVAL": "0.5"})
 
 
