@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from beamhub.broadcast import notify
@@ -124,10 +124,6 @@ class JobService:
         with self.db.session() as db:
             query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after).order_by(JobEvent.id)
             return list(db.scalars(query))
-
-    def latest_event_id(self) -> int:
-        with self.db.session() as db:
-            return db.scalar(select(func.max(JobEvent.id))) or 0
 
     def output_file(self, principal: Principal, job_id: str, which: str) -> Path:
         """The real path of a job's output or error file, if the kernel would let the principal read it."""
