@@ -32,6 +32,12 @@ def beamline_name(value: str) -> str:
     return value.strip().lower()
 
 
+def beamline_names(values: list[str]) -> list[str]:
+    """Beamline names as a user's record keeps them: normalized, each once, sorted (for callers that pass no
+    schema, such as the command line)."""
+    return sorted({beamline_name(value) for value in values})
+
+
 def _beamline_input(value: object) -> object:
     return beamline_name(value) if isinstance(value, str) else value
 

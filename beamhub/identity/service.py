@@ -24,6 +24,7 @@ from beamhub.identity.audit import AuditService
 from beamhub.identity.groups import GroupService
 from beamhub.identity.models import ApiToken, Group, Role, User, UserState
 from beamhub.identity.principal import SCOPES, Principal, role_scopes
+from beamhub.identity.schemas import beamline_names
 
 BOOTSTRAP_ADMIN = "admin-token"
 RECORD_ATTEMPTS = 3
@@ -92,7 +93,7 @@ class IdentityService:
         """
         by.require_admin()
         roles = sorted(set(roles or [Role.user.value]) | {Role.user.value})
-        profile = {"username": username, "roles": roles, "beamlines": sorted(set(beamlines or [])),
+        profile = {"username": username, "roles": roles, "beamlines": beamline_names(beamlines or []),
                    "display_name": display_name, "email": email, "state": UserState.active}
         for attempt in range(RECORD_ATTEMPTS):
             try:
@@ -226,7 +227,7 @@ class IdentityService:
             if roles is not None:
                 user.roles = sorted(set(roles) | {Role.user.value})
             if beamlines is not None:
-                user.beamlines = sorted(set(beamlines))
+                user.beamlines = beamline_names(beamlines)
             if display_name is not None:
                 user.display_name = display_name
             if email is not None:

@@ -31,6 +31,8 @@ SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-downloads"
 """The CSP of whatever a session answers on the console's origin: an opaque origin, so its scripts reach nothing of
 the console's."""
 
+UPSTREAM_TIMEOUT = {"connect": 10.0, "read": None, "write": None, "pool": None}
+"""A session gets 10 s to accept a connection; a long answer (a download, a kernel's long poll) takes its time."""
 UPSTREAM_CLIENTS = 256
 """Sessions whose upstream connections are kept open at once (least recently used ones are closed)."""
 
@@ -46,8 +48,10 @@ def _strip_our_cookies(cookie_header: str) -> str:
 
 
 def upstream_headers(headers: list[tuple[str, str]], token: str) -> dict[str, str]:
-    """Request headers to send on: beamhub's credentials replaced by the session's token."""
-    out = {k: v for k, v in headers if k.lower() not in HOP_BY_HOP | {"authorization", "cookie"}}
+    """Request headers to send on: beamhub's credentials replaced by the session's token (a body's length kept, so
+    that it is not re-sent chunked)."""
+    dropped = (HOP_BY_HOP - {"content-length"}) | {"authorization", "cookie"}
+    out = {k: v for k, v in headers if k.lower() not in dropped}
     cookie = _strip_our_cookies("; ".join(v for k, v in headers if k.lower() == "cookie"))
     if cookie:
         out["cookie"] = cookie
@@ -71,39 +75,40 @@ def downstream_headers(response: httpx.Response) -> list[tuple[str, str]]:
 
 
 class Upstreams:
-    """Pooled keep-alive HTTP clients, one per session socket."""
+    """Pooled keep-alive connections, one pool per session socket. Requests go to the transport itself: no cookie
+    jar, redirects or hooks of a client stand between the browser and the session."""
 
     def __init__(self) -> None:
-        self._clients: OrderedDict[Path, httpx.AsyncClient] = OrderedDict()
+        self._pools: OrderedDict[Path, httpx.AsyncHTTPTransport] = OrderedDict()
 
-    def client(self, socket: Path) -> httpx.AsyncClient:
-        client = self._clients.pop(socket, None)
-        if client is None:
-            client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket)),
-                                       timeout=httpx.Timeout(None, connect=10), follow_redirects=False)
-        self._clients[socket] = client
-        while len(self._clients) > UPSTREAM_CLIENTS:
-            _, oldest = self._clients.popitem(last=False)
+    def pool(self, socket: Path) -> httpx.AsyncHTTPTransport:
+        pool = self._pools.pop(socket, None)
+        if pool is None:
+            pool = httpx.AsyncHTTPTransport(uds=str(socket))
+        self._pools[socket] = pool
+        while len(self._pools) > UPSTREAM_CLIENTS:
+            _, oldest = self._pools.popitem(last=False)
             asyncio.get_running_loop().create_task(oldest.aclose())
-        return client
+        return pool
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
 
 
 async def forward_http(request: Request, upstreams: Upstreams, socket: Path, token: str,
                        sandbox: bool) -> Response:
     """Send the request to the session and stream its answer back."""
-    client = upstreams.client(socket)
     query = f"?{request.url.query}" if request.url.query else ""
-    url = httpx.URL(f"http://session{request.url.path}{query}")
-    upstream = client.build_request(request.method, url, headers=upstream_headers(request.headers.items(), token),
-                                    content=request.stream())
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    upstream = httpx.Request(request.method, f"http://session{request.url.path}{query}",
+                             headers=upstream_headers(request.headers.items(), token),
+                             content=request.stream() if has_body else None,
+                             extensions={"timeout": UPSTREAM_TIMEOUT})
     started = time.perf_counter()
     try:
-        response = await client.send(upstream, stream=True)
+        response = await upstreams.pool(socket).handle_async_request(upstream)
     except httpx.HTTPError as exc:
         PROXY_REQUESTS.labels("502").inc()
         return Response(content=f'{{"detail": "the session does not answer: {type(exc).__name__}"}}',

@@ -128,6 +128,8 @@ ROUTES = [
     Route("POST", "/api/v1/proposals/{proposal_id}/register", ADMIN, body=lambda w: {}),
     Route("GET", "/api/v1/proposals/{proposal_id}/readers", ADMIN),
     Route("POST", "/api/v1/proposals/{proposal_id}/migrate", ADMIN, body=lambda w: {"to": "hot"}),  # 422: it is there
+    *(Route("GET", f"/api/v1/proposals/{{proposal_id}}/h5/{what}", OWNER, params=lambda ids: {"file": "none.h5"})
+      for what in ("meta", "attr", "data", "stats", "paths")),
     # Batch jobs: this server has no Slurm, so a submission is 404 "not set up" and no job exists; who may reach
     # the routes is still decided first (tests/jobs covers ownership against a real cluster).
     Route("GET", "/api/v1/jobs", ANYONE),
