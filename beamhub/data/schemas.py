@@ -112,6 +112,8 @@ class RegisterOut(BaseModel):
     skipped: int = Field(description="entries not recorded: names not UTF-8 or paths too long")
     acl_paths: int = Field(description="files and folders whose ACL was set")
     hashed_bytes: int
+    refused: list[str] = Field(description="hard-linked files with a name outside the proposal (or not found "
+                                           "inside it): their ACL is left alone and they are not catalogued")
 
 
 class MigrationRequest(BaseModel):
