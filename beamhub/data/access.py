@@ -77,6 +77,50 @@ def may_read(path: Path, caller: Caller) -> bool:
     return may_access(path, caller, os.R_OK)
 
 
+class FolderWalks:
+    """may_read for the files of a page: each folder's walk (and search on it) decided once, then per file only
+    its own lookup and inode_permission; a symlink is walked in full by may_access, as ever.
+
+    Meant for one request: a folder's answer is kept for the checker's life.
+    """
+
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+        self._folders: dict[str, str | None] = {}
+
+    def may_read(self, path: Path) -> bool:
+        """may_read(path, caller), the walk to path's folder shared with the other paths of the page."""
+        full = os.fspath(path)
+        folder, _, name = (full if full.startswith("/") else os.path.join(os.getcwd(), full)).rpartition("/")
+        if name in ("", ".", ".."):
+            return may_read(path, self.caller)
+        real = self._folder(folder or "/")
+        if real is None:
+            return False
+        child = os.path.join(real, name)
+        try:
+            child_st = os.lstat(child)
+            if stat.S_ISLNK(child_st.st_mode):
+                return may_read(path, self.caller)
+            return _access_target(child, child_st, self.caller, os.R_OK)
+        except OSError:
+            return False
+
+    def walks(self) -> int:
+        """How many folders were walked from / so far."""
+        return len(self._folders)
+
+    def _folder(self, folder: str) -> str | None:
+        """The symlink-free folder if the caller may walk to it and search it (its "/." as the kernel looks it up)."""
+        if folder not in self._folders:
+            try:
+                found = _lookup(f"{folder}/.", self.caller)
+            except OSError:
+                found = None
+            self._folders[folder] = None if found is None else found[0]
+        return self._folders[folder]
+
+
 def _lookup(path: str, caller: Caller) -> tuple[str, os.stat_result] | None:
     """Walk path from / as the kernel does for caller; the symlink-free target and its stat, or None."""
     todo = deque(_components(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from beamhub.data.access import Caller, may_access, may_read
+from beamhub.data.access import Caller, FolderWalks, may_access, may_read
 from beamhub.data.catalogue import under
 from beamhub.data.download import tree_entries
 from beamhub.data.models import DataFile, Dataset, Proposal
@@ -103,11 +103,12 @@ class DataBrowser:
         return page, page[-1].relpath if page else hidden_cursor(anchor, skip + examined)
 
     def _readable(self, principal: Principal, proposal: Proposal) -> Callable[[DataFile], bool]:
-        """Whether the principal may read a record's file: by its real ACL (an administrator: every one)."""
+        """Whether the principal may read a record's file: by its real ACL, each folder walked once a page (an
+        administrator: every one)."""
         if principal.is_admin:
             return lambda record: True
-        caller = self._caller(principal)
-        return lambda record: may_read(self._real(proposal, record), caller)
+        walks = FolderWalks(self._caller(principal))
+        return lambda record: walks.may_read(self._real(proposal, record))
 
     def _rows(self, proposal_id: str, folder: str, after: str | None, skip: int, count: int) -> list[DataFile]:
         """`count` records under folder, in path order, after the path `after` and `skip` rows more."""

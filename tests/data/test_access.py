@@ -1,4 +1,5 @@
-"""may_access answers what the kernel's access(2) answers, for random ACLs, owners and callers."""
+"""may_access (and FolderWalks, a page's shared walks) answer what the kernel's access(2) answers, for random ACLs,
+owners and callers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beamhub.data.access import Caller, may_access, may_read
+from beamhub.data.access import Caller, FolderWalks, may_access, may_read
 
 UIDS = [61000, 61001, 61002, 61003]
 GIDS = [62000, 62001, 62002, 62003]
@@ -146,6 +147,9 @@ def test_may_access_agrees_with_the_kernel_on_random_acls(base: Path) -> None:
                 ours = [may_access(Path(path), caller, mode) for path, mode in queries]
                 disagreements = [(q, k) for q, k, o in zip(queries, kernel, ours, strict=True) if k != o]
                 assert not disagreements, f"{caller}: (path, mode), kernel says: {disagreements}"
+                walks = FolderWalks(caller)
+                reads = [(path, k) for (path, mode), k in zip(queries, kernel, strict=True) if mode == os.R_OK]
+                assert [walks.may_read(Path(path)) for path, _ in reads] == [k for _, k in reads], (caller, reads)
                 compared[0] += len(queries)
         finally:
             shutil.rmtree(root, ignore_errors=True)
