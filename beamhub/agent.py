@@ -1,11 +1,14 @@
 """The session agent: runs a session's program as the user and tells beamhub how it goes.
 
 Started by a backend as `python -m beamhub.agent --session ID --callback URL --socket PATH
-[--ready-path PATH] -- PROGRAM ARGS...`, with the per-session secret in $BEAMHUB_AGENT_SECRET.
+[--ready-path PATH] [--log PATH --log-max BYTES] -- PROGRAM ARGS...`, with the per-session secret in
+$BEAMHUB_AGENT_SECRET.
 It starts the program, waits until it answers HTTP on the session's Unix socket (when a ready path
 is given; the socket lives in a directory only the user and beamhub may enter, so no other user's
 process can stand in for the program),
-reports "ready", sends activity heartbeats, and reports the program's exit. Stdlib only: it
+reports "ready", sends activity heartbeats, and reports the program's exit. The program's output goes to its
+log in the user's own space, written by the agent as the user (so the file is theirs, mode 0600), rotated once
+at half of --log-max so that both halves together stay under it. Stdlib only: it
 runs inside whatever environment the session's image provides.
 """
 
@@ -18,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--socket", required=True, help="the Unix socket the program answers on")
     parser.add_argument("--ready-path", default="", help="HTTP path that answers once the program is up")
     parser.add_argument("--heartbeat", type=float, default=30.0)
+    parser.add_argument("--log", default="", help="where the program's output goes (default: the agent's own)")
+    parser.add_argument("--log-max", type=int, default=10 * 2**20, help="bytes the log and its rotation may take")
     parser.add_argument("program", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.program[:1] == ["--"]:
@@ -93,6 +99,80 @@ def group_cpu_seconds(pgid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def open_log(path: str) -> int:
+    """The log file, created 0600 in a 0700 directory; a symlink in its place is refused."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+class LogWriter:
+    """Copies the program's output into its log; past half the cap, the log becomes LOG.1 and starts anew."""
+
+    def __init__(self, path: str, cap: int) -> None:
+        self.path = path
+        self.half = max(cap // 2, 1)
+        self.fd = open_log(path)
+        self.size = os.fstat(self.fd).st_size
+        self.copier: threading.Thread | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.size + len(data) > self.half:
+            self.rotate()
+        data = data[-self.half:]
+        os.write(self.fd, data)
+        self.size += len(data)
+
+    def rotate(self) -> None:
+        os.close(self.fd)
+        os.replace(self.path, self.path + ".1")
+        self.fd = open_log(self.path)
+        self.size = 0
+
+    def follow(self, source: int) -> None:
+        """Copy from `source` in a thread until its last writer closes it."""
+        self.copier = threading.Thread(target=self._copy, args=(source,), daemon=True)
+        self.copier.start()
+
+    def _copy(self, source: int) -> None:
+        with os.fdopen(source, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                self.write(chunk)
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Wait a little for the last output (a process the program left behind may hold the pipe open)."""
+        if self.copier is not None:
+            self.copier.join(timeout)
+
+
+def output_to_log(args: argparse.Namespace) -> LogWriter | None:
+    """The program's log, or None (its output then goes where the agent's does) if it cannot be opened."""
+    if not args.log:
+        return None
+    try:
+        return LogWriter(args.log, args.log_max)
+    except OSError as exc:
+        print(f"beamhub.agent: cannot open the session's log {args.log}: {exc}", file=sys.stderr)
+        return None
+
+
+def start_program(args: argparse.Namespace, env: dict[str, str],
+                  log: LogWriter | None) -> subprocess.Popen[bytes]:
+    """Start the program, its output (stdout and stderr) copied into the log by a thread."""
+    if log is None:
+        return subprocess.Popen(args.program, env=env, stdin=subprocess.DEVNULL)
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen(args.program, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
+                                 stderr=write_end)
+    except OSError:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    log.follow(read_end)
+    return child
+
+
 def send_with_retries(reporter: Reporter, event: dict[str, object], attempts: int = 5) -> None:
     for attempt in range(attempts):
         if reporter.send(event):
@@ -114,7 +194,11 @@ def supervise(args: argparse.Namespace, reporter: Reporter) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
-    child = subprocess.Popen(args.program, env=env, stdin=subprocess.DEVNULL)
+    log = output_to_log(args)
+    try:
+        child = start_program(args, env, log)
+    except OSError as exc:
+        return cannot_start(args, reporter, log, exc)
     if stopping:
         child.send_signal(signal.SIGTERM)
     ready_sent = False
@@ -132,10 +216,24 @@ def supervise(args: argparse.Namespace, reporter: Reporter) -> int:
             reporter.send({"event": "activity", "cpu_seconds": group_cpu_seconds(os.getpgid(0))})
             next_heartbeat = now + args.heartbeat
     status = child.returncode
+    if log is not None:
+        log.drain()
     if stopping:
         return 0
     send_with_retries(reporter, {"event": "exited", "status": status})
     return status if status >= 0 else 128 - status
+
+
+def cannot_start(args: argparse.Namespace, reporter: Reporter, log: LogWriter | None, exc: OSError) -> int:
+    """Say in the log why the program could not start, and report it as a shell would: 127 not found, 126 not
+    runnable."""
+    message = f"cannot run {args.program[0]}: {exc.strerror or exc}\n".encode()
+    if log is not None:
+        log.write(message)
+    sys.stderr.buffer.write(message)
+    status = 127 if isinstance(exc, FileNotFoundError) else 126
+    send_with_retries(reporter, {"event": "exited", "status": status})
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

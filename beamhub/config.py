@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     default_runtime: int = 86400
     max_runtime: int = 30 * 86400
     expiry_warning: int = 300
+    session_log_max: int = Field(10 * 2**20, ge=4096, description="bytes a session's log (its program's output, in "
+                                                                  "~/.beamhub/sessions/) may take, its rotation "
+                                                                  "included")
     start_timeout: int = 120
     stop_grace: float = 5.0
     reconcile_interval: float = 2.0

@@ -41,10 +41,12 @@ class LaunchSpec:
 
 @dataclass(frozen=True)
 class PollResult:
-    """Whether a launched session still runs, and if not, why it ended."""
+    """Whether a launched session still runs; if not, its exit status (when known) and what the backend alone
+    knows of why it ended (the kernel's OOM killer, say)."""
 
     alive: bool
     reason: str | None = None
+    status: int | None = None
 
 
 @dataclass(frozen=True)

@@ -168,22 +168,17 @@ class LocalBackend:
         pid = handle["pid"]
         child = self._children.get(pid)
         if child is not None and (status := child.poll()) is not None:
-            return PollResult(alive=False, reason=self._exit_reason(handle, status))
+            return PollResult(alive=False, reason=self._oom_reason(handle), status=status)
         if child is None and not _same_process(handle):
-            return PollResult(alive=False, reason=self._exit_reason(handle, None))
+            return PollResult(alive=False, reason=self._oom_reason(handle))
         return PollResult(alive=True)
 
-    def _exit_reason(self, handle: Handle, status: int | None) -> str:
+    def _oom_reason(self, handle: Handle) -> str | None:
+        """Why the session ended, if the kernel killed a process of it for memory."""
         dirs = [Path(d) for d in handle.get("cgroups", [])]
         if self.cgroups and self.cgroups.oom_kills(dirs):
             return "out of memory: the kernel killed a process over the session's memory limit"
-        if status is None:
-            return "the session's processes are gone (exit status unknown)"
-        if status < 0:
-            return f"the session was killed by {signal.Signals(-status).name}"
-        if status == 125:
-            return "the session could not be placed in its cgroups"
-        return f"the session's program exited with status {status}"
+        return None
 
     def stop(self, handle: Handle) -> None:
         pid = handle["pid"]

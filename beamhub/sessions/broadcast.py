@@ -12,7 +12,7 @@ from beamhub.identity.principal import Principal
 from beamhub.sessions.models import SessionEvent, SessionRecord, SessionState
 
 CHANNEL = "session_events"
-ENDED = frozenset({SessionState.stopped.value, SessionState.failed.value, SessionState.expired.value})
+ENDED = frozenset(state.value for state in SessionState if not state.is_active)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ class SessionState(str, enum.Enum):
     running = "running"
     stopping = "stopping"
     stopped = "stopped"
+    completed = "completed"
     failed = "failed"
     expired = "expired"
 

@@ -9,6 +9,7 @@ from beamhub.db import Database
 from beamhub.errors import Forbidden, NotFound
 from beamhub.identity.principal import Principal
 from beamhub.identity.service import IdentityService
+from beamhub.sessions import logs
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord
 
 
@@ -55,6 +56,15 @@ class SessionReader:
         if record is None:
             raise NotFound(f"{username} has no active session named {name}")
         return record
+
+    def log(self, principal: Principal, session_id: str, limit: int) -> str:
+        """The tail of a session's log, for its owner and administrators: staff manage sessions from outside and
+        do not read what a user's program printed."""
+        record = self.get(principal, session_id)
+        if principal.user_id != record.user_id and not principal.is_admin:
+            raise Forbidden("only the session's owner and administrators may read its log")
+        account = self.identity.account(record.user)
+        return logs.read_tail(logs.log_path(account.home, record.id), account.uid, limit)
 
     def active(self) -> list[SessionRecord]:
         with self.db.session() as db:

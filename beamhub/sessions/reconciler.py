@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, text
 
+from beamhub.compute.backend import PollResult
 from beamhub.db import utcnow
 from beamhub.identity.principal import SYSTEM
 from beamhub.sessions.models import SessionRecord, SessionState
@@ -62,7 +63,7 @@ class Reconciler:
         if record.handle is not None and record.state in (S.starting, S.running):
             result = self.sessions.backend.poll(record.handle)
             if not result.alive:
-                self.sessions.fail(record.id, result.reason or "the session's processes are gone")
+                self._ended(record, result)
                 return
         if now >= record.expires_at:
             self.sessions.stop(SYSTEM, record.id, final=S.expired, reason="the session reached its expiry time")
@@ -74,6 +75,13 @@ class Reconciler:
         warn_at = record.expires_at - timedelta(seconds=self.settings.expiry_warning)
         if record.warned_at is None and now >= warn_at:
             self.sessions.warn_expiry(record.id)
+
+    def _ended(self, record: SessionRecord, result: PollResult) -> None:
+        """A session whose processes are gone: completed if its program exited 0, else failed with the reason."""
+        if result.reason:
+            self.sessions.fail(record.id, result.reason)
+        else:
+            self.sessions.exited(record.id, result.status)
 
     async def run_forever(self) -> None:
         while True:

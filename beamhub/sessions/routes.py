@@ -1,4 +1,4 @@
-"""/api/v1/sessions: create, list, read, extend, stop, events; and the agent's report endpoint."""
+"""/api/v1/sessions: create, list, read, extend, stop, events, log; and the agent's report endpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Header, Query, Request, status
-from starlette.responses import StreamingResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 
 from beamhub.broadcast import followed
 from beamhub.db import utcnow
@@ -19,6 +19,8 @@ from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, Sessi
 from beamhub.sse import EVENT_STREAM, SSE_HEADERS, server_sent_event
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+LOG_TAIL = 64 * 2**10
+MAX_LOG_TAIL = 10 * 2**20
 
 
 def _sse(event: SessionEvent) -> str:
@@ -88,6 +90,13 @@ def extend_session(session_id: str, body: SessionUpdate, principal: SessionsPrin
 @router.delete("/{session_id}", response_model=SessionOut)
 def stop_session(session_id: str, principal: SessionsPrincipal, sessions: Sessions) -> SessionOut:
     return session_out(sessions.stop(principal, session_id))
+
+
+@router.get("/{session_id}/log", response_class=PlainTextResponse)
+def session_log(session_id: str, principal: SessionsPrincipal, sessions: Sessions,
+                tail: int = Query(LOG_TAIL, ge=1, le=MAX_LOG_TAIL)) -> PlainTextResponse:
+    """The last `tail` bytes of what the session's program printed (its owner and administrators)."""
+    return PlainTextResponse(sessions.log(principal, session_id, tail), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{session_id}/events", response_class=StreamingResponse,

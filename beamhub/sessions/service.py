@@ -24,7 +24,7 @@ from beamhub.identity.models import User
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.service import IdentityService
 from beamhub.metrics import SPAWN_SECONDS
-from beamhub.sessions import broadcast, kinds
+from beamhub.sessions import broadcast, kinds, logs, reasons
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
 from beamhub.sessions.schemas import AgentReport, SessionSpec
@@ -34,17 +34,17 @@ log = logging.getLogger(__name__)
 S = SessionState
 
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
-    S.pending: frozenset({S.starting, S.stopping, S.failed}),
-    S.starting: frozenset({S.running, S.stopping, S.failed, S.expired}),
-    S.running: frozenset({S.stopping, S.failed, S.expired}),
+    S.pending: frozenset({S.starting, S.stopping, S.completed, S.failed}),
+    S.starting: frozenset({S.running, S.stopping, S.completed, S.failed, S.expired}),
+    S.running: frozenset({S.stopping, S.completed, S.failed, S.expired}),
     S.stopping: frozenset({S.stopped, S.failed, S.expired}),
 }
 
 LIVE_STATES = frozenset({S.pending, S.starting, S.running})
 """Active and not yet being stopped."""
 
-AUDITED_STATES = {S.starting: "session.start", S.stopped: "session.stop", S.failed: "session.fail",
-                  S.expired: "session.expire"}
+AUDITED_STATES = {S.starting: "session.start", S.stopped: "session.stop", S.completed: "session.complete",
+                  S.failed: "session.fail", S.expired: "session.expire"}
 """The transitions the audit log records, and their action names."""
 
 
@@ -187,13 +187,15 @@ class SessionService(SessionReader):
         socket = self.upstream_socket(record.id)
         program = kinds.program_for(record.kind, image_path, record.id, socket, record.token, record.command,
                                     record.args)
+        account = self.identity.account(user)
         argv = [str(self.settings.agent_python), "-m", "beamhub.agent", "--session", record.id,
                 "--callback", self.settings.callback_url, "--socket", str(socket),
                 "--ready-path", program.ready_path, "--heartbeat", str(self.settings.heartbeat_interval),
-                "--", *program.argv]
+                "--log", str(logs.log_path(account.home, record.id)),
+                "--log-max", str(self.settings.session_log_max), "--", *program.argv]
         env = {"PATH": f"{image_path / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                **record.env, **program.env, "BEAMHUB_SESSION_ID": record.id, "BEAMHUB_AGENT_SECRET": secret}
-        spec = LaunchSpec(session_id=record.id, account=self.identity.account(user), argv=argv, env=env,
+        spec = LaunchSpec(session_id=record.id, account=account, argv=argv, env=env,
                           ncores=record.ncores, memory=record.memory, gpu_ids=record.gpu_ids,
                           runtime_dir=self.runtime_dir(record.id))
         try:
@@ -239,13 +241,13 @@ class SessionService(SessionReader):
             record.started_at = now
         if not state.is_active:
             record.ended_at = now
-        if state in (S.failed, S.expired) or (state is S.stopped and message):
+        if state in (S.completed, S.failed, S.expired) or (state is S.stopped and message):
             record.reason = message or record.reason
         self._event(db, record, message)
         self._audit_transition(db, record, by)
 
     def _audit_transition(self, db: Session, record: SessionRecord, by: Principal) -> None:
-        """Record a session's start and its end (stopped, failed, expired) in the audit log."""
+        """Record a session's start and its end (stopped, completed, failed, expired) in the audit log."""
         action = AUDITED_STATES.get(record.state)
         if action is not None:
             self.audit.add_as(db, by, action, record.id, success=record.state is not S.failed,
@@ -336,16 +338,25 @@ class SessionService(SessionReader):
                 record.last_activity = utcnow()
                 record.activity = {"cpu_seconds": report.cpu_seconds}
         if report.event == "exited":
-            self.fail(session_id, f"the session's program exited with status {report.status}")
+            self.exited(session_id, report.status)
+
+    def exited(self, session_id: str, status: int | None) -> None:
+        """End a live session whose program exited: completed for status 0, else failed with the reason in words."""
+        self.end(session_id, S.completed if status == 0 else S.failed, reasons.exit_reason(status))
 
     def fail(self, session_id: str, reason: str) -> None:
-        """Mark a live session failed and clean up whatever of it remains; one being stopped is left to its stop."""
+        """Mark a live session failed and clean up whatever of it remains."""
+        self.end(session_id, S.failed, reason)
+
+    def end(self, session_id: str, final: SessionState, reason: str) -> None:
+        """Move a live session to an end state and clean up whatever of it remains; one being stopped is left to
+        its stop."""
         with self._moving, self.db.session() as db:
             record = db.get(SessionRecord, session_id, with_for_update={"of": SessionRecord})
             if record is None or record.state not in LIVE_STATES:
                 return
             handle = record.handle
-            self._transition(db, record, S.failed, reason)
+            self._transition(db, record, final, reason)
         if handle:
             self.backend.stop(handle)
 

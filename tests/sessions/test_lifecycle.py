@@ -167,12 +167,27 @@ def test_a_command_session_runs_as_the_user(hub: Any, hub_sessions: Any) -> None
         hub_sessions.stop(session["id"])
 
 
-def test_a_command_that_exits_fails_the_session_with_its_status(hub: Any, hub_sessions: Any,
-                                                                owner: tuple[str, str]) -> None:
+def test_a_command_that_exits_with_an_error_fails_the_session_saying_so_in_words(hub: Any, hub_sessions: Any,
+                                                                                 owner: tuple[str, str]) -> None:
     session = hub_sessions.start(owner[1], kind="command", command="sh", args=["-c", "exit 3"], memory="64Mi")
-    ended = hub.wait_for_state(session["id"], {"failed", "stopped"}, timeout=15)
+    ended = hub.wait_for_state(session["id"], {"completed", "failed", "stopped"}, timeout=15)
     assert ended["state"] == "failed"
-    assert "status 3" in ended["reason"]
+    assert ended["reason"] == "the program stopped with an error (exit status 3); its log shows what it printed"
+
+
+def test_a_command_that_exits_0_completes_the_session(hub: Any, hub_sessions: Any, owner: tuple[str, str]) -> None:
+    session = hub_sessions.start(owner[1], kind="command", command="sh", args=["-c", "sleep 1"], memory="64Mi")
+    ended = hub.wait_for_state(session["id"], {"completed", "failed", "stopped"}, timeout=15)
+    assert ended["state"] == "completed"
+    assert ended["reason"] == "the program finished successfully"
+
+
+def test_a_command_not_in_the_image_fails_saying_it_was_not_found(hub: Any, hub_sessions: Any,
+                                                                  owner: tuple[str, str]) -> None:
+    session = hub_sessions.start(owner[1], kind="command", command="no-such-program", memory="64Mi")
+    ended = hub.wait_for_state(session["id"], {"completed", "failed", "stopped"}, timeout=15)
+    assert ended["state"] == "failed"
+    assert "not found" in ended["reason"], ended["reason"]
 
 
 def test_a_command_session_without_a_command_is_refused_and_not_recorded(hub: Any, hub_sessions: Any) -> None:
