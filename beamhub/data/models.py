@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from beamhub.db import Base, UTCDateTime, utcnow
@@ -21,6 +21,11 @@ RowId = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit key; SQLite only auto-increments an INTEGER primary key."""
 
 
+LISTED = ("parent", "size", "mtime_ns", "sha256", "tier", "registered_at", "id")
+"""The columns of a file listing beyond (proposal_id, relpath): PostgreSQL's path index carries them, so a page is
+read from the index alone, however the table's rows lie on disk."""
+
+
 class MemberRole(str, enum.Enum):
     pi = "pi"
     member = "member"
@@ -30,10 +35,15 @@ class Proposal(Base):
     """An accepted proposal: its beamtime, embargo and where its data lives."""
 
     __tablename__ = "proposals"
+    __table_args__ = (
+        Index("ix_proposals_beamline_id", "beamline", "id"),
+        Index("ix_proposals_released_id", "id", sqlite_where=text("embargo_released_at IS NOT NULL"),
+              postgresql_where=text("embargo_released_at IS NOT NULL")),
+    )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     title: Mapped[str] = mapped_column(String(255))
-    beamline: Mapped[str] = mapped_column(String(24), index=True)
+    beamline: Mapped[str] = mapped_column(String(24))
     tier: Mapped[str] = mapped_column(String(32))
     beamtime_start: Mapped[datetime] = mapped_column(UTCDateTime)
     beamtime_end: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -52,9 +62,10 @@ class ProposalMember(Base):
     """A user's membership of a proposal, as PI or member."""
 
     __tablename__ = "proposal_members"
+    __table_args__ = (Index("ix_proposal_members_user_proposal", "user_id", "proposal_id"),)
 
     proposal_id: Mapped[str] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     role: Mapped[MemberRole] = mapped_column(Enum(MemberRole, native_enum=False, length=16))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -81,7 +92,8 @@ class DataFile(Base):
 
     __tablename__ = "data_files"
     __table_args__ = (
-        Index("ix_data_files_proposal_relpath", "proposal_id", "relpath", unique=True),
+        Index("ix_data_files_proposal_relpath", "proposal_id", "relpath", unique=True,
+              postgresql_include=LISTED),
         Index("ix_data_files_proposal_parent", "proposal_id", "parent"),
     )
 
