@@ -109,7 +109,9 @@ class Settings(BaseSettings):
 
     default_runtime: int = 86400
     max_runtime: int = 30 * 86400
-    expiry_warning: int = 300
+    expiry_warning: list[int] = Field([900, 300], description="how long before its expiry a session's user is "
+                                                              "warned, in seconds: once per lead time, e.g. "
+                                                              "[900, 300] (one number, as before, is one lead time)")
     session_log_max: int = Field(10 * 2**20, ge=4096, description="bytes a session's log (its program's output, in "
                                                                   "~/.beamhub/sessions/) may take, its rotation "
                                                                   "included")
@@ -126,6 +128,12 @@ class Settings(BaseSettings):
 
     console_timezone: str = Field("UTC", description="IANA time zone the web console shows times in, e.g. "
                                                      "Asia/Shanghai")
+
+    @field_validator("expiry_warning", mode="before")
+    @classmethod
+    def _lead_times(cls, value: object) -> object:
+        """One number (the setting's earlier form) is a list of one lead time."""
+        return [value] if isinstance(value, int | str) else value
 
     @field_validator("bind")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
@@ -72,9 +72,17 @@ class Reconciler:
         if record.state in (S.pending, S.starting) and started_for > self.settings.start_timeout:
             self.sessions.fail(record.id, f"did not become ready within {self.settings.start_timeout} s")
             return
-        warn_at = record.expires_at - timedelta(seconds=self.settings.expiry_warning)
-        if record.warned_at is None and now >= warn_at:
+        if self._warning_due(record, now):
             self.sessions.warn_expiry(record.id)
+
+    def _warning_due(self, record: SessionRecord, now: datetime) -> bool:
+        """Whether a lead time before expiry has been reached since the last warning (one warning per lead time;
+        lead times passed together give one)."""
+        for lead in self.settings.expiry_warning:
+            warn_at = record.expires_at - timedelta(seconds=lead)
+            if now >= warn_at and (record.warned_at is None or record.warned_at < warn_at):
+                return True
+        return False
 
     def _ended(self, record: SessionRecord, result: PollResult) -> None:
         """A session whose processes are gone: completed if its program exited 0, else failed with the reason."""

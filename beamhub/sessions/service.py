@@ -269,14 +269,15 @@ class SessionService(SessionReader):
             self.stop(SYSTEM, session_id, reason=reason)
 
     def warn_expiry(self, session_id: str) -> None:
-        """Tell the session's watchers, once, that it expires soon."""
+        """Tell the session's watchers that it expires soon (the reconciler decides when)."""
         with self.db.session() as db:
             record = db.get(SessionRecord, session_id)
-            if record is None or record.warned_at is not None:
+            if record is None:
                 return
-            record.warned_at = utcnow()
-            self._event(db, record, f"expires at {record.expires_at.isoformat()}; extend it to keep it",
-                        kind="warning")
+            record.warned_at = now = utcnow()
+            minutes = max(round((record.expires_at - now).total_seconds() / 60), 1)
+            self._event(db, record, f"ends in {minutes} min, at {record.expires_at.isoformat()}; extend it to "
+                                    "keep it", kind="warning")
 
     def stop(self, principal: Principal, session_id: str, final: SessionState = S.stopped,
              reason: str = "") -> SessionRecord:

@@ -58,6 +58,12 @@ def warning_hub(make_module_hub: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
+def two_warnings_hub(make_module_hub: Any) -> Any:
+    """A server that warns 4 s and 2 s before a session expires, and looks twice a second."""
+    return make_module_hub(BEAMHUB_EXPIRY_WARNING="[4, 2]", BEAMHUB_RECONCILE_INTERVAL="0.5")
+
+
+@pytest.fixture(scope="module")
 def warning_sessions(warning_hub: Any, kit: Any) -> Any:
     return kit(warning_hub)
 
@@ -163,3 +169,15 @@ def test_an_extended_session_is_warned_again_before_its_new_expiry(warning_hub: 
     warning_hub.wait_for_state(session["id"], {"expired"}, timeout=10)
     kinds = [e["kind"] for e in events(warning_hub, session["id"]) if e["kind"] != "transition"]
     assert kinds == ["warning", "extended", "warning"]
+
+
+def test_a_warning_comes_at_each_lead_time(two_warnings_hub: Any, kit: Any) -> None:
+    _, token = two_warnings_hub.create_user()
+    session = kit(two_warnings_hub).running(token, **SLEEP, runtime=7)
+    two_warnings_hub.wait_for_state(session["id"], {"expired"}, timeout=12)
+    history = events(two_warnings_hub, session["id"])
+    expires_at = datetime.fromisoformat(history[-1]["at"])
+    warned = [datetime.fromisoformat(e["at"]) for e in history if e["kind"] == "warning"]
+    assert len(warned) == 2, history
+    assert expires_at - timedelta(seconds=4.5) <= warned[0] < expires_at - timedelta(seconds=2)
+    assert expires_at - timedelta(seconds=2.5) <= warned[1] < expires_at
