@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from beamhub.data.acl import AccessList, set_path_acl
-from beamhub.data.catalogue import Target, recount, refresh_datasets, under
+from beamhub.data.catalogue import Deltas, Target, apply_deltas, count_into, refresh_datasets, removed, touched, under
 from beamhub.data.catalogue_writer import CatalogueWriter
 from beamhub.data.links import NONE_PROVEN, Linked, Proven, proven_links
 from beamhub.data.models import PATH_BYTES, DataFile
@@ -101,7 +101,7 @@ def register_tree(database: Database, target: Target, access: AccessList, progre
         except IntegrityError as exc:
             raise Conflict(f"another registration of {target.proposal_id} ran at the same time; "
                            "run this one again") from exc
-    refresh_datasets(database, target)
+    refresh_datasets(database, target, touched(target))
     return result
 
 
@@ -133,8 +133,7 @@ def register_paths(database: Database, target: Target, paths: Iterable[Path], ac
         except IntegrityError as exc:
             raise Conflict(f"another registration of {target.proposal_id} ran at the same time; "
                            "run this one again") from exc
-    for name in sorted(datasets - {""}):
-        recount(database, target, name)
+    refresh_datasets(database, target, datasets - {""})
     return result
 
 
@@ -177,6 +176,7 @@ class _Walker:
         self.depth = 2 * runner.workers + 2
         self.new: list[tuple[str, str, int, int, str]] = []
         self.updates: list[dict[str, Any]] = []
+        self.deltas: Deltas = {}
         self.held: list[tuple[str, Linked]] = []
         """(folder, file) of the hard-linked files the scans left alone."""
 
@@ -203,10 +203,9 @@ class _Walker:
         """Remove the records of these paths on this tier, and of every file below those that were folders."""
         with self.database.session() as db:
             for relpath in sorted(relpaths):
-                gone = db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
-                                                         DataFile.tier == self.target.tier,
-                                                         under(DataFile.relpath, relpath)))
-                self.result.removed += gone.rowcount or 0
+                self.result.removed += removed(db, delete(DataFile).where(
+                    DataFile.proposal_id == self.target.proposal_id, DataFile.tier == self.target.tier,
+                    under(DataFile.relpath, relpath)))
 
     def _listings(self, start: Path) -> Iterator[tuple[str, list[str], list[str]]]:
         """(relative path, its files' names, its folders' names) for start and every real directory below it,
@@ -304,10 +303,9 @@ class _Walker:
         self.result.refused += relpaths
         for index in range(0, len(relpaths), WRITE_BATCH):
             with self.database.session() as db:
-                gone = db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
-                                                         DataFile.tier == self.target.tier,
-                                                         DataFile.relpath.in_(relpaths[index:index + WRITE_BATCH])))
-                self.result.removed += gone.rowcount or 0
+                self.result.removed += removed(db, delete(DataFile).where(
+                    DataFile.proposal_id == self.target.proposal_id, DataFile.tier == self.target.tier,
+                    DataFile.relpath.in_(relpaths[index:index + WRITE_BATCH])))
         if relpaths and self.progress is not None:
             self.progress("refused", len(self.result.refused))
 
@@ -327,10 +325,12 @@ class _Walker:
             record = directory.known.get(relpath)
             if record is None:
                 self.new.append((relpath, directory.parent, file.size, file.mtime_ns, file.sha256))
+                count_into(self.deltas, relpath, 1, file.size)
                 self.result.added += 1
             else:
                 self.updates.append({"id": record.id, "size": file.size, "mtime_ns": file.mtime_ns,
                                      "sha256": file.sha256, "tier": self.target.tier})
+                count_into(self.deltas, relpath, 0, file.size - record.size)
                 self.result.updated += 1
         self.result.files += len(files)
         self.result.unchanged += sum(not file.read for file in files)
@@ -340,8 +340,8 @@ class _Walker:
     def _write(self) -> None:
         """Hand the queued records to the writer, as one transaction: new ones go in with the driver's executemany."""
         if self.new or self.updates:
-            self.writer.submit(partial(_write_records, self.target, self.new, self.updates))
-        self.new, self.updates = [], []
+            self.writer.submit(partial(_write_records, self.target, self.new, self.updates, self.deltas))
+        self.new, self.updates, self.deltas = [], [], {}
 
     def _remove(self, relpaths: set[str]) -> None:
         ordered = sorted(relpaths)
@@ -356,14 +356,13 @@ class _Walker:
                 DataFile.proposal_id == self.target.proposal_id, under(DataFile.parent, start))))
         for parent in sorted(parents - self.visited):
             with self.database.session() as db:
-                gone = db.execute(delete(DataFile).where(DataFile.proposal_id == self.target.proposal_id,
-                                                         DataFile.tier == self.target.tier,
-                                                         DataFile.parent == parent))
-                self.result.removed += gone.rowcount or 0
+                self.result.removed += removed(db, delete(DataFile).where(
+                    DataFile.proposal_id == self.target.proposal_id, DataFile.tier == self.target.tier,
+                    DataFile.parent == parent))
 
 
 def _write_records(target: Target, new: list[tuple[str, str, int, int, str]], updates: list[dict[str, Any]],
-                   db: Session) -> None:
+                   deltas: Deltas, db: Session) -> None:
     if new:
         table = DataFile.__table__
         fixed = (target.proposal_id, target.tier, database_value(db, table, "registered_at", utcnow()))
@@ -371,11 +370,12 @@ def _write_records(target: Target, new: list[tuple[str, str, int, int, str]], up
                                 "registered_at"), [row + fixed for row in new])
     if updates:
         db.execute(update(DataFile), updates)
+    apply_deltas(db, target.proposal_id, deltas)
 
 
 def _remove_records(target: Target, relpaths: list[str], db: Session) -> None:
-    db.execute(delete(DataFile).where(DataFile.proposal_id == target.proposal_id, DataFile.relpath.in_(relpaths),
-                                      DataFile.tier == target.tier))
+    removed(db, delete(DataFile).where(DataFile.proposal_id == target.proposal_id, DataFile.relpath.in_(relpaths),
+                                       DataFile.tier == target.tier))
 
 
 def _join(parent: str, name: str) -> str:
