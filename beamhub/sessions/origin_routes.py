@@ -3,7 +3,9 @@
 On the console's origin a session is never served to a browser: a browser (a cookie) is sent to the session's own
 origin with a one-time code, and exchanges it there for an entry cookie of that origin. API clients that send a
 bearer token may use either origin; on the console's, the answer carries a sandboxing CSP. Only a session's owner
-enters it; staff and administrators manage it from the console.
+enters it; staff and administrators manage it from the console. A browser that comes to a session that does not
+run (it ended, or has not started yet) is sent to the session's page in the console, which says in its language
+what became of it, never a JSON error.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from beamhub.cache import TtlCache
 from beamhub.deps import authenticate, client_address, get_services, has_bearer, secure_cookies
-from beamhub.errors import BeamhubError, Forbidden, Invalid, NotFound, Unauthenticated
+from beamhub.errors import BeamhubError, Forbidden, Invalid, NotFound, NotReady, Unauthenticated
 from beamhub.identity.principal import Principal
 from beamhub.sessions.entry import COOKIE_TTL, session_origin
 from beamhub.sessions.proxy import METHODS, Upstreams, forward_http, forward_websocket
@@ -42,6 +44,16 @@ effect within it, and the data plane does no database round trip per request."""
 Admissions = TtlCache[tuple[str, str], tuple[Path, str]]
 """Recent decisions to let a credential into a session (refusals are never kept); per process, so replicas share
 nothing that correctness depends on."""
+
+
+def _navigating(request: Request) -> bool:
+    """Whether a browser asks for a page (not a script for data)."""
+    return request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
+
+
+def _to_session_page(console: str, session_id: str) -> RedirectResponse:
+    """To the console's page of a session, which tells what became of it."""
+    return RedirectResponse(f"{console}/sessions/{session_id}", 303, headers=NO_STORE)
 
 
 def _upstreams(connection: HTTPConnection) -> Upstreams:
@@ -126,9 +138,13 @@ async def session_on_console(session_id: str, path: str, request: Request) -> Re
     try:
         code = await asyncio.to_thread(issue)
     except Unauthenticated:
-        if "text/html" not in request.headers.get("accept", ""):
+        if not _navigating(request):
             raise
         return RedirectResponse(f"/login?{urlencode({'next': next_path})}", 303, headers=NO_STORE)
+    except NotReady:
+        if not _navigating(request):
+            raise
+        return _to_session_page("", session_id)
     return RedirectResponse(f"{origin}{ENTER_PATH}?{urlencode({'code': code, 'next': next_path})}", 303,
                             headers=NO_STORE)
 
@@ -172,7 +188,12 @@ async def session_http(session_id: str, path: str, request: Request) -> Response
         query = f"?{request.url.query}" if request.url.query else ""
         return RedirectResponse(f"{console}{request.url.path}{query}", 303, headers=NO_STORE)
     _require_own_pages(request)
-    socket, token = await _admitted(request, session_id, _entry_target)
+    try:
+        socket, token = await _admitted(request, session_id, _entry_target)
+    except NotReady:
+        if not _navigating(request):
+            raise
+        return _to_session_page(get_services(request).settings.callback_url, session_id)
     return await forward_http(request, _upstreams(request), socket, token, sandbox=False)
 
 

@@ -66,7 +66,7 @@ class Reconciler:
                 self._ended(record, result)
                 return
         if now >= record.expires_at:
-            self.sessions.stop(SYSTEM, record.id, final=S.expired, reason="the session reached its expiry time")
+            self.sessions.stop(SYSTEM, record.id, final=S.expired, reason="its time ran out")
             return
         started_for = (now - record.created_at).total_seconds()
         if record.state in (S.pending, S.starting) and started_for > self.settings.start_timeout:

@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_datetime, get_timezone
+from babel.dates import format_datetime, format_skeleton, get_timezone
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -81,9 +81,24 @@ class Formatter:
         self.tz: dt.tzinfo = get_timezone(timezone)
         # NOTE: the abbreviation of "days" in a duration such as "2 d 03:04:05"
         self.day_unit = translations(locale).gettext("d")
+        self.gettext = translations(locale).gettext
 
     def datetime(self, value: dt.datetime | None) -> str:
         return format_datetime(value, "medium", tzinfo=self.tz, locale=self.locale) if value else ""
+
+    def clock(self, value: dt.datetime | None) -> str:
+        """A time of day in the console's time zone, 16:30, with the day in front when it is not today."""
+        if value is None:
+            return ""
+        today = dt.datetime.now(self.tz).date() == value.astimezone(self.tz).date()
+        return format_skeleton("Hm" if today else "MMMdHm", value, tzinfo=self.tz, locale=self.locale)
+
+    def minutes(self, left: dt.timedelta) -> str:
+        """Time left in hours and minutes, as people say it: 25 min, 2 h 5 min."""
+        hours, minutes = divmod(max(round(left.total_seconds() / 60), 0), 60)
+        if hours:
+            return self.gettext("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
+        return self.gettext("%(minutes)d min") % {"minutes": minutes}
 
     def number(self, value: float) -> str:
         return format_decimal(value, "#,##0.##", locale=self.locale)

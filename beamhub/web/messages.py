@@ -21,4 +21,9 @@ SERVICE_MESSAGES = (
     N_("single sign-on is not enabled here"),
     N_("this needs an administrator"),
     N_("DSA keys are not accepted: generate an ed25519 key with ssh-keygen -t ed25519"),
+    N_("its time ran out"),
+    N_("the program finished successfully"),
+    N_("the program stopped with an error (exit status 1); its log shows what it printed"),
+    N_("the program was not found in the session's image (exit status 127)"),
+    N_("out of memory: the kernel killed a process over the session's memory limit"),
 )

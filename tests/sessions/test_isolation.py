@@ -366,3 +366,20 @@ def test_a_websocket_on_the_sessions_origin_closes_once_the_login_ends(hub: Any,
 
     assert asyncio.run(held_open()) < 5
     browser.close()
+
+
+def test_a_browser_at_an_ended_sessions_origin_is_sent_to_its_page_in_the_console(
+        hub: Any, hub_sessions: Any, people: dict[str, tuple[str, str]]) -> None:
+    session = hub_sessions.running(hub.admin_token, user=people["alice"][0], kind="command", command="python3",
+                                   args=["-c", ECHO], memory="128Mi")
+    browser = browser_of(hub, people, "alice")
+    try:
+        assert wait_answering(browser, session["id"]).status_code == 200
+        hub_sessions.stop(session["id"])
+        page = browser.request("GET", f"/s/{session['id']}/echo", session["id"], headers={"Accept": "text/html"})
+        assert page.status_code == 303
+        assert page.headers["location"] == f"{hub.url}/sessions/{session['id']}"
+        script = browser.request("GET", f"/s/{session['id']}/echo", session["id"])
+        assert script.status_code == 503 and script.json()["detail"].endswith("not running")
+    finally:
+        browser.close()

@@ -3,7 +3,7 @@
 
 const labels = (() => {
   const block = document.getElementById("labels");
-  return block ? JSON.parse(block.textContent) : { states: {}, day: "d" };
+  return block ? JSON.parse(block.textContent) : { states: {}, day: "d", hm: "%(hours)d h %(minutes)d min", m: "%(minutes)d min" };
 })();
 
 function two(n) {
@@ -19,10 +19,20 @@ function duration(seconds) {
   return days ? `${days} ${labels.day} ${clock}` : clock;
 }
 
+// Time left as the server writes it: 25 min, 2 h 5 min.
+function minutesLeft(seconds) {
+  const total = Math.max(Math.round(seconds / 60), 0);
+  const fill = (pattern) => pattern.replace("%(hours)d", Math.floor(total / 60)).replace("%(minutes)d", total % 60);
+  return total >= 60 ? fill(labels.hm) : fill(labels.m);
+}
+
 function tick() {
   const now = Date.now();
   document.querySelectorAll("[data-since]").forEach((el) => {
     el.textContent = duration((now - Date.parse(el.dataset.since)) / 1000);
+  });
+  document.querySelectorAll("[data-minutes-until]").forEach((el) => {
+    el.textContent = minutesLeft((Date.parse(el.dataset.minutesUntil) - now) / 1000);
   });
   document.querySelectorAll("[data-until]").forEach((el) => {
     el.textContent = duration((Date.parse(el.dataset.until) - now) / 1000);
