@@ -10,11 +10,12 @@ from fastapi.responses import RedirectResponse, Response
 
 from beamhub.db import utcnow
 from beamhub.deps import Sessions, get_services, set_cookie
-from beamhub.errors import BeamhubError
+from beamhub.errors import BeamhubError, Forbidden
 from beamhub.identity.oidc import local_path
 from beamhub.identity.principal import Principal
 from beamhub.sessions import kinds
 from beamhub.sessions.models import SessionRecord
+from beamhub.sessions.service import SessionService
 from beamhub.web.errors import PageRoute, title_of
 from beamhub.web.forms import LaunchForm
 from beamhub.web.i18n import LANG_COOKIE, LOCALES
@@ -27,6 +28,8 @@ OPEN_PATHS = {"jupyter": "lab"}
 """Where in a running session of a kind a person starts (kinds not named here have no web page to open)."""
 RECENT_ENDED = 10
 EXTEND_HOURS = (1, 4, 24)
+OUTPUT_TAIL = 8192
+"""Bytes of a session's log its page shows."""
 LANG_COOKIE_AGE = 365 * 86400
 
 
@@ -85,8 +88,16 @@ def session_page(request: Request, session_id: str, principal: PagePrincipal, se
     record = sessions.get(principal, session_id)
     events = sessions.events(principal, session_id)
     return render(request, "session.html", principal=principal, session=record, events=events, now=utcnow(),
-                  open_target=open_target, extend_hours=EXTEND_HOURS,
+                  open_target=open_target, extend_hours=EXTEND_HOURS, output=_output(principal, sessions, record),
                   last_event=events[-1].id if events else 0)
+
+
+def _output(principal: Principal, sessions: SessionService, record: SessionRecord) -> str | None:
+    """The tail of a session's log, or None where the principal may not read it (staff of its beamline)."""
+    try:
+        return sessions.log(principal, record.id, OUTPUT_TAIL)
+    except Forbidden:
+        return None
 
 
 @router.post("/sessions/{session_id}/stop")

@@ -47,3 +47,11 @@ def test_a_running_sessions_page_says_when_it_ends_in_local_time(hub: Any, brows
     hub.wait_for_state(session_id, {"running"})
     page = client.get(f"/sessions/{session_id}").text
     assert re.search(r"at \d{2}:\d{2}, in <span data-minutes-until=\"[^\"]+\">(59 min|1 h 0 min)</span>", page), page
+
+
+def test_a_sessions_page_shows_what_its_program_printed(hub: Any, browser: Any, new_user: Any) -> None:
+    client = browser(new_user())
+    session_id = launch(client, command="echo", args="hello from the log").headers["location"].rsplit("/", 1)[1]
+    hub.wait_for_state(session_id, {"completed", "failed", "stopped"}, timeout=15)
+    page = client.get(f"/sessions/{session_id}").text
+    assert re.search(r"<pre class=\"log\" data-log>hello from the log\n</pre>", page), page
