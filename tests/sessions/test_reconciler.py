@@ -140,7 +140,7 @@ def test_a_session_ends_as_expired_at_its_runtime(warning_hub: Any, warning_sess
     pids = warning_sessions.pids(session["id"])
     expired = warning_hub.wait_for_state(session["id"], {"expired", "failed", "stopped"}, timeout=10)
     assert expired["state"] == "expired"
-    assert "expiry" in expired["reason"]
+    assert expired["reason"] == "its time ran out"
     assert datetime.fromisoformat(expired["ended_at"]) >= datetime.fromisoformat(session["expires_at"])
     assert pids and not any(pid_alive(pid) for pid in pids)
 
