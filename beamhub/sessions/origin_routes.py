@@ -20,10 +20,12 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
 from beamhub.cache import TtlCache
-from beamhub.deps import authenticate, client_address, get_services, has_bearer, secure_cookies
-from beamhub.errors import BeamhubError, Forbidden, Invalid, NotFound, NotReady, Unauthenticated
+from beamhub.deps import authenticate, get_services, has_bearer, secure_cookies
+from beamhub.errors import BeamhubError, Forbidden, Invalid, NotReady, Unauthenticated
 from beamhub.identity.principal import Principal
+from beamhub.sessions.banner_routes import BANNER_SCRIPT, banner_router
 from beamhub.sessions.entry import COOKIE_TTL, session_origin
+from beamhub.sessions.origin_access import entry_cookie_name, entry_principal, own_session, require_own_pages
 from beamhub.sessions.proxy import METHODS, Upstreams, forward_http, forward_websocket
 
 ENTER_PATH = "/_beamhub/enter"
@@ -36,6 +38,7 @@ Decide = Callable[[HTTPConnection, str], tuple[Path, str]]
 console_router = APIRouter(tags=["proxy"])
 session_router = APIRouter()
 """Served on the session's own origin only (app.py mounts it under the sessions' host name)."""
+session_router.include_router(banner_router)
 
 
 ADMISSION_SECONDS = 2.0
@@ -78,43 +81,19 @@ async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide)
     return target
 
 
-def entry_cookie_name(connection: HTTPConnection) -> str:
-    """Over https the `__Host-` prefix: a browser then refuses it from any other host, a sibling session included."""
-    return "__Host-beamhub-entry" if secure_cookies(connection) else "beamhub-entry"
-
-
 def _target(principal: Principal, connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
-    principal.require_scope("sessions")
     return get_services(connection).sessions.proxy_target(principal, session_id)
 
 
 def _bearer_target(connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
-    return _target(authenticate(connection), connection, session_id)
-
-
-def from_own_pages(connection: HTTPConnection) -> bool:
-    """Whether a cookie-carrying request comes from the session's own pages or is a top-level navigation:
-    other sessions' pages are same-site, so SameSite alone does not keep them out."""
-    origin = connection.headers.get("origin")
-    if origin is not None:
-        return origin.partition("://")[2].lower() == connection.headers.get("host", "").lower()
-    site = connection.headers.get("sec-fetch-site")
-    return site in (None, "same-origin", "none") or connection.headers.get("sec-fetch-mode") == "navigate"
-
-
-def _require_own_pages(connection: HTTPConnection) -> None:
-    if not has_bearer(connection) and not from_own_pages(connection):
-        raise Forbidden("cross-origin request refused: it does not come from this session's pages")
+    principal = authenticate(connection)
+    principal.require_scope("sessions")
+    return _target(principal, connection, session_id)
 
 
 def _entry_target(connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
     """The session's socket and token for a request with a bearer token or the session's entry cookie."""
-    if has_bearer(connection):
-        return _bearer_target(connection, session_id)
-    entry = get_services(connection).entry
-    cookie = connection.cookies.get(entry_cookie_name(connection))
-    principal = entry.principal_for_cookie(session_id, cookie).with_address(client_address(connection))
-    return _target(principal, connection, session_id)
+    return _target(entry_principal(connection, session_id), connection, session_id)
 
 
 # --- the console's origin --------------------------------------------------------------------
@@ -159,12 +138,6 @@ async def websocket_on_console(websocket: WebSocket, session_id: str, path: str)
 
 
 # --- the session's own origin ----------------------------------------------------------------
-def _own_session(connection: HTTPConnection, session_id: str) -> None:
-    """A session's origin serves that session only."""
-    if connection.path_params.get("session") != session_id:
-        raise NotFound(f"session {session_id} is not served on this origin")
-
-
 @session_router.get(ENTER_PATH, include_in_schema=False)
 async def enter_session(request: Request, code: str = Query(max_length=128),
                         next: str = Query(max_length=4096)) -> Response:  # noqa: A002 (the parameter's name)
@@ -181,27 +154,27 @@ async def enter_session(request: Request, code: str = Query(max_length=128),
 
 @session_router.api_route("/s/{session_id}/{path:path}", methods=METHODS, include_in_schema=False)
 async def session_http(session_id: str, path: str, request: Request) -> Response:
-    _own_session(request, session_id)
+    own_session(request, session_id)
     entry_cookie = request.cookies.get(entry_cookie_name(request))
     if request.method == "GET" and not entry_cookie and not has_bearer(request):
         console = get_services(request).settings.callback_url
         query = f"?{request.url.query}" if request.url.query else ""
         return RedirectResponse(f"{console}{request.url.path}{query}", 303, headers=NO_STORE)
-    _require_own_pages(request)
+    require_own_pages(request)
     try:
         socket, token = await _admitted(request, session_id, _entry_target)
     except NotReady:
         if not _navigating(request):
             raise
         return _to_session_page(get_services(request).settings.callback_url, session_id)
-    return await forward_http(request, _upstreams(request), socket, token, sandbox=False)
+    return await forward_http(request, _upstreams(request), socket, token, sandbox=False, script=BANNER_SCRIPT)
 
 
 @session_router.websocket("/s/{session_id}/{path:path}")
 async def session_websocket(websocket: WebSocket, session_id: str, path: str) -> None:
     try:
-        _own_session(websocket, session_id)
-        _require_own_pages(websocket)
+        own_session(websocket, session_id)
+        require_own_pages(websocket)
     except BeamhubError as exc:
         await websocket.close(code=4000 + exc.status_code, reason=str(exc))
         return

@@ -1,5 +1,6 @@
 """Forwarding to a session's program: HTTP and websockets over its private Unix socket, with beamhub's credentials
-swapped for the session's private token, and nothing of beamhub's (cookies, nginx headers) taken from its answers.
+swapped for the session's private token, and nothing of beamhub's (cookies, nginx headers) taken from its answers;
+JupyterLab's pages get the script a caller names (beamhub's banner) and lose the private token.
 
 Who may reach a session is decided in sessions.origin_routes; this module only carries bytes.
 """
@@ -30,6 +31,9 @@ OUR_COOKIE_PREFIXES = ("beamhub-", "__host-beamhub-", "__secure-beamhub-")
 SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-downloads"
 """The CSP of whatever a session answers on the console's origin: an opaque origin, so its scripts reach nothing of
 the console's."""
+
+JUPYTER_PAGE = b'id="jupyter-config-data"'
+"""What marks a page of JupyterLab itself (its page config), as opposed to an HTML file it serves."""
 
 UPSTREAM_TIMEOUT = {"connect": 10.0, "read": None, "write": None, "pool": None}
 """A session gets 10 s to accept a connection; a long answer (a download, a kernel's long poll) takes its time."""
@@ -98,8 +102,8 @@ class Upstreams:
 
 
 async def forward_http(request: Request, upstreams: Upstreams, socket: Path, token: str,
-                       sandbox: bool) -> Response:
-    """Send the request to the session and stream its answer back."""
+                       sandbox: bool, script: str = "") -> Response:
+    """Send the request to the session and stream its answer back (with `script` added to JupyterLab's pages)."""
     query = f"?{request.url.query}" if request.url.query else ""
     has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
     upstream = httpx.Request(request.method, f"http://session{request.url.path}{query}",
@@ -119,7 +123,7 @@ async def forward_http(request: Request, upstreams: Upstreams, socket: Path, tok
     if sandbox:
         headers.append(("content-security-policy", SANDBOX))
     if response.headers.get("content-type", "").startswith("text/html"):
-        return await _scrubbed_page(response, headers, token)
+        return await _scrubbed_page(response, headers, token, script)
     result = StreamingResponse(_counted(response.aiter_raw()), status_code=response.status_code,
                                background=BackgroundTask(response.aclose))
     result.raw_headers = _raw(headers)
@@ -136,11 +140,25 @@ def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-async def _scrubbed_page(response: httpx.Response, headers: list[tuple[str, str]], token: str) -> Response:
+def with_script(page: bytes, src: str) -> bytes:
+    """A JupyterLab page with a deferred script of `src` before its </body> (else </head>); any other page (a
+    user's HTML file, a download) as it is."""
+    if not src or JUPYTER_PAGE not in page:
+        return page
+    tag = f'<script src="{src}" defer></script>'.encode()
+    for end in (b"</body>", b"</head>"):
+        at = page.rfind(end)
+        if at >= 0:
+            return page[:at] + tag + page[at:]
+    return page
+
+
+async def _scrubbed_page(response: httpx.Response, headers: list[tuple[str, str]], token: str,
+                         script: str) -> Response:
     """An HTML page without the session's private token, which programs embed for their browser code
     (JupyterLab's page config does): the browser never needs it, since this proxy adds it to every request."""
     try:
-        body = (await response.aread()).replace(token.encode(), b"")
+        body = with_script((await response.aread()).replace(token.encode(), b""), script)
     finally:
         await response.aclose()
     PROXY_BYTES.inc(len(body))

@@ -139,3 +139,14 @@ class AgentReport(BaseModel):
     port: int | None = Field(None, ge=1, le=65535)
     status: int | None = Field(None, ge=-255, le=255)
     cpu_seconds: float | None = Field(None, ge=0)
+
+
+class InsideOut(BaseModel):
+    """What the banner inside a session's pages needs: when it ends, when to warn, and the way back."""
+
+    id: str
+    state: str
+    expires_at: datetime
+    now: datetime
+    warnings: list[int] = Field(description="lead times before expiry, in seconds, at which its user is warned")
+    console_url: str = Field(description="the session's page in the console")

@@ -323,6 +323,14 @@ class SessionService(SessionReader):
             self._event(db, live, f"expiry moved to {new_expiry.isoformat()}", kind="extended")
         return self.get(principal, session_id)
 
+    def extend_inside(self, principal: Principal, session_id: str, seconds: int) -> SessionRecord:
+        """The owner, from inside a running session, moves its expiry `seconds` later (at most to its longest)."""
+        record = self.entered(principal, session_id)
+        longest = record.created_at + timedelta(seconds=self.settings.max_runtime)
+        if record.expires_at >= longest:
+            raise Invalid(f"a session may last at most {self.settings.max_runtime} s")
+        return self.extend(principal, session_id, min(record.expires_at + timedelta(seconds=seconds), longest), None)
+
     # --- the agent -----------------------------------------------------------------------
     def agent_report(self, session_id: str, secret: str, report: AgentReport) -> None:
         """Take an event from a session's agent, authenticated by the session's secret."""
