@@ -40,7 +40,7 @@
   const extend = element("button", { type: "button", textContent: text.extend }, button);
   const back = element("a", { textContent: text.back }, { ...button, textDecoration: "none", display: "inline-block" });
   const bar = element("div", { id: "beamhub-banner", role: "alert", hidden: true }, {
-    position: "fixed", top: "0", left: "50%", transform: "translateX(-50%)", zIndex: "10000",
+    position: "fixed", top: "0", right: "90px", zIndex: "10000", // clear of the menu bar on the left
     padding: "5px 14px", background: "#fff3cd", color: "#222", border: "1px solid #e0c060",
     borderTop: "none", borderRadius: "0 0 6px 6px", font: "13px system-ui, sans-serif",
     boxShadow: "0 2px 6px rgba(0,0,0,.2)",
