@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from beamhub.sessions.proxy import with_script
 from tests.sessions.test_isolation import PASSWORD, Browser
 
 TAG = '<script src="/_beamhub/banner.js" defer></script>'
@@ -127,3 +128,13 @@ def test_extend_stops_at_the_longest_runtime(hub: Any, alice: Browser, lab: dict
     again = alice.request("POST", "/_beamhub/extend", lab["id"], headers=own_origin(alice, lab["id"]))
     assert again.status_code == 422
     assert "at most" in again.json()["detail"]
+
+
+def test_only_jupyterlabs_own_pages_get_the_script() -> None:
+    config = b'<script id="jupyter-config-data" type="application/json">{}</script>'
+    users_page = b"<html><body>a user's page</body></html>"
+    assert with_script(users_page, "/x.js") == users_page
+    assert with_script(b"<head>" + config + b"</head><body></body>", "/x.js") == (
+        b"<head>" + config + b'</head><body><script src="/x.js" defer></script></body>')
+    assert with_script(b"<head>" + config + b"</head>", "/x.js").endswith(b'<script src="/x.js" defer></script></head>')
+    assert with_script(b"<head>" + config + b"</head>", "") == b"<head>" + config + b"</head>"
