@@ -82,8 +82,8 @@ def test_memory_limit_kills_an_allocation_over_it(backend: LocalBackend, account
                                                   with_cgroups: cgroups.Cgroups) -> None:
     hog = "import time; data = b'x' * (300 << 20); time.sleep(60)"
     handle = launch(backend, account, [PYTHON, "-c", hog], memory=100 * MiB)
-    reason = wait_dead(backend, handle, timeout=20)
-    assert "memory" in reason, reason
+    ended = wait_dead(backend, handle, timeout=20)
+    assert "memory" in (ended.reason or ""), ended
 
 
 def test_memory_limit_is_written(backend: LocalBackend, account: Account,

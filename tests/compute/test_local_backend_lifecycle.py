@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from beamhub.compute import cgroups
-from beamhub.compute.backend import Account, BackendError
+from beamhub.compute.backend import Account, BackendError, PollResult
 from beamhub.compute.local import LocalBackend, process_start_time
 from beamhub.config import Settings
 from helpers.local_backend import launch, new_spec, wait_dead
@@ -20,22 +20,22 @@ from helpers.waiting import wait_for
 
 
 # --- exit reasons -------------------------------------------------------------------------
-def test_exit_status_is_the_reason(backend: LocalBackend, account: Account) -> None:
+def test_the_exit_status_is_reported(backend: LocalBackend, account: Account) -> None:
     handle = launch(backend, account, ["/bin/sh", "-c", "exit 3"])
-    assert "status 3" in wait_dead(backend, handle)
+    assert wait_dead(backend, handle) == PollResult(alive=False, status=3)
 
 
-def test_killing_signal_is_the_reason(backend: LocalBackend, account: Account) -> None:
+def test_the_killing_signal_is_reported(backend: LocalBackend, account: Account) -> None:
     argv = ["sleep", "300"]
     handle = launch(backend, account, argv)
     wait_for(lambda: runs(handle["pid"], argv), what="sleep to start")
     os.kill(handle["pid"], 15)
-    assert "SIGTERM" in wait_dead(backend, handle)
+    assert wait_dead(backend, handle).status == -15
 
 
-def test_missing_program_is_the_reason(backend: LocalBackend, account: Account) -> None:
+def test_a_missing_program_is_status_127_with_why_in_the_log(backend: LocalBackend, account: Account) -> None:
     handle = launch(backend, account, ["no-such-program-here"])
-    assert "status 127" in wait_dead(backend, handle)
+    assert wait_dead(backend, handle).status == 127
     log = (backend.logs_dir / f"{handle['session_id']}.log").read_text()
     assert "cannot run no-such-program-here" in log
 
@@ -153,8 +153,7 @@ def test_handle_without_start_time_is_dead_once_its_pid_is_gone(backend: LocalBa
     gone = subprocess.Popen(["true"])
     gone.wait()
     handle = {"session_id": f"t{secrets.token_hex(6)}", "pid": gone.pid, "start_time": None, "cgroups": []}
-    assert not backend.poll(handle).alive
-    assert "gone" in (backend.poll(handle).reason or "")
+    assert backend.poll(handle) == PollResult(alive=False)  # ended, exit status unknown
 
 
 def test_new_instance_readopts_running_sessions(backend: LocalBackend, account: Account,

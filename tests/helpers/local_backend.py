@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from beamhub.compute.backend import Account, Handle, LaunchSpec
+from beamhub.compute.backend import Account, Handle, LaunchSpec, PollResult
 from beamhub.compute.local import LocalBackend
 from helpers.waiting import wait_for
 
@@ -26,8 +26,7 @@ def launch(backend: LocalBackend, account: Account, argv: list[str], *, memory: 
     return backend.start(new_spec(backend, account, argv, env, memory=memory, ncores=ncores, gpu_ids=gpu_ids))
 
 
-def wait_dead(backend: LocalBackend, handle: Handle, timeout: float = 10.0) -> str:
+def wait_dead(backend: LocalBackend, handle: Handle, timeout: float = 10.0) -> PollResult:
+    """How the session ended, once it has: its exit status and what the backend alone knows of why."""
     wait_for(lambda: not backend.poll(handle).alive, timeout, "the session to end", interval=0.02)
-    reason = backend.poll(handle).reason
-    assert reason is not None
-    return reason
+    return backend.poll(handle)

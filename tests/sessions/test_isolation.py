@@ -371,7 +371,7 @@ def test_a_websocket_on_the_sessions_origin_closes_once_the_login_ends(hub: Any,
 def test_a_browser_at_an_ended_sessions_origin_is_sent_to_its_page_in_the_console(
         hub: Any, hub_sessions: Any, people: dict[str, tuple[str, str]]) -> None:
     session = hub_sessions.running(hub.admin_token, user=people["alice"][0], kind="command", command="python3",
-                                   args=["-c", ECHO], memory="128Mi")
+                                   args=["-c", ECHO], memory="128Mi", ncores=0.1)
     browser = browser_of(hub, people, "alice")
     try:
         assert wait_answering(browser, session["id"]).status_code == 200
