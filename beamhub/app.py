@@ -110,6 +110,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     app.state.admissions = Admissions(ADMISSION_SECONDS)
     app.state.credentials = Credentials(CREDENTIAL_SECONDS)
     services.identity.on_revoke += [app.state.credentials.clear, app.state.admissions.clear]
+    services.sessions.on_leaving_running.append(app.state.admissions.clear)
     app.state.events = EventBroadcaster(services.db)
     app.state.job_events = JobEventBroadcaster(services.db)
     SESSIONS.db = services.db

@@ -7,6 +7,7 @@ import hmac
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class SessionService(SessionReader):
         self._allocation = threading.Lock()
         self._moving = threading.Lock()  # requests, the reconciler and agent reports move states one at a time
         self._ending: set[str] = set()  # sessions whose processes a thread of this process is stopping now
+        self.on_leaving_running: list[Callable[[], None]] = []
+        """Called when a session stops running: the proxy forgets who it let in (it keeps that for seconds)."""
 
     def runtime_dir(self, session_id: str) -> Path:
         """The session's private directory on its node, where its program's socket lives."""
@@ -235,6 +238,9 @@ class SessionService(SessionReader):
                     by: Principal = SYSTEM) -> None:
         if state not in TRANSITIONS.get(record.state, frozenset()):
             raise Conflict(f"session {record.id} is {record.state.value}; it cannot become {state.value}")
+        if record.state is S.running:
+            for hook in self.on_leaving_running:
+                hook()
         record.state = state
         now = utcnow()
         if state is S.running:

@@ -99,6 +99,12 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
+def hub(make_module_hub: Any) -> Any:
+    """The module's server, with room for the sessions its tests hold at once (the host has two cores)."""
+    return make_module_hub(BEAMHUB_NODE_CPUS="8", BEAMHUB_NODE_MEMORY="8Gi")
+
+
+@pytest.fixture(scope="module")
 def people(hub: Any) -> dict[str, tuple[str, str]]:
     """alice (owns the session), bob (another user), staff of beamline b7, an administrator: (name, token)."""
     made = {"alice": hub.create_user(), "bob": hub.create_user(),
@@ -374,6 +380,7 @@ def test_a_browser_at_an_ended_sessions_origin_is_sent_to_its_page_in_the_consol
                                    args=["-c", ECHO], memory="128Mi", ncores=0.1)
     browser = browser_of(hub, people, "alice")
     try:
+        browser.enter(session["id"])
         assert wait_answering(browser, session["id"]).status_code == 200
         hub_sessions.stop(session["id"])
         page = browser.request("GET", f"/s/{session['id']}/echo", session["id"], headers={"Accept": "text/html"})
