@@ -90,8 +90,10 @@ class Formatter:
         """A time of day in the console's time zone, 16:30, with the day in front when it is not today."""
         if value is None:
             return ""
-        today = dt.datetime.now(self.tz).date() == value.astimezone(self.tz).date()
-        return format_skeleton("Hm" if today else "MMMdHm", value, tzinfo=self.tz, locale=self.locale)
+        time = format_skeleton("Hm", value, tzinfo=self.tz, locale=self.locale)
+        if dt.datetime.now(self.tz).date() == value.astimezone(self.tz).date():
+            return time
+        return f"{format_skeleton('MMMd', value, tzinfo=self.tz, locale=self.locale)} {time}"
 
     def minutes(self, left: dt.timedelta) -> str:
         """Time left in hours and minutes, as people say it: 25 min, 2 h 5 min."""
