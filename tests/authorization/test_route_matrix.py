@@ -92,6 +92,7 @@ ROUTES = [
     Route("PATCH", "/api/v1/sessions/{session_id}", OWNER, body=lambda w: {"runtime": 600}),
     Route("DELETE", "/api/v1/sessions/{session_id}", OWNER, fresh=lambda w: {"session_id": w.session()["id"]}),
     Route("GET", "/api/v1/sessions/{session_id}/events", OWNER),
+    Route("GET", "/api/v1/sessions/{session_id}/log", OWNER),
     Route("POST", "/api/v1/sessions/{session_id}/agent", AGENT, body=lambda w: {"event": "exited", "status": 0}),
     Route("GET", "/s/{session_id}/", OWNER),
     Route("POST", "/s/{session_id}/api/anything", OWNER, body=lambda w: {}),

@@ -148,7 +148,7 @@ def test_session_start_stop_fail_and_expiry_are_recorded(server: Any, user: tupl
     failing = start_session(server, token, command="false", args=[])
     failed = wait_for(lambda: find(server, "session.fail", failing["id"]), 30, "session.fail")[0]
     assert (failed["actor"], failed["success"]) == ("beamhub", False)
-    assert "exited" in failed["detail"]["reason"]
+    assert "exit status 1" in failed["detail"]["reason"]
 
     short = start_session(server, token, runtime=1)
     expired = wait_for(lambda: find(server, "session.expire", short["id"]), 30, "session.expire")[0]
