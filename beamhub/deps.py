@@ -28,7 +28,6 @@ from beamhub.services import Services
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
 
-TOKEN_COOKIE = "beamhub-token"
 SESSION_COOKIE = "beamhub-session"
 CSRF_HEADER = "x-csrf-token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -44,11 +43,10 @@ def client_address(connection: HTTPConnection) -> str:
 
 
 def bearer_token(connection: HTTPConnection) -> str | None:
-    """The caller's token from `Authorization: Bearer`, else from beamhub's token cookie."""
+    """The caller's token from `Authorization: Bearer`. Never from a cookie: beamhub sets no token cookie, so one
+    could only have been put into the browser by another site (a session page of a sibling host)."""
     scheme, _, value = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value:
-        return value.strip()
-    return connection.cookies.get(TOKEN_COOKIE)
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 def has_bearer(connection: HTTPConnection) -> bool:
@@ -69,13 +67,12 @@ def set_cookie(connection: HTTPConnection, response: Response, name: str, value:
                         secure=secure_cookies(connection))
 
 
-def _refuse_tossed_cookies(connection: HTTPConnection) -> None:
+def refuse_tossed_cookie(connection: HTTPConnection, name: str) -> None:
     """Two cookies of one of beamhub's names mean that another host (a sibling domain) set one of them: which one
     is ours cannot be told, so neither counts."""
     names = [part.partition("=")[0].strip() for part in connection.headers.get("cookie", "").split(";")]
-    for name in (SESSION_COOKIE, TOKEN_COOKIE):
-        if names.count(name) > 1:
-            raise Unauthenticated(f"two {name} cookies were sent, one of them set by another site; log in again")
+    if names.count(name) > 1:
+        raise Unauthenticated(f"two {name} cookies were sent, one of them set by another site; sign in again")
 
 
 def authenticate(connection: HTTPConnection, csrf: str | None = None, check_csrf: bool = False) -> Principal:
@@ -83,7 +80,7 @@ def authenticate(connection: HTTPConnection, csrf: str | None = None, check_csrf
     services = get_services(connection)
     address = client_address(connection)
     if not has_bearer(connection):
-        _refuse_tossed_cookies(connection)
+        refuse_tossed_cookie(connection, SESSION_COOKIE)
     session = connection.cookies.get(SESSION_COOKIE)
     if session and not has_bearer(connection):
         principal, expected = services.login.resolve_cookie(session)
@@ -108,11 +105,14 @@ def _credential_key(connection: HTTPConnection) -> str | None:
     """A digest of the credential a request carries (never the credential itself), or None without one."""
     if has_bearer(connection):
         kind, value = "bearer", bearer_token(connection)
-    elif (session := connection.cookies.get(SESSION_COOKIE)) is not None:
-        kind, value = "login", session
     else:
-        kind, value = "bearer", connection.cookies.get(TOKEN_COOKIE)
-    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}" if value else None
+        kind, value = "login", connection.cookies.get(SESSION_COOKIE)
+    return credential_digest(kind, value) if value else None
+
+
+def credential_digest(kind: str, value: str) -> str:
+    """How a credential is named in the caches of this process: its kind and SHA-256, never the secret."""
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 async def _accepted(connection: HTTPConnection, csrf: str | None, check_csrf: bool) -> Principal:
@@ -127,7 +127,7 @@ async def _accepted(connection: HTTPConnection, csrf: str | None, check_csrf: bo
             credentials.put(key, (principal, getattr(connection.state, "login_csrf", None)), left)
         return principal
     if not has_bearer(connection):
-        _refuse_tossed_cookies(connection)
+        refuse_tossed_cookie(connection, SESSION_COOKIE)
     principal, expected = kept
     if expected is not None:
         _check_csrf(connection, expected, csrf, check_csrf)

@@ -66,11 +66,14 @@ class SessionEntry:
 
     def redeem_code(self, session_id: str, code: str) -> str:
         """The entry cookie for a one-time code (spent now, whatever happens next)."""
-        with self.db.session() as db:
-            grant = db.scalar(select(SessionGrant).where(SessionGrant.digest == _digest(code),
-                                                         SessionGrant.kind == "code"))
-            if grant is not None:
-                db.delete(grant)
+        spend = (delete(SessionGrant).where(SessionGrant.digest == _digest(code), SessionGrant.kind == "code")
+                 .returning(SessionGrant.session_id, SessionGrant.login_session_id, SessionGrant.token_id,
+                            SessionGrant.expires_at))
+        with self.db.session() as db:  # one statement: of two redemptions at once, only one gets the row
+            row = db.execute(spend).first()
+        grant = None if row is None else SessionGrant(session_id=row.session_id, token_id=row.token_id,
+                                                      login_session_id=row.login_session_id,
+                                                      expires_at=row.expires_at)
         if grant is None or grant.session_id != session_id or grant.expires_at <= utcnow():
             raise Unauthenticated("this link to the session is unknown, used or expired; open the session again "
                                   "from the console")

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
-from beamhub.deps import authenticate, client_address, get_services, has_bearer, secure_cookies
+from beamhub.deps import (
+    authenticate,
+    client_address,
+    get_services,
+    has_bearer,
+    refuse_tossed_cookie,
+    secure_cookies,
+)
 from beamhub.errors import Forbidden, NotFound
 from beamhub.identity.principal import Principal
 
@@ -41,6 +48,7 @@ def entry_principal(connection: HTTPConnection, session_id: str) -> Principal:
     if has_bearer(connection):
         principal = authenticate(connection)
     else:
+        refuse_tossed_cookie(connection, entry_cookie_name(connection))
         cookie = connection.cookies.get(entry_cookie_name(connection))
         principal = get_services(connection).entry.principal_for_cookie(session_id, cookie)
         principal = principal.with_address(client_address(connection))

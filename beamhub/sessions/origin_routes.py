@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
 from beamhub.cache import TtlCache
-from beamhub.deps import authenticate, get_services, has_bearer, secure_cookies
+from beamhub.deps import authenticate, bearer_token, credential_digest, get_services, has_bearer, secure_cookies
 from beamhub.errors import BeamhubError, Forbidden, Invalid, NotReady, Unauthenticated
 from beamhub.identity.principal import Principal
 from beamhub.sessions.banner_routes import BANNER_SCRIPT, banner_router
@@ -64,10 +64,10 @@ def _upstreams(connection: HTTPConnection) -> Upstreams:
 
 
 def _credential(connection: HTTPConnection) -> str:
-    """What a request proves itself with: its bearer token, else the session's entry cookie."""
+    """What a request proves itself with (its bearer token, else the session's entry cookie), as a digest."""
     if has_bearer(connection):
-        return "bearer " + connection.headers["authorization"].partition(" ")[2].strip()
-    return "entry " + connection.cookies.get(entry_cookie_name(connection), "")
+        return credential_digest("bearer", bearer_token(connection) or "")
+    return credential_digest("entry", connection.cookies.get(entry_cookie_name(connection), ""))
 
 
 async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide) -> tuple[Path, str]:

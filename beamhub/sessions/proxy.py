@@ -35,6 +35,7 @@ the console's."""
 JUPYTER_PAGE = b'id="jupyter-config-data"'
 """What marks a page of JupyterLab itself (its page config), as opposed to an HTML file it serves."""
 
+OWN_FRAMES_ONLY = "frame-ancestors 'self'"
 UPSTREAM_TIMEOUT = {"connect": 10.0, "read": None, "write": None, "pool": None}
 """A session gets 10 s to accept a connection; a long answer (a download, a kernel's long poll) takes its time."""
 UPSTREAM_CLIENTS = 256
@@ -120,8 +121,9 @@ async def forward_http(request: Request, upstreams: Upstreams, socket: Path, tok
     PROXY_UPSTREAM_SECONDS.observe(time.perf_counter() - started)
     PROXY_REQUESTS.labels(status_class(response.status_code)).inc()
     headers = downstream_headers(response)
-    if sandbox:
-        headers.append(("content-security-policy", SANDBOX))
+    # A browser enforces every policy it is sent: on the console's origin an opaque sandbox; on the session's own,
+    # no framing by other pages (sibling sessions are same-site, so their frames would carry the entry cookie).
+    headers.append(("content-security-policy", SANDBOX if sandbox else OWN_FRAMES_ONLY))
     if response.headers.get("content-type", "").startswith("text/html"):
         return await _scrubbed_page(response, headers, token, script)
     result = StreamingResponse(_counted(response.aiter_raw()), status_code=response.status_code,

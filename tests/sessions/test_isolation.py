@@ -179,8 +179,36 @@ def test_the_console_origin_never_serves_a_session_to_a_browser(hub: Any, people
     post = browser.request("POST", f"/s/{echo['id']}/echo", headers={"Origin": browser.hub.url})
     assert post.status_code == 403
     assert "own origin" in post.json()["detail"]
-    token_cookie = httpx.get(f"{hub.url}/s/{echo['id']}/echo", cookies={"beamhub-token": people["alice"][1]})
-    assert token_cookie.status_code == 303  # a token in a cookie is sent to the session's origin too
+    browser.close()
+
+
+def test_a_token_in_a_cookie_is_no_credential(hub: Any, people: dict[str, tuple[str, str]]) -> None:
+    """beamhub sets no token cookie: one in a browser was put there by another site (a sibling session's page
+    setting it for a parent domain), so it must not sign anyone in."""
+    planted = {"Cookie": f"beamhub-token={people['bob'][1]}"}
+    assert httpx.get(f"{hub.url}/api/v1/me", headers=planted).status_code == 401
+    assert httpx.post(f"{hub.url}/api/v1/users/{people['bob'][0]}/tokens", json={"name": "x"},
+                      headers=planted).status_code == 401
+
+
+def test_tossed_entry_cookies_are_refused(hub: Any, people: dict[str, tuple[str, str]],
+                                          echo: dict[str, Any]) -> None:
+    browser = browser_of(hub, people, "alice")
+    browser.enter(echo["id"])
+    mine = browser.jars[browser.host_of(echo["id"])]["beamhub-entry"]
+    both = {"Cookie": f"beamhub-entry={mine}; beamhub-entry=tossed", "Host": browser.host_of(echo["id"])}
+    response = browser.http.get(f"/s/{echo['id']}/echo", headers=both)
+    assert response.status_code == 401
+    assert "another site" in response.json()["detail"]
+    browser.close()
+
+
+def test_a_sessions_pages_may_not_be_framed_by_other_pages(hub: Any, people: dict[str, tuple[str, str]],
+                                                         echo: dict[str, Any]) -> None:
+    browser = browser_of(hub, people, "alice")
+    answer = browser.enter(echo["id"])
+    assert answer.status_code == 200
+    assert "frame-ancestors 'self'" in answer.headers.get_list("content-security-policy")
     browser.close()
 
 

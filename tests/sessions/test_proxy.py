@@ -172,7 +172,7 @@ def test_a_kernel_websocket_of_another_user_is_refused(hub: Any, hub_sessions: A
     url = hub_sessions.channels_url(lab["id"], kernel_id)
     assert _websocket_refusal(url, {"Authorization": f"Bearer {stranger}"}) == 403
     assert _websocket_refusal(url, {}) == 403
-    assert _websocket_refusal(url, {"Cookie": f"beamhub-token={owner[1]}"}) == 403  # browsers go to the session
+    assert _websocket_refusal(url, {"Cookie": f"beamhub-token={owner[1]}"}) == 403  # no credential at all
 
 
 def _websocket_refusal(url: str, headers: dict[str, str]) -> int:
