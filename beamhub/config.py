@@ -32,9 +32,10 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="URL the session agents use to reach beamhub")
     session_url: str | None = Field(
         None, pattern=r"^https?://[^/]*\{session\}[^/]*/?$",
-        description="origin of each session, {session} standing for its id, e.g. https://{session}.sessions."
-                    "example.org (a wildcard DNS name and certificate). Default: http://{session}.sessions."
-                    "localhost:PORT on bind's port, which browsers resolve to this machine by themselves")
+        description="origin of each session, {session} standing for its id, e.g. https://{session}.example-"
+                    "sessions.org (a wildcard DNS name and certificate, under a registrable domain other than the "
+                    "console's). Default: http://{session}.sessions.localhost:PORT on bind's port, which browsers "
+                    "resolve to this machine by themselves")
     metrics_token: SecretStr | None = Field(None, description="bearer token Prometheus scrapes /metrics with")
     metrics_allow: list[str] = Field([], description="addresses or networks that may read /metrics without the token")
     trusted_proxies: list[str] = Field(
