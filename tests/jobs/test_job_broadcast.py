@@ -8,13 +8,13 @@ import contextlib
 import time
 
 import pytest
-from sqlalchemy import event
 
 from beamhub.broadcast import notify
 from beamhub.db import Database, migrate, utcnow
 from beamhub.identity.models import User
 from beamhub.jobs.broadcast import CHANNEL, JobEventBroadcaster
 from beamhub.jobs.models import Job, JobEvent, JobState
+from helpers.sql import statements_reading
 
 
 @pytest.fixture
@@ -35,21 +35,9 @@ def write_event(db: Database, message: str) -> None:
         notify(session, CHANNEL)
 
 
-def job_event_reads(db: Database) -> list[str]:
-    """The statements that read job_events, as they run."""
-    seen: list[str] = []
-
-    @event.listens_for(db.engine, "before_cursor_execute")
-    def note(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if "FROM job_events" in statement:
-            seen.append(statement)
-
-    return seen
-
-
 def test_every_job_stream_gets_each_event_from_one_reader(database: Database) -> None:
     broadcaster = JobEventBroadcaster(database)
-    reads = job_event_reads(database)
+    reads = statements_reading(database, "job_events")
 
     async def run() -> tuple[list[JobEvent], int, float]:
         task = asyncio.create_task(broadcaster.run_forever())

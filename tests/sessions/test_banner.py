@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from beamhub.sessions.proxy import with_script
-from tests.sessions.test_isolation import PASSWORD, Browser
+from helpers.session_origin import PASSWORD, Browser
 
 TAG = '<script src="/_beamhub/banner.js" defer></script>'
 

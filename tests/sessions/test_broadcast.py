@@ -9,13 +9,14 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, text
 
+from beamhub.broadcast import notify
 from beamhub.db import Database, migrate, utcnow
 from beamhub.identity.models import User
 from beamhub.identity.principal import Principal
-from beamhub.sessions.broadcast import EventBroadcaster, Published
+from beamhub.sessions.broadcast import CHANNEL, EventBroadcaster, Published
 from beamhub.sessions.models import SessionEvent, SessionRecord, SessionState
+from helpers.sql import statements_reading
 
 
 @pytest.fixture
@@ -36,25 +37,12 @@ def database(database_url: str) -> Database:
 def write_event(db: Database, message: str) -> None:
     with db.session() as session:
         session.add(SessionEvent(session_id="s1", state="running", kind="notice", message=message))
-        if db.engine.dialect.name == "postgresql":
-            session.execute(text("NOTIFY session_events"))
-
-
-def count_event_reads(db: Database) -> list[str]:
-    """The statements that read session_events, as they run."""
-    seen: list[str] = []
-
-    @event.listens_for(db.engine, "before_cursor_execute")
-    def note(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if "FROM session_events" in statement:
-            seen.append(statement)
-
-    return seen
+        notify(session, CHANNEL)
 
 
 def test_every_stream_gets_each_event_and_the_database_is_read_once_for_all(database: Database) -> None:
     broadcaster = EventBroadcaster(database)
-    reads = count_event_reads(database)
+    reads = statements_reading(database, "session_events")
 
     async def run() -> tuple[list[list[Published]], int, float]:
         task = asyncio.create_task(broadcaster.run_forever())

@@ -1,15 +1,13 @@
 """Keeping users apart at the session boundary, attacked as users would: a session is served on its own origin and
-entered only by its owner, with a cookie of that origin that stands only while the login behind it does; the proxy
-talks only to the program beamhub started; a session cannot set beamhub's cookies."""
+entered only by its owner, with a cookie of that origin; the proxy talks only to the program beamhub started; a
+session cannot set beamhub's cookies. How access ends (logout, revocation) is in test_revocation.py."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import subprocess
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,85 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import websockets
 
-PASSWORD = "correct horse battery"
-
-# A command session that answers every request with its method, path and the cookies it was sent, as JSON,
-# on the session's Unix socket.
-ECHO = textwrap.dedent("""
-    import http.server, json, os, socketserver
-    class Echo(http.server.BaseHTTPRequestHandler):
-        def answer(self):
-            body = json.dumps({"method": self.command, "path": self.path,
-                               "cookie": self.headers.get("Cookie", "")}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        do_GET = do_POST = answer
-        def log_message(self, *args):
-            pass
-    class Server(socketserver.UnixStreamServer):
-        def get_request(self):
-            request, _ = super().get_request()
-            return request, ("session", 0)
-    Server(os.environ["BEAMHUB_SOCKET"], Echo).serve_forever()
-""")
-
-
-class Browser:
-    """What a browser does with beamhub's two kinds of origin, over loopback: the console at the server's URL,
-    each session at {id}.sessions.localhost on the same port (Chromium resolves *.localhost itself; here the Host
-    header says which origin a request is for), with cookies kept per host as a browser keeps them."""
-
-    def __init__(self, hub: Any) -> None:
-        self.hub = hub
-        self.http = httpx.Client(base_url=hub.url, timeout=30, follow_redirects=False)
-        self.jars: dict[str, dict[str, str]] = {}
-
-    def host_of(self, session_id: str | None) -> str:
-        return f"{session_id}.sessions.localhost:{self.hub.port}" if session_id else f"127.0.0.1:{self.hub.port}"
-
-    def request(self, method: str, path: str, session_id: str | None = None, **kwargs: Any) -> httpx.Response:
-        host = self.host_of(session_id)
-        cookies = "; ".join(f"{k}={v}" for k, v in self.jars.get(host, {}).items())
-        headers = {"Host": host, **({"Cookie": cookies} if cookies else {}), **kwargs.pop("headers", {})}
-        response = self.http.request(method, path, headers=headers, **kwargs)
-        for line in response.headers.get_list("set-cookie"):
-            name, _, rest = line.partition("=")
-            value = rest.split(";")[0]
-            jar = self.jars.setdefault(host, {})
-            if "max-age=0" in line.lower() or not value.strip('"'):
-                jar.pop(name, None)
-            else:
-                jar[name] = value
-        return response
-
-    def log_in(self, username: str) -> None:
-        page = self.request("GET", "/login")
-        csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-        answer = self.request("POST", "/login", data={"username": username, "password": PASSWORD,
-                                                      "csrf_token": csrf, "method": "password", "next": "/"})
-        assert answer.status_code == 303, answer.text
-        assert "beamhub-session" in self.jars[self.host_of(None)]
-
-    def enter(self, session_id: str, path: str = "echo") -> httpx.Response:
-        """Open a session's page from the console, following the redirects to its own origin."""
-        response = self.request("GET", f"/s/{session_id}/{path}")
-        on: str | None = None
-        for _ in range(3):
-            if response.status_code != 303:
-                return response
-            target = urlsplit(response.headers["location"])
-            if target.hostname:  # a relative location stays on the origin it came from
-                on = target.hostname.split(".")[0] if target.hostname.endswith(".sessions.localhost") else None
-            response = self.request("GET", target.path + (f"?{target.query}" if target.query else ""), on)
-        return response
-
-    def close(self) -> None:
-        self.http.close()
+from helpers.session_origin import ECHO, Browser, browser_of, make_people, start_echo, wait_answering
 
 
 @pytest.fixture(scope="module")
@@ -106,38 +27,14 @@ def hub(make_module_hub: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def people(hub: Any) -> dict[str, tuple[str, str]]:
-    """alice (owns the session), bob (another user), staff of beamline b7, an administrator: (name, token)."""
-    made = {"alice": hub.create_user(), "bob": hub.create_user(),
-            "staff": hub.create_user(roles=["staff"], beamlines=["b7"]), "admin": hub.create_user(roles=["admin"])}
-    for name, _ in made.values():
-        answer = hub.admin.put(f"/api/v1/users/{name}/password", json={"password": PASSWORD})
-        assert answer.status_code == 204, answer.text
-    return made
+    return make_people(hub)
 
 
 @pytest.fixture(scope="module")
 def echo(hub: Any, hub_sessions: Any, people: dict[str, tuple[str, str]]) -> Iterator[dict[str, Any]]:
-    """alice's running echo session, held by beamline b7's workstation so that b7's staff manage it."""
-    registered = hub.admin.post("/uniqueipinfo/", json={"sourceip": "192.0.2.77", "beamline": "b7"})
-    assert registered.status_code == 201, registered.text
-    session = hub_sessions.running(hub.admin_token, user=people["alice"][0], kind="command", command="python3",
-                                   args=["-c", ECHO], memory="128Mi", source_ip="192.0.2.77")
+    session = start_echo(hub, hub_sessions, people["alice"][0])
     yield session
     hub_sessions.stop(session["id"])
-
-
-def browser_of(hub: Any, people: dict[str, tuple[str, str]], who: str) -> Browser:
-    browser = Browser(hub)
-    browser.log_in(people[who][0])
-    return browser
-
-
-def wait_answering(browser: Browser, session_id: str) -> httpx.Response:
-    deadline = time.monotonic() + 15
-    while (response := browser.request("GET", f"/s/{session_id}/echo", session_id)).status_code == 502:
-        assert time.monotonic() < deadline, "the echo server never answered"
-        time.sleep(0.2)
-    return response
 
 
 def test_the_owner_enters_on_the_sessions_own_origin_with_a_cookie_of_that_origin(
@@ -275,43 +172,6 @@ def test_another_sessions_pages_cannot_use_the_entry_cookie(hub: Any, people: di
     browser.close()
 
 
-def test_logging_out_ends_the_entry_cookie(hub: Any, people: dict[str, tuple[str, str]],
-                                           echo: dict[str, Any]) -> None:
-    browser = browser_of(hub, people, "alice")
-    assert browser.enter(echo["id"]).status_code == 200
-    console = browser.jars[browser.host_of(None)]
-    page = browser.request("GET", "/")
-    csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-    assert browser.request("POST", "/logout", data={"csrf_token": csrf}).status_code in (200, 303)
-    assert "beamhub-session" not in console
-    own_page = {"Origin": f"http://{browser.host_of(echo['id'])}"}
-    assert refused_within(5, lambda: browser.request("POST", f"/s/{echo['id']}/echo", echo["id"], headers=own_page))
-    browser.close()
-
-
-def test_a_revoked_token_is_refused_by_the_proxy_within_seconds(hub: Any, people: dict[str, tuple[str, str]],
-                                                               echo: dict[str, Any]) -> None:
-    alice = people["alice"][0]
-    issued = hub.admin.post(f"/api/v1/users/{alice}/tokens", json={"name": "soon revoked"}).json()
-    with hub.client(issued["token"]) as client:
-        wait_until_answering = [client.get(f"/s/{echo['id']}/echo").status_code for _ in range(3)]
-        assert wait_until_answering[-1] == 200
-        assert hub.admin.delete(f"/api/v1/users/{alice}/tokens/{issued['id']}").status_code in (200, 204)
-        assert refused_within(5, lambda: client.get(f"/s/{echo['id']}/echo"))
-
-
-def refused_within(seconds: float, request: Any) -> bool:
-    """Whether a request repeated for `seconds` comes to be refused with 401 (and never answers another error)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status = request().status_code
-        if status == 401:
-            return True
-        assert status == 200, status
-        time.sleep(0.2)
-    return False
-
-
 def test_tossed_console_cookies_are_refused(hub: Any, people: dict[str, tuple[str, str]]) -> None:
     """A sibling host can set a cookie of the console's name for a parent domain; the browser then sends two."""
     browser = browser_of(hub, people, "alice")
@@ -346,60 +206,6 @@ def test_no_other_user_can_stand_in_for_a_starting_session(hub: Any, hub_session
                              "/usr/bin/python3", "-c", attempt], capture_output=True, text=True, timeout=30)
     assert result.stdout.split("\n")[:2] == ["bind refused", "connect refused"], result.stdout + result.stderr
     assert not os.path.exists(runtime / "squat.sock")
-
-
-async def seconds_until_closed(ws: Any) -> float:
-    """How long the websocket stays open from now (it must close within 10 s)."""
-    started = time.monotonic()
-    with pytest.raises(websockets.ConnectionClosed):
-        async with asyncio.timeout(10):
-            while True:
-                await ws.recv()
-    return time.monotonic() - started
-
-
-def test_a_kernel_websocket_closes_once_its_token_is_revoked(hub: Any, hub_sessions: Any, lab: dict[str, Any],
-                                                             owner: tuple[str, str]) -> None:
-    name, _ = owner
-    issued = hub.admin.post(f"/api/v1/users/{name}/tokens", json={"name": "short"})
-    assert issued.status_code == 201
-    token, token_id = issued.json()["token"], issued.json()["id"]
-    kernel = hub_sessions.start_kernel(lab["id"], token)
-    url = hub_sessions.channels_url(lab["id"], kernel)
-
-    async def held_open() -> float:
-        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
-                                      open_timeout=10) as ws:
-            revoked = await asyncio.to_thread(hub.admin.delete, f"/api/v1/users/{name}/tokens/{token_id}")
-            assert revoked.status_code in (200, 204), revoked.text
-            return await seconds_until_closed(ws)
-
-    assert asyncio.run(held_open()) < 5
-
-
-def test_a_websocket_on_the_sessions_origin_closes_once_the_login_ends(hub: Any, hub_sessions: Any,
-                                                                      lab: dict[str, Any],
-                                                                      owner: tuple[str, str]) -> None:
-    assert hub.admin.put(f"/api/v1/users/{owner[0]}/password", json={"password": PASSWORD}).status_code == 204
-    browser = Browser(hub)
-    browser.log_in(owner[0])
-    assert browser.enter(lab["id"], "api/status").status_code == 200
-    host = browser.host_of(lab["id"])
-    kernel = hub_sessions.start_kernel(lab["id"], owner[1])
-    url = f"ws://{host}/s/{lab['id']}/api/kernels/{kernel}/channels"
-    headers = {"Cookie": f"beamhub-entry={browser.jars[host]['beamhub-entry']}", "Origin": f"http://{host}"}
-
-    async def held_open() -> float:
-        async with websockets.connect(url, host="127.0.0.1", port=hub.port, additional_headers=headers,
-                                      open_timeout=10) as ws:
-            page = await asyncio.to_thread(browser.request, "GET", "/")
-            csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-            ended = await asyncio.to_thread(browser.request, "POST", "/logout", data={"csrf_token": csrf})
-            assert ended.status_code in (200, 303)
-            return await seconds_until_closed(ws)
-
-    assert asyncio.run(held_open()) < 5
-    browser.close()
 
 
 def test_a_browser_at_an_ended_sessions_origin_is_sent_to_its_page_in_the_console(
