@@ -21,6 +21,12 @@ if [ ! -x "$image/bin/jupyter-lab" ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
+# strace for bench/acl_walk.py (it counts the system calls of the member's access check).
+if ! command -v strace >/dev/null; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends strace >/dev/null
+fi
+
 # Node.js + npm for configurable-http-proxy (JupyterHub's proxy).
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
   apt-get update -q
