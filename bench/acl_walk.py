@@ -2,7 +2,7 @@
 
 Builds /tmp/beamhub-aclwalk/<6 levels>/d0..d9/f000..f099 (ACLs naming UID 61500), then, for each
 mode, runs itself under `strace -c -f` once checking the page and once doing nothing else, and
-prints the difference per system call. Run as root; needs strace.
+prints the difference per system call. Run as root; `bash bench/setup.sh` installs strace.
 """
 
 from __future__ import annotations
