@@ -15,6 +15,7 @@ runs inside whatever environment the session's image provides.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -27,6 +28,11 @@ import urllib.error
 import urllib.request
 
 SECRET_ENV = "BEAMHUB_AGENT_SECRET"
+PROPOSALS_ENV = "BEAMHUB_PROPOSALS"
+"""JSON {proposal id: its data folder} of the proposals the user may read, linked into ~/proposals."""
+PROPOSALS_README = (
+    "Your proposals' data, read-only: each link leads to one proposal's folder. Save results in your home folder.\n"
+    "您的课题数据（只读）：每个链接指向一个课题的文件夹。请将结果保存在您的主目录中。\n")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -236,12 +242,54 @@ def cannot_start(args: argparse.Namespace, reporter: Reporter, log: LogWriter | 
     return status
 
 
+def link_proposals(home: str, listing: str) -> None:
+    """Link each proposal in `listing` into HOME/proposals, as the user (never root: no symlink race to win).
+
+    Links made before (named in proposals/.beamhub-links) are kept, re-pointed, or removed once unlisted; a
+    `proposals` that is not a folder and any entry beamhub did not make stay untouched. Failures are only printed:
+    the session starts regardless.
+    """
+    folder = os.path.join(home, "proposals")
+    manifest = os.path.join(folder, ".beamhub-links")
+    made: set[str] = set()
+    try:
+        wanted = {name: path for name, path in json.loads(listing or "{}").items()
+                  if name and not name.startswith(".") and not {"/", "\n"} & set(name) and os.path.isabs(path)}
+        if not os.path.lexists(folder):
+            os.mkdir(folder, 0o700)
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            raise OSError(f"{folder} exists and is not a folder; it is left as it is")
+        with contextlib.suppress(FileNotFoundError), open(manifest) as made_file:
+            made = set(made_file.read().split("\n")) - {""}
+        for name in sorted(made | set(wanted)):
+            entry = os.path.join(folder, name)
+            ours = name in made and os.path.islink(entry)
+            if ours and (name not in wanted or os.readlink(entry) != wanted[name]):
+                os.unlink(entry)
+            if name in wanted and not os.path.lexists(entry):
+                os.symlink(wanted[name], entry)
+                ours = True
+            if ours and name in wanted:
+                made.add(name)
+            else:
+                made.discard(name)
+        with open(manifest + ".new", "w") as new_manifest:
+            new_manifest.write("".join(f"{name}\n" for name in sorted(made)))
+        os.replace(manifest + ".new", manifest)
+        if not os.path.lexists(readme := os.path.join(folder, "README.txt")):
+            with open(readme, "x", encoding="utf-8") as readme_file:
+                readme_file.write(PROPOSALS_README)
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        print(f"beamhub.agent: proposals not linked: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     secret = os.environ.get(SECRET_ENV, "")
     if not secret:
         print(f"beamhub.agent: ${SECRET_ENV} is not set", file=sys.stderr)
         return 2
+    link_proposals(os.path.expanduser("~"), os.environ.get(PROPOSALS_ENV, ""))
     return supervise(args, Reporter(args.callback, args.session, secret))
 
 
