@@ -38,6 +38,12 @@ AUTH_FAILURES = Counter("beamhub_authentication_failures_total", "Refused creden
 DATA_BYTES = Counter("beamhub_data_bytes_served_total", "Bytes of proposal files sent (or handed to nginx)",
                      registry=REGISTRY)
 FILES_REGISTERED = Counter("beamhub_files_registered_total", "Files catalogued by registrations", registry=REGISTRY)
+STREAM_FRAMES_RELAYED = Counter("beamhub_stream_frames_relayed_total", "Live frames queued for subscribers (one per "
+                                "subscriber)", registry=REGISTRY)
+STREAM_FRAMES_DROPPED = Counter("beamhub_stream_frames_dropped_total", "Live frames dropped for slow subscribers "
+                                "(each reported to its subscriber as a gap)", registry=REGISTRY)
+STREAM_FRAMES_REFUSED = Counter("beamhub_stream_frames_refused_total", "Messages of the DAQ the relay refused, by "
+                                "reason", ["reason"], registry=REGISTRY)
 RECONCILE_SECONDS = Histogram("beamhub_reconciler_loop_duration_seconds", "One round of the reconciler",
                               registry=REGISTRY, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 
