@@ -43,7 +43,9 @@ class Settings(BaseSettings):
                         "never the network sessions run on")
     admin_token: SecretStr | None = None
 
-    backend: str = "local"
+    backend: str = Field("local", description="where sessions run: local (this host), slurm (jobs on a Slurm "
+                                               "cluster), or a backend a site installs (entry point "
+                                               "beamhub.backends)")
     images: dict[str, Path] = {"default": Path("/opt/beamhub/images/default")}
     default_image: str = "default"
     agent_python: Path = Path(sys.executable)
@@ -125,6 +127,11 @@ class Settings(BaseSettings):
                                                       "None: Slurm's default, /etc/slurm/slurm.conf")
     slurm_partitions: list[str] = Field([], description="the partitions users may submit to; empty: every partition "
                                                         "sinfo shows up")
+    slurm_partition: str | None = Field(None, description="with backend = \"slurm\": the partition sessions run in "
+                                                          "unless they ask for one; None: Slurm's default")
+    slurm_job_prefix: str = Field("beamhub-session-", description="the start of the Slurm job names of this beamhub's "
+                                                                  "sessions (a job so named that no session owns is "
+                                                                  "cancelled as an orphan)")
     job_poll_interval: float = Field(2.0, gt=0, description="seconds between asking Slurm for the state of active jobs")
 
     console_timezone: str = Field("UTC", description="IANA time zone the web console shows times in, e.g. "
