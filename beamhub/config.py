@@ -137,6 +137,19 @@ class Settings(BaseSettings):
     console_timezone: str = Field("UTC", description="IANA time zone the web console shows times in, e.g. "
                                                      "Asia/Shanghai")
 
+    stream_bind: str | None = Field(
+        None, pattern=r"^(tcp|ipc)://\S+$",
+        description="the ZeroMQ endpoint the DAQ publishes live frames to, e.g. tcp://10.1.0.5:5560 (a ROUTER "
+                    "socket beamhub binds; frames carry a data:ingest token). None: no live frames")
+    stream_queue_frames: int = Field(16, ge=1, le=100_000, description="frames queued for each subscriber of a live "
+                                                                      "stream before its policy applies")
+    stream_policy: Literal["drop", "block"] = Field(
+        "drop", description="when a subscriber's queue is full: drop its oldest frame (it is told of the gap) or "
+                            "block the publisher until every subscriber has room")
+    stream_max_frame_bytes: int = Field(64 * 2**20, ge=1024, description="the largest frame the DAQ may publish; "
+                                                                         "the relay holds at most subscribers x "
+                                                                         "stream_queue_frames of them")
+
     @field_validator("expiry_warning", mode="before")
     @classmethod
     def _lead_times(cls, value: object) -> object:
