@@ -22,6 +22,11 @@ def entry_cookie_name(connection: HTTPConnection) -> str:
     return "__Host-beamhub-entry" if secure_cookies(connection) else "beamhub-entry"
 
 
+def state_cookie_name(connection: HTTPConnection) -> str:
+    """The browser's state for entering a session, bound to the console's one-time code."""
+    return "__Host-beamhub-entry-state" if secure_cookies(connection) else "beamhub-entry-state"
+
+
 def from_own_pages(connection: HTTPConnection) -> bool:
     """Whether a cookie-carrying request comes from the session's own pages or is a top-level navigation:
     other sessions' pages are same-site, so SameSite alone does not keep them out."""

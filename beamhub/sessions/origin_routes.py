@@ -20,15 +20,33 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
 from beamhub.cache import TtlCache
-from beamhub.deps import authenticate, bearer_token, credential_digest, get_services, has_bearer, secure_cookies
+from beamhub.deps import (
+    authenticate,
+    bearer_token,
+    credential_digest,
+    get_services,
+    has_bearer,
+    refuse_tossed_cookie,
+    secure_cookies,
+)
 from beamhub.errors import BeamhubError, Forbidden, Invalid, NotReady, Unauthenticated
 from beamhub.identity.principal import Principal
 from beamhub.sessions.banner_routes import BANNER_SCRIPT, banner_router
-from beamhub.sessions.entry import COOKIE_TTL, session_origin
-from beamhub.sessions.origin_access import entry_cookie_name, entry_principal, own_session, require_own_pages
+from beamhub.sessions.entry import COOKIE_TTL, new_state, session_origin
+from beamhub.sessions.origin_access import (
+    entry_cookie_name,
+    entry_principal,
+    own_session,
+    require_own_pages,
+    state_cookie_name,
+)
 from beamhub.sessions.proxy import METHODS, Upstreams, forward_http, forward_websocket
 
 ENTER_PATH = "/_beamhub/enter"
+CONSOLE_ENTER_PATH = "/sessions/{session_id}/enter"
+"""Where the console hands a session's owner a one-time code for the browser's state."""
+STATE_TTL = 600
+"""Seconds a browser's entry state lasts on a session's origin (the time to sign in on the way included)."""
 RECHECK_SECONDS = 2.0
 """How often an open websocket asks again whether its caller's credential still stands."""
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -57,6 +75,15 @@ def _navigating(request: Request) -> bool:
 def _to_session_page(console: str, session_id: str) -> RedirectResponse:
     """To the console's page of a session, which tells what became of it."""
     return RedirectResponse(f"{console}/sessions/{session_id}", 303, headers=NO_STORE)
+
+
+def _path_and_query(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+def _check_next(session_id: str, next_path: str) -> None:
+    if not next_path.startswith(f"/s/{session_id}/") or any(c in next_path for c in "\\\r\n"):
+        raise Invalid("next must be a path inside this session")
 
 
 def _upstreams(connection: HTTPConnection) -> Upstreams:
@@ -108,24 +135,47 @@ async def session_on_console(session_id: str, path: str, request: Request) -> Re
         await asyncio.to_thread(authenticate, request)  # no credential at all: 401 first
         raise Forbidden(f"session {session_id} is served on its own origin, {origin}")
 
-    def issue() -> str:
-        principal = authenticate(request)
-        principal.require_scope("sessions")
-        return get_services(request).entry.issue_code(principal, session_id)
+    def to_its_origin() -> Response:
+        get_services(request).sessions.entered(_browser_user(request), session_id)  # others stop here, not there
+        return RedirectResponse(f"{origin}{_path_and_query(request)}", 303, headers=NO_STORE)
 
-    next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return await _detour(request, session_id, to_its_origin)
+
+
+@console_router.get(CONSOLE_ENTER_PATH, include_in_schema=False)
+async def code_for_session(session_id: str, request: Request, state: str = Query(max_length=128),
+                           next: str = Query(max_length=4096)) -> Response:  # noqa: A002 (the parameter's name)
+    """The owner's one-time code for the browser whose state the session's origin sent along, then back there."""
+    _check_next(session_id, next)
+
+    def with_code() -> Response:
+        code = get_services(request).entry.issue_code(_browser_user(request), session_id, state)
+        origin = session_origin(get_services(request).settings, session_id)
+        return RedirectResponse(f"{origin}{ENTER_PATH}?{urlencode({'code': code, 'next': next})}", 303,
+                                headers=NO_STORE)
+
+    return await _detour(request, session_id, with_code)
+
+
+def _browser_user(request: Request) -> Principal:
+    principal = authenticate(request)
+    principal.require_scope("sessions")
+    return principal
+
+
+async def _detour(request: Request, session_id: str, answer: Callable[[], Response]) -> Response:
+    """answer() (in a thread), or where a browser goes instead: to sign in, or to the console's page of a session
+    that does not run."""
     try:
-        code = await asyncio.to_thread(issue)
+        return await asyncio.to_thread(answer)
     except Unauthenticated:
         if not _navigating(request):
             raise
-        return RedirectResponse(f"/login?{urlencode({'next': next_path})}", 303, headers=NO_STORE)
+        return RedirectResponse(f"/login?{urlencode({'next': _path_and_query(request)})}", 303, headers=NO_STORE)
     except NotReady:
         if not _navigating(request):
             raise
         return _to_session_page("", session_id)
-    return RedirectResponse(f"{origin}{ENTER_PATH}?{urlencode({'code': code, 'next': next_path})}", 303,
-                            headers=NO_STORE)
 
 
 @console_router.websocket("/s/{session_id}/{path:path}")
@@ -141,14 +191,30 @@ async def websocket_on_console(websocket: WebSocket, session_id: str, path: str)
 @session_router.get(ENTER_PATH, include_in_schema=False)
 async def enter_session(request: Request, code: str = Query(max_length=128),
                         next: str = Query(max_length=4096)) -> Response:  # noqa: A002 (the parameter's name)
-    """Exchange the console's one-time code for this origin's entry cookie, then go where the user was going."""
+    """Exchange the console's one-time code, with this browser's state, for this origin's entry cookie, then go
+    where the user was going."""
     session_id = request.path_params["session"]
-    if not next.startswith(f"/s/{session_id}/") or any(c in next for c in "\\\r\n"):
-        raise Invalid("next must be a path inside this session")
-    cookie = await asyncio.to_thread(get_services(request).entry.redeem_code, session_id, code)
+    _check_next(session_id, next)
+    refuse_tossed_cookie(request, state_cookie_name(request))
+    state = request.cookies.get(state_cookie_name(request))
+    cookie = await asyncio.to_thread(get_services(request).entry.redeem_code, session_id, code, state)
     response = RedirectResponse(next, 303, headers=NO_STORE)
     response.set_cookie(entry_cookie_name(request), cookie, max_age=int(COOKIE_TTL.total_seconds()), path="/",
                         httponly=True, samesite="lax", secure=secure_cookies(request))
+    return response
+
+
+def _ask_the_console(request: Request, session_id: str) -> Response:
+    """Send a browser without an entry cookie to the console for a code bound to a state cookie of this origin
+    (the one it has, so that two tabs entering at once both get in)."""
+    refuse_tossed_cookie(request, state_cookie_name(request))
+    state = request.cookies.get(state_cookie_name(request)) or new_state()
+    console = get_services(request).settings.callback_url
+    query = urlencode({"state": state, "next": _path_and_query(request)})
+    response = RedirectResponse(f"{console}{CONSOLE_ENTER_PATH.format(session_id=session_id)}?{query}", 303,
+                                headers=NO_STORE)
+    response.set_cookie(state_cookie_name(request), state, max_age=STATE_TTL, path="/", httponly=True,
+                        samesite="lax", secure=secure_cookies(request))
     return response
 
 
@@ -157,9 +223,7 @@ async def session_http(session_id: str, path: str, request: Request) -> Response
     own_session(request, session_id)
     entry_cookie = request.cookies.get(entry_cookie_name(request))
     if request.method == "GET" and not entry_cookie and not has_bearer(request):
-        console = get_services(request).settings.callback_url
-        query = f"?{request.url.query}" if request.url.query else ""
-        return RedirectResponse(f"{console}{request.url.path}{query}", 303, headers=NO_STORE)
+        return _ask_the_console(request, session_id)
     require_own_pages(request)
     try:
         socket, token = await _admitted(request, session_id, _entry_target)

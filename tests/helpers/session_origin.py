@@ -79,17 +79,29 @@ class Browser:
         assert "beamhub-session" in self.jars[self.host_of(None)]
 
     def enter(self, session_id: str, path: str = "echo") -> httpx.Response:
-        """Open a session's page from the console, following the redirects to its own origin."""
-        response = self.request("GET", f"/s/{session_id}/{path}")
-        on: str | None = None
-        for _ in range(3):
+        """Open a session's page from the console, following the redirects between the two origins."""
+        return self.follow(self.request("GET", f"/s/{session_id}/{path}"))
+
+    def follow(self, response: httpx.Response, on: str | None = None, until: str | None = None) -> httpx.Response:
+        """Follow redirects as a browser does, each on the origin it names (`on`: the session whose origin answered
+        first, None for the console's); stop before a location whose path is `until`."""
+        for _ in range(6):
             if response.status_code != 303:
                 return response
             target = urlsplit(response.headers["location"])
+            if target.path == until:
+                return response
             if target.hostname:  # a relative location stays on the origin it came from
                 on = target.hostname.split(".")[0] if target.hostname.endswith(".sessions.localhost") else None
             response = self.request("GET", target.path + (f"?{target.query}" if target.query else ""), on)
         return response
+
+    def code_link(self, session_id: str, path: str = "echo") -> str:
+        """The console's link with a one-time code into a session, asked for by this browser (not yet used)."""
+        response = self.follow(self.request("GET", f"/s/{session_id}/{path}"), until="/_beamhub/enter")
+        location = urlsplit(response.headers["location"])
+        assert location.path == "/_beamhub/enter", response.headers["location"]
+        return f"{location.path}?{location.query}"
 
     def close(self) -> None:
         self.http.close()

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from helpers.session_origin import ECHO, Browser, browser_of, make_people, start_echo, wait_answering
+from helpers.session_origin import ECHO, browser_of, make_people, start_echo, wait_answering
 
 
 @pytest.fixture(scope="module")
@@ -43,31 +43,57 @@ def test_the_owner_enters_on_the_sessions_own_origin_with_a_cookie_of_that_origi
     first = browser.request("GET", f"/s/{echo['id']}/echo?x=1")
     assert first.status_code == 303
     target = urlsplit(first.headers["location"])
-    assert target.netloc == f"{echo['id']}.sessions.localhost:{hub.port}"
-    assert target.path == "/_beamhub/enter"
-    assert "beamhub-session" not in first.headers["location"]
-    response = browser.enter(echo["id"], "echo?x=1")
-    assert response.status_code == 200, response.text
+    assert (target.netloc, target.path, target.query) == (browser.host_of(echo["id"]), f"/s/{echo['id']}/echo", "x=1")
+    to_console = urlsplit(browser.request("GET", f"/s/{echo['id']}/echo?x=1", echo["id"]).headers["location"])
+    assert (to_console.netloc, to_console.path) == (browser.host_of(None), f"/sessions/{echo['id']}/enter")
+    with_code = browser.follow(browser.request("GET", f"{to_console.path}?{to_console.query}"))
+    assert with_code.status_code == 200, with_code.text
     seen = wait_answering(browser, echo["id"]).json()
     assert seen["path"] == f"/s/{echo['id']}/echo"
     assert "beamhub" not in seen["cookie"]  # neither the console's cookie nor the entry cookie reach the program
     session_jar = browser.jars[browser.host_of(echo["id"])]
-    assert list(session_jar) == ["beamhub-entry"]
+    assert sorted(session_jar) == ["beamhub-entry", "beamhub-entry-state"]
     assert session_jar["beamhub-entry"] != browser.jars[browser.host_of(None)]["beamhub-session"]
     browser.close()
 
 
 def test_a_one_time_code_works_once(hub: Any, people: dict[str, tuple[str, str]], echo: dict[str, Any]) -> None:
     browser = browser_of(hub, people, "alice")
-    location = urlsplit(browser.request("GET", f"/s/{echo['id']}/echo").headers["location"])
-    enter = f"{location.path}?{location.query}"
+    enter = browser.code_link(echo["id"])
     assert browser.request("GET", enter, echo["id"]).status_code == 303
-    thief = Browser(hub)
-    again = thief.request("GET", enter, echo["id"])
+    again = browser.request("GET", enter, echo["id"])
     assert again.status_code == 401
-    assert "used or expired" in again.json()["detail"]
+    assert "used" in again.json()["detail"]
     browser.close()
-    thief.close()
+
+
+def test_a_code_works_only_in_the_browser_that_asked_for_it(hub: Any, people: dict[str, tuple[str, str]],
+                                                             echo: dict[str, Any]) -> None:
+    """Login CSRF: alice asks for a code into her own session and sends the link to bob; bob's browser (with or
+    without an entry state of its own) is not let into alice's session, so her pages never run as bob's visit."""
+    alice = browser_of(hub, people, "alice")
+    link = alice.code_link(echo["id"])
+    bob = browser_of(hub, people, "bob")
+    assert bob.request("GET", link, echo["id"]).status_code == 401
+    bob.request("GET", f"/s/{echo['id']}/echo", echo["id"])  # bob's browser now holds a state of its own
+    assert "beamhub-entry-state" in bob.jars[bob.host_of(echo["id"])]
+    refused = bob.request("GET", link, echo["id"])
+    assert refused.status_code == 401
+    assert "another browser" in refused.json()["detail"]
+    assert "beamhub-entry" not in bob.jars[bob.host_of(echo["id"])]
+    assert alice.request("GET", link, echo["id"]).status_code == 303  # the refusals did not spend alice's code
+    alice.close()
+    bob.close()
+
+
+def test_a_code_needs_the_state_it_was_asked_with(hub: Any, people: dict[str, tuple[str, str]],
+                                                  echo: dict[str, Any]) -> None:
+    browser = browser_of(hub, people, "alice")
+    short = browser.request("GET", f"/sessions/{echo['id']}/enter?state=x&next=/s/{echo['id']}/echo")
+    assert short.status_code == 422
+    elsewhere = browser.request("GET", f"/sessions/{echo['id']}/enter?state={'s' * 43}&next=/s/other/echo")
+    assert elsewhere.status_code == 422
+    browser.close()
 
 
 def test_the_console_origin_never_serves_a_session_to_a_browser(hub: Any, people: dict[str, tuple[str, str]],
