@@ -1,8 +1,10 @@
 """The session agent: runs a session's program as the user and tells beamhub how it goes.
 
 Started by a backend as `python -m beamhub.agent --session ID --callback URL --socket PATH
-[--ready-path PATH] [--log PATH --log-max BYTES] -- PROGRAM ARGS...`, with the per-session secret in
-$BEAMHUB_AGENT_SECRET.
+[--ready-path PATH] [--log PATH --log-max BYTES] [--listen] -- PROGRAM ARGS...`, with the per-session secret in
+$BEAMHUB_AGENT_SECRET. With --listen (a session on another host than beamhub) it also serves the program over TLS on
+a port the kernel chooses, with the session's key and certificate from $BEAMHUB_TLS_KEY and $BEAMHUB_TLS_CERT, and
+reports that host and port with "ready" (see beamhub.compute.relay).
 It starts the program, waits until it answers HTTP on the session's Unix socket (when a ready path
 is given; the socket lives in a directory only the user and beamhub may enter, so no other user's
 process can stand in for the program),
@@ -27,7 +29,12 @@ import time
 import urllib.error
 import urllib.request
 
+from beamhub.compute import relay
+from beamhub.compute.relay import CERT_ENV, KEY_ENV
+
 SECRET_ENV = "BEAMHUB_AGENT_SECRET"
+PRIVATE_ENV = (SECRET_ENV, KEY_ENV, CERT_ENV)
+"""What the agent alone gets: never passed on to the session's program."""
 PROPOSALS_ENV = "BEAMHUB_PROPOSALS"
 """JSON {proposal id: its data folder} of the proposals the user may read, linked into ~/proposals."""
 PROPOSALS_README = (
@@ -44,6 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--heartbeat", type=float, default=30.0)
     parser.add_argument("--log", default="", help="where the program's output goes (default: the agent's own)")
     parser.add_argument("--log-max", type=int, default=10 * 2**20, help="bytes the log and its rotation may take")
+    parser.add_argument("--listen", action="store_true", help="serve the program over TLS on a port of this node")
     parser.add_argument("program", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.program[:1] == ["--"]:
@@ -179,6 +187,18 @@ def start_program(args: argparse.Namespace, env: dict[str, str],
     return child
 
 
+def open_endpoint(args: argparse.Namespace) -> dict[str, object]:
+    """With --listen, the TLS relay to the program's socket, serving already: its host and port for the "ready"
+    report (else nothing to add)."""
+    if not args.listen:
+        return {}
+    context = relay.server_context(os.path.dirname(args.socket), os.environ.get(KEY_ENV, ""),
+                                   os.environ.get(CERT_ENV, ""))
+    endpoint = relay.Relay(relay.facing_address(args.callback), args.socket, context)
+    endpoint.serve_in_background()
+    return {"host": endpoint.host, "port": endpoint.port}
+
+
 def send_with_retries(reporter: Reporter, event: dict[str, object], attempts: int = 5) -> None:
     for attempt in range(attempts):
         if reporter.send(event):
@@ -199,7 +219,13 @@ def supervise(args: argparse.Namespace, reporter: Reporter) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    try:
+        ready = {"event": "ready", **open_endpoint(args)}
+    except (OSError, ValueError) as exc:
+        print(f"beamhub.agent: cannot open the session's TLS endpoint: {exc}", file=sys.stderr)
+        send_with_retries(reporter, {"event": "exited", "status": 125})
+        return 125
+    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
     log = output_to_log(args)
     try:
         child = start_program(args, env, log)
@@ -217,7 +243,7 @@ def supervise(args: argparse.Namespace, reporter: Reporter) -> int:
             pass
         now = time.monotonic()
         if not ready_sent and (not args.ready_path or answers_http(args.socket, args.ready_path)):
-            ready_sent = reporter.send({"event": "ready"})
+            ready_sent = reporter.send(ready)
         elif ready_sent and now >= next_heartbeat:
             reporter.send({"event": "activity", "cpu_seconds": group_cpu_seconds(os.getpgid(0))})
             next_heartbeat = now + args.heartbeat

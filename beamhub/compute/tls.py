@@ -1,0 +1,54 @@
+"""Per-session TLS: a key and self-signed certificate made at launch, handed only to the session's agent, and a client
+context that accepts that one certificate and no other.
+
+Across hosts no directory permission keeps another user's process off a session's endpoint: any process on the node
+may bind a port. What stands in for the 0700 runtime directory is the key: the proxy completes a handshake only with
+a peer that proves it holds the private key of the certificate recorded for the session, and that key exists only in
+beamhub's memory during the launch and in the agent's private runtime directory (written from the job's environment,
+readable by the session's user alone).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class SessionCredentials:
+    """The agent's PEM key and certificate; only the certificate is kept by beamhub."""
+
+    key_pem: str
+    cert_pem: str
+
+
+def make_credentials(session_id: str, lifetime: timedelta) -> SessionCredentials:
+    """A fresh P-256 key and a self-signed certificate naming the session, valid for the session's longest life."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"beamhub-session-{session_id}")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + lifetime + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return SessionCredentials(key_pem=key_pem, cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def pinned_context(cert_pem: str) -> ssl.SSLContext:
+    """A client context that trusts exactly this self-signed certificate (no system CA, no host name: the session's
+    certificate is its identity, wherever the scheduler put it)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=cert_pem)
+    return context
