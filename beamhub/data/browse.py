@@ -108,7 +108,13 @@ class DataBrowser:
         if principal.is_admin:
             return lambda record: True
         walks = FolderWalks(self._caller(principal))
-        return lambda record: walks.may_read(self._real(proposal, record))
+        tiers: dict[str, str] = {}
+
+        def readable(record: DataFile) -> bool:
+            if record.tier not in tiers:  # the folder once, then one string a record (a Path a record cost more)
+                tiers[record.tier] = os.fspath(self.data.proposal_dir(proposal, record.tier))
+            return walks.may_read(f"{tiers[record.tier]}/{record.relpath}")
+        return readable
 
     def _rows(self, proposal_id: str, folder: str, after: str | None, skip: int, count: int) -> list[DataFile]:
         """`count` records under folder, in path order, after the path `after` and `skip` rows more."""
