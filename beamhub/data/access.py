@@ -9,7 +9,10 @@ posix_acl_permission (named user, then owning and named groups: any matching ent
 grants wins, masked; a match that grants nothing denies) -> other; and for uid 0 the
 CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH overrides, then faccessat's noexec check.
 
-Symlinks are followed like the kernel does, so a caller may pass any path; the directories
+The ACL is the kernel's own xattr value (`linux/posix_acl_xattr.h`: version 2, then little-endian entries of
+tag u16, perm u16, id u32), read only when the answer can depend on it, and taken only if a stat after the
+read shows the same inode unchanged (same inode, ctime, mode, owner): a file that changes under the check is
+refused. Symlinks are followed like the kernel does, so a caller may pass any path; the directories
 on the way to the link's target must be searchable too. A relative path is taken from the
 process's working directory, walked from / (the caller has no working directory of its own).
 Not modelled: LSMs (SELinux, AppArmor), the device cgroup, idmapped mounts, nosymfollow mounts.
@@ -18,20 +21,30 @@ The answer is a snapshot: a path that changes while it is checked may get either
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
 import struct
+import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import posix1e
-
+ACCESS_XATTR = "system.posix_acl_access"
+ACL_XATTR_VERSION = 2
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_ENTRY = struct.Struct("<HHI")
 _MAXSYMLINKS = 40
 _FS_IOC_GETFLAGS = 0x80086601
 _FS_IMMUTABLE_FL = 0x10
 _PROTECTED_SYMLINKS = Path("/proc/sys/fs/protected_symlinks")
+_NO_ACL = (errno.ENODATA, errno.EOPNOTSUPP)
+_FOLDER = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+AclEntries = list[tuple[int, int, int]]
+Restat = Callable[[], os.stat_result]
 
 
 @dataclass(frozen=True)
@@ -42,17 +55,6 @@ class Caller:
     gids: frozenset[int]
 
 
-def may_access(path: Path, caller: Caller, mode: int = os.R_OK) -> bool:
-    """Whether access(2) with mode (R_OK|W_OK|X_OK, or F_OK) would succeed for caller."""
-    if mode & ~0o7:
-        raise ValueError(f"mode {mode:#o} is not a combination of R_OK, W_OK and X_OK")
-    try:
-        found = _lookup(os.path.join(os.getcwd(), path), caller)
-        return found is not None and _access_target(found[0], found[1], caller, mode)
-    except OSError:
-        return False  # missing, a loop, or unreadable to beamhub itself: deny
-
-
 @dataclass(frozen=True)
 class Grant:
     """The entry of a file's ACL or mode bits that lets a caller in: owner, user or group (with its ID), other."""
@@ -61,15 +63,39 @@ class Grant:
     qualifier: int | None = None
 
 
+class Changed(OSError):
+    """The file changed between its stat and the read of its ACL: no answer is taken from the mix."""
+
+
+def parse_acl(value: bytes) -> AclEntries:
+    """(tag, perm, id) of each entry of an ACL xattr value; ValueError if it is not one."""
+    if len(value) < 4 or (len(value) - 4) % _ENTRY.size or int.from_bytes(value[:4], "little") != ACL_XATTR_VERSION:
+        raise ValueError("not a POSIX ACL xattr value (version 2)")
+    return list(_ENTRY.iter_unpack(memoryview(value)[4:]))
+
+
+def may_access(path: Path | str, caller: Caller, mode: int = os.R_OK) -> bool:
+    """Whether access(2) with mode (R_OK|W_OK|X_OK, or F_OK) would succeed for caller."""
+    if mode & ~0o7:
+        raise ValueError(f"mode {mode:#o} is not a combination of R_OK, W_OK and X_OK")
+    try:
+        found = _lookup(os.path.join(os.getcwd(), path), caller)
+        return found is not None and _access_target(found[0], found[1], caller, mode)
+    except (OSError, ValueError):
+        return False  # missing, a loop, changed under the check, or unreadable to beamhub itself: deny
+
+
 def granting_entry(path: Path, caller: Caller, mode: int = os.R_OK) -> Grant | None:
     """Which entry of path's own ACL (or mode) grants caller mode; None when none does (root may still override).
 
     It names the entry, it does not decide: the walk to path is may_access's to check.
     """
-    return _dac_grant(os.fspath(path), os.stat(path), caller, mode)
+    full = os.fspath(path)
+    st = os.stat(full)
+    return _dac_grant(st, caller, mode, lambda: _read_acl(full, st, lambda: os.stat(full), follow=True))
 
 
-def may_read(path: Path, caller: Caller) -> bool:
+def may_read(path: Path | str, caller: Caller) -> bool:
     """may_access(path, caller, os.R_OK): for a directory that means listing it.
 
     Entering a directory (opening what it holds) needs x, which may_access(path, caller, os.X_OK) tells.
@@ -77,48 +103,85 @@ def may_read(path: Path, caller: Caller) -> bool:
     return may_access(path, caller, os.R_OK)
 
 
-class FolderWalks:
-    """may_read for the files of a page: each folder's walk (and search on it) decided once, then per file only
-    its own lookup and inode_permission; a symlink is walked in full by may_access, as ever.
+@dataclass(frozen=True)
+class _Folder:
+    """A folder the caller may search: its symlink-free path and an fd pinning the very inode that was walked."""
 
-    Meant for one request: a folder's answer is kept for the checker's life.
+    real: str
+    fd: int
+
+
+class FolderWalks:
+    """may_read for the files of a page: each folder's walk (and search on it) decided once, then per file one
+    fstatat relative to the folder's fd and, only when the answer depends on it, its ACL xattr (each distinct
+    ACL evaluated once); a symlink is walked in full by may_access, as ever.
+
+    Meant for one request: a folder's answer is kept (and its fd open) for the checker's life.
     """
 
     def __init__(self, caller: Caller) -> None:
         self.caller = caller
-        self._folders: dict[str, str | None] = {}
+        self._folders: dict[str, _Folder | None] = {}
+        self._fds: list[int] = []
+        self._decided: dict[tuple[bytes, int, int, int], bool] = {}
+        weakref.finalize(self, _close_all, self._fds)
 
-    def may_read(self, path: Path) -> bool:
+    def may_read(self, path: Path | str) -> bool:
         """may_read(path, caller), the walk to path's folder shared with the other paths of the page."""
         full = os.fspath(path)
-        folder, _, name = (full if full.startswith("/") else os.path.join(os.getcwd(), full)).rpartition("/")
+        parent, _, name = (full if full.startswith("/") else os.path.join(os.getcwd(), full)).rpartition("/")
         if name in ("", ".", ".."):
             return may_read(path, self.caller)
-        real = self._folder(folder or "/")
-        if real is None:
+        folder = self._folder(parent or "/")
+        if folder is None:
             return False
-        child = os.path.join(real, name)
         try:
-            child_st = os.lstat(child)
-            if stat.S_ISLNK(child_st.st_mode):
+            st = os.stat(name, dir_fd=folder.fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
                 return may_read(path, self.caller)
-            return _access_target(child, child_st, self.caller, os.R_OK)
-        except OSError:
+            return self._may_read_entry(folder, name, st)
+        except (OSError, ValueError):
             return False
 
     def walks(self) -> int:
         """How many folders were walked from / so far."""
         return len(self._folders)
 
-    def _folder(self, folder: str) -> str | None:
-        """The symlink-free folder if the caller may walk to it and search it (its "/." as the kernel looks it up)."""
+    def _may_read_entry(self, folder: _Folder, name: str, st: os.stat_result) -> bool:
+        """inode_permission(R) of a folder's entry from its fstatat; the ACL read only if the answer needs it."""
+        caller = self.caller
+        if caller.uid == 0 or caller.uid == st.st_uid or not _acl_may_matter(st, os.R_OK):
+            return _dac_grant(st, caller, os.R_OK, _no_acl) is not None or caller.uid == 0
+        value = _read_acl(f"{folder.real}/{name}", st,
+                          lambda: os.stat(name, dir_fd=folder.fd, follow_symlinks=False), follow=False)
+        key = (value or b"", st.st_mode, st.st_uid, st.st_gid)
+        if key not in self._decided:
+            self._decided[key] = _dac_grant(st, caller, os.R_OK, lambda: value) is not None
+        return self._decided[key]
+
+    def _folder(self, folder: str) -> _Folder | None:
+        """The folder if the caller may walk to it and search it (its "/." as the kernel looks it up)."""
         if folder not in self._folders:
-            try:
-                found = _lookup(f"{folder}/.", self.caller)
-            except OSError:
-                found = None
-            self._folders[folder] = None if found is None else found[0]
+            self._folders[folder] = self._open(folder)
         return self._folders[folder]
+
+    def _open(self, folder: str) -> _Folder | None:
+        try:
+            found = _lookup(f"{folder}/.", self.caller)
+            if found is None:
+                return None
+            fd = os.open(found[0], _FOLDER)
+        except (OSError, ValueError):
+            return None
+        self._fds.append(fd)
+        opened = os.fstat(fd)
+        same = (opened.st_dev, opened.st_ino) == (found[1].st_dev, found[1].st_ino)
+        return _Folder(found[0], fd) if same else None
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _lookup(path: str, caller: Caller) -> tuple[str, os.stat_result] | None:
@@ -175,11 +238,12 @@ def _access_target(path: str, st: os.stat_result, caller: Caller, mode: int) -> 
 
 
 def _inode_permission(path: str, st: os.stat_result, caller: Caller, want: int) -> bool:
+    """inode_permission of a symlink-free path whose lstat is st."""
     if want & os.W_OK and not _is_special(st) and os.statvfs(path).f_flag & os.ST_RDONLY:
         return False
     if want & os.W_OK and _is_immutable(path, st):
         return False
-    if _dac_grant(path, st, caller, want) is not None:
+    if _dac_grant(st, caller, want, lambda: _read_acl(path, st, lambda: os.lstat(path), follow=False)) is not None:
         return True
     return caller.uid == 0 and _root_overrides(st, want)
 
@@ -191,47 +255,69 @@ def _root_overrides(st: os.stat_result, want: int) -> bool:
     return not want & os.X_OK or bool(st.st_mode & 0o111)
 
 
-def _dac_grant(path: str, st: os.stat_result, caller: Caller, want: int) -> Grant | None:
-    """acl_permission_check: the owner's bits, else the ACL (if the mask grants anything), else group/other bits."""
+def _acl_may_matter(st: os.stat_result, want: int) -> bool:
+    """Whether an access ACL could change the answer for a caller who is not the owner.
+
+    The kernel reads it only when the mode's group bits (the mask) are not all clear; and where neither the
+    group bits (capping named users and groups) nor other grant `want`, nobody but the owner gets it anyway.
+    """
+    group, other = (st.st_mode >> 3) & 0o7, st.st_mode & 0o7
+    return bool(group) and (want & group == want or want & other == want)
+
+
+def _dac_grant(st: os.stat_result, caller: Caller, want: int, acl: Callable[[], bytes | None]) -> Grant | None:
+    """acl_permission_check: the owner's bits, else the ACL (if the mask grants anything), else group/other bits.
+
+    `acl` reads the access ACL's xattr value (None: it has none); it is called only when the answer needs it.
+    """
     mode = st.st_mode
     if caller.uid == st.st_uid:
         return Grant("owner") if not want & ~(mode >> 6) & 0o7 else None
-    if mode & stat.S_IRWXG:
-        acl = _extended_acl(path)
-        if acl is not None:
-            return _posix_acl_grant(acl, st, caller, want)
+    if _acl_may_matter(st, want):
+        value = acl()
+        if value is not None:
+            return _posix_acl_grant(parse_acl(value), st, caller, want)
     if want & (mode ^ (mode >> 3)) & 0o7 and st.st_gid in caller.gids:
         return Grant("group", st.st_gid) if not want & ~(mode >> 3) & 0o7 else None
     return Grant("other") if not want & ~mode & 0o7 else None
 
 
-def _extended_acl(path: str) -> posix1e.ACL | None:
-    """The access ACL if path has one beyond its mode bits (the kernel's check_acl gives -EAGAIN otherwise)."""
+def _no_acl() -> None:
+    """The ACL reader for answers the mode alone decides."""
+    return None
+
+
+def _read_acl(path: str, st: os.stat_result, restat: Restat, follow: bool) -> bytes | None:
+    """path's access ACL xattr value, None if it has none; Changed if restat shows it changed since st was taken."""
     try:
-        if not posix1e.has_extended(path):
-            return None
-    except OSError:
-        return None  # the filesystem does not support ACLs
-    return posix1e.ACL(file=path)
+        value: bytes | None = os.getxattr(path, ACCESS_XATTR, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno not in _NO_ACL:
+            raise
+        value = None  # no ACL beyond the mode, or a filesystem without ACLs
+    now = restat()
+    if (now.st_ino, now.st_dev, now.st_ctime_ns, now.st_mode, now.st_uid, now.st_gid) != (
+            st.st_ino, st.st_dev, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid):
+        raise Changed(errno.EAGAIN, "changed while its ACL was read", path)
+    return value
 
 
-def _posix_acl_grant(acl: posix1e.ACL, st: os.stat_result, caller: Caller, want: int) -> Grant | None:
+def _posix_acl_grant(entries: AclEntries, st: os.stat_result, caller: Caller, want: int) -> Grant | None:
     """posix_acl_permission for a caller who is not the owner: the named user, else the first matching group
     entry that grants (any match that grants nothing denies), else other; named user and groups masked."""
     mask, other = 0o7, 0
     user: int | None = None
     groups: list[tuple[int, int]] = []
-    for entry in acl:
-        bits = _bits(entry.permset)
-        if entry.tag_type == posix1e.ACL_USER and entry.qualifier == caller.uid:
+    for tag, bits, qualifier in entries:
+        if tag == USER and qualifier == caller.uid:
             user = bits
-        elif entry.tag_type == posix1e.ACL_GROUP_OBJ and st.st_gid in caller.gids:
+        elif tag == GROUP_OBJ and st.st_gid in caller.gids:
             groups.append((st.st_gid, bits))
-        elif entry.tag_type == posix1e.ACL_GROUP and entry.qualifier in caller.gids:
-            groups.append((entry.qualifier, bits))
-        elif entry.tag_type == posix1e.ACL_MASK:
+        elif tag == GROUP and qualifier in caller.gids:
+            groups.append((qualifier, bits))
+        elif tag == MASK:
             mask = bits
-        elif entry.tag_type == posix1e.ACL_OTHER:
+        elif tag == OTHER:
             other = bits
     if user is not None:
         return Grant("user", caller.uid) if want & user & mask == want else None
@@ -239,10 +325,6 @@ def _posix_acl_grant(acl: posix1e.ACL, st: os.stat_result, caller: Caller, want:
         granting = (Grant("group", gid) for gid, bits in groups if want & bits == want)
         return next(granting, None) if want & mask == want else None
     return Grant("other") if want & other == want else None
-
-
-def _bits(permset: posix1e.Permset) -> int:
-    return permset.read << 2 | permset.write << 1 | permset.execute
 
 
 def _is_special(st: os.stat_result) -> bool:

@@ -40,18 +40,16 @@ from pathlib import Path
 
 import posix1e
 
+from beamhub.data.access import ACCESS_XATTR, ACL_XATTR_VERSION, GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ
 from beamhub.data.links import NONE_PROVEN, Linked, Proven, linked, may_set, proven_links
 from beamhub.errors import Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
 _BATCH = 256
-ACCESS_XATTR = "system.posix_acl_access"
 DEFAULT_XATTR = "system.posix_acl_default"
-_XATTR_VERSION = 2
 _NO_ID = 0xFFFFFFFF
 _OPEN_ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 
 @dataclass(frozen=True)
@@ -65,14 +63,14 @@ class AccessList:
 def acl_xattr(access: AccessList, owner_bits: int, directory: bool) -> bytes:
     """The ACL of the module docstring for one owner's bits (0-7), as the kernel's xattr value."""
     reader = 0o5 if directory else 0o4
-    entries = [(_USER_OBJ, owner_bits, _NO_ID)]
-    entries += [(_USER, reader, uid) for uid in sorted(access.users)]
-    entries.append((_GROUP_OBJ, 0, _NO_ID))
-    entries += [(_GROUP, reader, gid) for gid in sorted(access.groups)]
+    entries = [(USER_OBJ, owner_bits, _NO_ID)]
+    entries += [(USER, reader, uid) for uid in sorted(access.users)]
+    entries.append((GROUP_OBJ, 0, _NO_ID))
+    entries += [(GROUP, reader, gid) for gid in sorted(access.groups)]
     if access.users or access.groups:
-        entries.append((_MASK, reader, _NO_ID))
-    entries.append((_OTHER, 0, _NO_ID))
-    return struct.pack("<I", _XATTR_VERSION) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+        entries.append((MASK, reader, _NO_ID))
+    entries.append((OTHER, 0, _NO_ID))
+    return struct.pack("<I", ACL_XATTR_VERSION) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
 
 
 def set_path_acl(path: Path, access: AccessList) -> None:

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beamhub.data.access import Caller, FolderWalks, may_access, may_read
+from helpers.kernel import kernel_access
 
 UIDS = [61000, 61001, 61002, 61003]
 GIDS = [62000, 62001, 62002, 62003]
@@ -85,30 +86,6 @@ def add_entry(acl: posix1e.ACL, tag: int, bits: int, qualifier: int | None = Non
     if qualifier is not None:
         entry.qualifier = qualifier
     entry.permset.read, entry.permset.write, entry.permset.execute = bool(bits & 4), bool(bits & 2), bool(bits & 1)
-
-
-def kernel_access(caller: Caller, queries: list[tuple[str, int]]) -> list[bool]:
-    """access(2) for each (path, mode), in one child process running as caller (real = effective IDs)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read_end)
-            os.setgroups(sorted(caller.gids))
-            primary = min(caller.gids)
-            os.setresgid(primary, primary, primary)
-            os.setresuid(caller.uid, caller.uid, caller.uid)
-            os.write(write_end, bytes(os.access(path, mode) for path, mode in queries))
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as answers:
-        answer = answers.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0 and len(answer) == len(queries)
-    return [bool(byte) for byte in answer]
 
 
 def build_chain(root: Path, chain: list[Node], leaf_is_dir: bool) -> list[str]:
