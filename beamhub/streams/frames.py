@@ -1,0 +1,96 @@
+"""The wire format of live frames.
+
+From the DAQ (ZeroMQ, one multipart message a frame): the publish token, a JSON header
+`{"proposal": "2024-00123", "frame": 17, "shape": [512, 1024], "dtype": "<u2", "meta": {...}}`, the raw bytes.
+To a subscriber (websocket): one binary message a frame, a 4-byte big-endian header length, the header JSON
+(the DAQ's fields and `seq`, the relay's count of the proposal's frames) and the raw bytes; and text messages of
+JSON for everything else: `{"type": "gap", "missed": n}` just before a frame when n frames were dropped for this
+subscriber, `{"type": "end", "reason": ...}` before the relay closes the websocket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from beamhub.data.schemas import PROPOSAL_PATTERN
+
+PROPOSAL = re.compile(PROPOSAL_PATTERN)
+LENGTH = struct.Struct(">I")
+MAX_HEADER_BYTES = 64 * 1024
+NUMERIC_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex: what a detector frame may hold
+
+
+class BadFrame(ValueError):
+    """A message from the DAQ that is not a frame; the message says why."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a frame says of itself: whose it is, its number and how to read its bytes."""
+
+    proposal: str
+    frame: int
+    shape: tuple[int, ...]
+    dtype: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self, seq: int) -> bytes:
+        """The header a subscriber gets, with the relay's sequence number."""
+        return json.dumps({"proposal": self.proposal, "frame": self.frame, "seq": seq, "shape": list(self.shape),
+                           "dtype": self.dtype, "meta": self.meta}, separators=(",", ":")).encode()
+
+
+def parse_header(raw: bytes, size: int) -> Header:
+    """The DAQ's header of a frame of `size` bytes; BadFrame unless it is complete and matches the bytes."""
+    if len(raw) > MAX_HEADER_BYTES:
+        raise BadFrame(f"header of {len(raw)} bytes (at most {MAX_HEADER_BYTES})")
+    try:
+        fields = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadFrame(f"header is not JSON: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise BadFrame("header is not a JSON object")
+    proposal, frame, shape, meta = fields.get("proposal"), fields.get("frame"), fields.get("shape"), fields.get("meta")
+    if not isinstance(proposal, str) or not PROPOSAL.match(proposal):
+        raise BadFrame("header needs proposal, a proposal id")
+    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
+        raise BadFrame("header needs frame, a number >= 0")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape) or len(shape) > 32:
+        raise BadFrame("header needs shape, a list of at most 32 sizes >= 0")
+    if meta is not None and not isinstance(meta, dict):
+        raise BadFrame("meta, if given, is a JSON object")
+    dtype = _dtype(fields.get("dtype"))
+    if math.prod(shape) * dtype.itemsize != size:
+        raise BadFrame(f"shape {shape} of {dtype.str} is {math.prod(shape) * dtype.itemsize} bytes, "
+                       f"the frame has {size}")
+    return Header(proposal, frame, tuple(shape), dtype.str, meta or {})
+
+
+def _dtype(value: object) -> np.dtype[Any]:
+    if not isinstance(value, str) or len(value) > 16:
+        raise BadFrame("header needs dtype, a numpy type string such as <u2")
+    try:
+        dtype = np.dtype(value)
+    except TypeError as exc:
+        raise BadFrame(f"dtype {value!r} is not a numpy type") from exc
+    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise BadFrame(f"dtype {value!r} is not a plain numeric type")
+    return dtype
+
+
+def frame_message(header: bytes, data: memoryview | bytes) -> bytes:
+    """One binary websocket message: the header's length, the header, the frame's bytes."""
+    return b"".join((LENGTH.pack(len(header)), header, data))
+
+
+def control_message(kind: str, **fields: Any) -> str:
+    """One text websocket message that is no frame: a gap, the end of the subscription."""
+    return json.dumps({"type": kind, **fields})

@@ -1,0 +1,106 @@
+"""/api/v1/proposals/{id}/stream: a proposal's live frames over a websocket, for whoever may read its data."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from beamhub.deps import SESSION_COOKIE, authenticate, get_services, has_bearer, principal_if_valid
+from beamhub.errors import BeamhubError, Forbidden
+from beamhub.identity.principal import Principal
+from beamhub.streams.frames import control_message
+from beamhub.streams.relay import Relay, Subscription
+
+router = APIRouter(tags=["streams"])
+
+RECHECK_SECONDS = 2.0
+"""How often an open subscription asks again whether its credential stands and may still read the proposal."""
+
+
+@router.websocket("/api/v1/proposals/{proposal_id}/stream")
+async def stream(websocket: WebSocket, proposal_id: str) -> None:
+    """From now on, each frame the DAQ publishes for the proposal: one binary message a frame (header length,
+    header JSON, bytes) and a text message `{"type": "gap", "missed": n}` before a frame when n were dropped."""
+    try:
+        principal = await _subscriber(websocket, proposal_id)
+    except BeamhubError as exc:
+        await _refuse(websocket, exc)
+        return
+    relay: Relay = websocket.app.state.relay
+    await websocket.accept()
+    with relay.subscribe(proposal_id) as subscription:
+        await websocket.send_text(control_message("hello", proposal=proposal_id, user=principal.username,
+                                                  queue=relay.limit, policy=relay.policy))
+        await _serve(websocket, subscription, proposal_id)
+
+
+async def _subscriber(websocket: WebSocket, proposal_id: str) -> Principal:
+    """The caller, if they may read the proposal's data. A browser's login cookie counts only from beamhub's own
+    pages (a session's page is same-site and would carry it too)."""
+    if not has_bearer(websocket) and SESSION_COOKIE in websocket.cookies:
+        origin = websocket.headers.get("origin", "")
+        if origin.partition("://")[2].lower() != websocket.headers.get("host", "").lower():
+            raise Forbidden("cross-origin subscription refused: open it from beamhub's pages or with a token")
+    principal = await run_in_threadpool(authenticate, websocket)
+    await run_in_threadpool(get_services(websocket).streams.check_subscriber, principal, proposal_id)
+    return principal
+
+
+async def _refuse(websocket: WebSocket, exc: BeamhubError) -> None:
+    """Answer the handshake with the refusal's status and JSON detail (a close code 4000 + status without the
+    websocket denial extension)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": str(exc)}, status_code=exc.status_code))
+    else:
+        await websocket.close(code=4000 + exc.status_code, reason=str(exc)[:120])
+
+
+async def _serve(websocket: WebSocket, subscription: Subscription, proposal_id: str) -> None:
+    """Send frames until the subscriber leaves or may no longer read the proposal (then an `end` message)."""
+    tasks = [asyncio.create_task(_send_frames(websocket, subscription)),
+             asyncio.create_task(_until_disconnect(websocket)),
+             asyncio.create_task(_until_refused(websocket, proposal_id))]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        if tasks[2] in done and (reason := tasks[2].result()):
+            await websocket.send_text(control_message("end", reason=reason))
+            await websocket.close(code=1008, reason=reason[:120])
+        else:
+            await websocket.close()
+
+
+async def _send_frames(websocket: WebSocket, subscription: Subscription) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        while True:
+            missed, message = await subscription.get()
+            if missed:
+                await websocket.send_text(control_message("gap", missed=missed))
+            await websocket.send_bytes(message)
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+
+async def _until_refused(websocket: WebSocket, proposal_id: str) -> str:
+    """Why the subscriber may no longer watch, asked afresh every RECHECK_SECONDS: a revoked or expired token, an
+    ended login, a disabled user, a member removed."""
+    streams = get_services(websocket).streams
+    while True:
+        await asyncio.sleep(RECHECK_SECONDS)
+        principal = await principal_if_valid(websocket)
+        if principal is None:
+            return "the credential of this subscription no longer stands"
+        try:
+            await run_in_threadpool(streams.check_subscriber, principal, proposal_id)
+        except BeamhubError as exc:
+            return f"refused: {exc}"

@@ -1,0 +1,225 @@
+"""Live frames through a real beamhub: the DAQ publishes over ZeroMQ, members subscribe with beamhub_stream.
+
+1,000 frames reach two members complete and in order with their metadata; a non-member and an anonymous caller
+are refused; so is a DAQ without a data:ingest token of a service account; a slow subscriber of a dropping relay
+gets the newest frames with every gap reported while the server's memory stays put; a revoked token ends its
+subscription within seconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from beamhub_stream import Publisher, PublishRefused, StreamEnded, StreamRefused, stream_url, subscribe
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from helpers.http import free_port
+from helpers.processes import proc_status
+
+IMAGE = Path("/opt/beamhub/images/default")
+SHAPE = (64, 64)
+MiB = 1024 * 1024
+
+
+@dataclass
+class World:
+    server: Any
+    proposal: str
+    endpoint: str
+    tokens: dict[str, str]
+    names: dict[str, str]
+
+    def subscribe(self, who: str) -> Any:
+        return subscribe(self.proposal, url=self.server.url, token=self.tokens[who])
+
+
+def frame_of(number: int, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
+    """Frame `number`: its own content, so that a mixed-up or damaged frame shows."""
+    return (np.arange(int(np.prod(shape)), dtype="<u2").reshape(shape) + number).astype("<u2")
+
+
+def _world(factory: Any, uid_env: dict[str, str], storage: Path, **env: str) -> World:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    server = factory(env={**uid_env, "BEAMHUB_STORAGE_ROOT": str(storage), "BEAMHUB_STREAM_BIND": endpoint, **env})
+    names, tokens = {}, {}
+    for who in ("pi", "member", "stranger"):
+        names[who], tokens[who] = server.create_user(username=f"st{secrets.token_hex(3)}")
+    names["daq"], _ = server.create_user(username=f"daq{secrets.token_hex(3)}", roles=["service"])
+    tokens["daq"] = server.admin.post(f"/api/v1/users/{names['daq']}/tokens",
+                                      json={"name": "daq", "scopes": ["data:ingest"]}).json()["token"]
+    now = datetime.now(UTC)
+    created = server.admin.post("/api/v1/proposals", json={
+        "id": f"2024-{secrets.randbelow(10**5):05d}", "title": "Live frames", "beamline": "b3",
+        "beamtime_start": (now - timedelta(hours=1)).isoformat(),
+        "beamtime_end": (now + timedelta(hours=8)).isoformat(),
+        "members": [{"username": names["pi"], "role": "pi"}, {"username": names["member"]}]})
+    assert created.status_code == 201, created.text
+    return World(server, created.json()["id"], endpoint, tokens, names)
+
+
+def _half(uid_env: dict[str, str], second: bool) -> dict[str, str]:
+    """Half of the module's UID block, so that two servers never hand out one UID."""
+    low, high = int(uid_env["BEAMHUB_UID_MIN"]), int(uid_env["BEAMHUB_UID_MAX"])
+    middle = (low + high) // 2
+    return {"BEAMHUB_UID_MIN": str(middle + 1 if second else low), "BEAMHUB_UID_MAX": str(high if second else middle)}
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="beamhub-stream-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def blocking(module_beamhub_factory: Any, uid_range_env: dict[str, str], storage: Path) -> World:
+    """A relay whose publisher waits for its slowest subscriber: nothing is dropped."""
+    return _world(module_beamhub_factory, _half(uid_range_env, False), storage, BEAMHUB_STREAM_POLICY="block")
+
+
+@pytest.fixture(scope="module")
+def dropping(module_beamhub_factory: Any, uid_range_env: dict[str, str], storage: Path) -> World:
+    """A relay that drops a slow subscriber's oldest frames, 8 frames of queue each."""
+    return _world(module_beamhub_factory, _half(uid_range_env, True), storage, BEAMHUB_STREAM_POLICY="drop",
+                  BEAMHUB_STREAM_QUEUE_FRAMES="8")
+
+
+def _read_all(subscription: Any, count: int) -> list[tuple[int, int, int]]:
+    """(number, seq, gap) of `count` frames, each checked against what the DAQ sent."""
+    seen = []
+    with subscription:
+        for _ in range(count):
+            frame = subscription.next(timeout=30)
+            assert frame is not None, "the stream ended early"
+            assert frame.shape == SHAPE and frame.dtype == "<u2"
+            assert frame.meta == {"exposure": 0.01, "scan": "live"}
+            assert np.array_equal(frame.array(), frame_of(frame.number))
+            seen.append((frame.number, frame.seq, frame.gap))
+    return seen
+
+
+def test_a_thousand_frames_reach_two_member_subscribers_complete_and_in_order(blocking: World) -> None:
+    subscribers = [blocking.subscribe("pi"), blocking.subscribe("member")]
+    with ThreadPoolExecutor(2) as pool:
+        readers = [pool.submit(_read_all, s, 1000) for s in subscribers]
+        with Publisher(blocking.endpoint, blocking.tokens["daq"]) as daq:
+            for number in range(1000):
+                daq.send(blocking.proposal, number, frame_of(number), meta={"exposure": 0.01, "scan": "live"})
+            seen = [reader.result(timeout=120) for reader in readers]
+            daq.check()
+    for frames in seen:
+        assert [number for number, _, _ in frames] == list(range(1000))
+        first = frames[0][1]
+        assert [seq for _, seq, _ in frames] == list(range(first, first + 1000))
+        assert not any(gap for _, _, gap in frames)
+
+
+def test_a_non_member_is_refused_as_for_the_proposal_s_files(blocking: World) -> None:
+    with pytest.raises(StreamRefused) as refused:
+        blocking.subscribe("stranger")
+    assert refused.value.status == 404 and blocking.proposal in refused.value.detail
+    with pytest.raises(StreamRefused) as unknown:
+        subscribe("2099-00000", url=blocking.server.url, token=blocking.tokens["pi"])
+    assert unknown.value.status == 404
+
+
+def test_an_anonymous_subscriber_is_refused_with_401(blocking: World) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(stream_url(blocking.server.url, blocking.proposal), open_timeout=10)
+    assert refused.value.response.status_code == 401
+    assert b"detail" in (refused.value.response.body or b"")
+
+
+def test_a_login_cookie_from_another_origin_is_refused(blocking: World) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(stream_url(blocking.server.url, blocking.proposal), origin="http://x.sessions.localhost:1",
+                additional_headers={"Cookie": "beamhub-session=whatever"}, open_timeout=10)
+    assert refused.value.response.status_code == 403
+
+
+def test_only_the_daq_publishes_and_only_to_a_proposal_that_exists(blocking: World) -> None:
+    with blocking.subscribe("member") as watcher:
+        for token, proposal, status in ((blocking.tokens["member"], blocking.proposal, 403),
+                                        (blocking.tokens["daq"], "2099-00000", 404),
+                                        ("not-a-token", blocking.proposal, 401)):
+            with Publisher(blocking.endpoint, token) as daq:
+                daq.send(proposal, 0, frame_of(0))
+                deadline = time.monotonic() + 10
+                with pytest.raises(PublishRefused) as refused:
+                    while time.monotonic() < deadline:
+                        daq.check()
+                        time.sleep(0.05)
+                assert refused.value.status == status and refused.value.frame == 0
+        with pytest.raises(TimeoutError):
+            watcher.next(timeout=1)
+
+
+def test_a_slow_subscriber_gets_the_newest_frames_with_every_gap_reported_and_memory_stays_bounded(
+        dropping: World) -> None:
+    big = (512, 1024)  # 1 MiB a frame
+    pid = dropping.server.process.pid
+    with dropping.subscribe("member") as slow:
+        peak_before = int(proc_status(pid)["VmHWM"].split()[0]) * 1024
+        with Publisher(dropping.endpoint, dropping.tokens["daq"]) as daq:
+            for number in range(300):
+                daq.send(dropping.proposal, number, np.full(big, number % 65536, dtype="<u2"))
+            daq.check()
+        frames = []
+        while not frames or frames[-1].number < 299:
+            frame = slow.next(timeout=30)
+            assert frame is not None
+            frames.append(frame)
+            time.sleep(0.02)  # a reader slower than the DAQ
+        peak_after = int(proc_status(pid)["VmHWM"].split()[0]) * 1024
+    numbers = [frame.number for frame in frames]
+    assert numbers == sorted(numbers) and numbers[-1] == 299
+    assert slow.missed > 0 and slow.received + slow.missed == 300
+    for before, after in zip(frames, frames[1:], strict=False):
+        assert after.gap == after.number - before.number - 1
+    assert all(np.all(frame.array() == frame.number) for frame in frames)
+    assert peak_after - peak_before < 64 * MiB, f"the server grew by {(peak_after - peak_before) / MiB:.0f} MiB"
+
+
+def test_a_revoked_token_ends_its_subscription_within_seconds(dropping: World) -> None:
+    name = dropping.names["member"]
+    created = dropping.server.admin.post(f"/api/v1/users/{name}/tokens", json={"name": "notebook"}).json()
+    with subscribe(dropping.proposal, url=dropping.server.url, token=created["token"]) as watching:
+        revoked = dropping.server.admin.delete(f"/api/v1/users/{name}/tokens/{created['id']}")
+        assert revoked.status_code == 200, revoked.text
+        started = time.monotonic()
+        with pytest.raises(StreamEnded, match="no longer stands"):
+            watching.next(timeout=15)
+        assert time.monotonic() - started < 6
+
+
+def test_subscribe_takes_beamhub_s_address_and_the_token_from_the_environment(
+        dropping: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BEAMHUB_URL", dropping.server.url)
+    monkeypatch.setenv("BEAMHUB_TOKEN", dropping.tokens["pi"])
+    with subscribe(dropping.proposal) as frames:
+        assert frames.hello["user"] == dropping.names["pi"]
+        assert frames.hello["policy"] == "drop" and frames.hello["queue"] == 8
+
+
+def test_the_default_image_has_the_client_library() -> None:
+    python = IMAGE / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no default image at {IMAGE}: run scripts/install.sh")
+    program = "import beamhub_stream, websockets, zmq; print(beamhub_stream.__file__)"
+    found = subprocess.run([str(python), "-c", program], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert str(IMAGE) in found.stdout
