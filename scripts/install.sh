@@ -2,6 +2,7 @@
 # Install everything beamhub and its tests need on Debian 12 (run as root). Idempotent.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"  # requirements/image-default.txt names the client library by its path in this checkout
 prefix=${BEAMHUB_PREFIX:-/opt/beamhub}
 
 export DEBIAN_FRONTEND=noninteractive
