@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.routing import Host
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from beamhub import __version__
 from beamhub.compute.backend import BackendError
@@ -125,6 +127,16 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
                    heps_router, session_console_router, data_router, h5_router, jobs_router, metrics_router):
         app.include_router(router)
     install_console(app, settings)
-    # First of all routes: a session's host name serves that session and nothing of the console.
+    # First of all routes: a session's host name serves that session and nothing of the console; a host name with
+    # a trailing dot (another origin to a browser, the same host to DNS) is served nothing.
     app.router.routes.insert(0, Host(session_host_pattern(settings), app=session_router))
+    app.router.routes.insert(0, Host("{name}.", app=refuse_trailing_dot))
     return app
+
+
+async def refuse_trailing_dot(scope: Scope, receive: Receive, send: Send) -> None:
+    """A host name that ends with a dot is refused: beamhub's origins are named without it."""
+    if scope["type"] == "websocket":
+        await WebSocketClose(code=1008, reason="host names end without a dot")(scope, receive, send)
+    else:
+        await JSONResponse({"detail": "host names end without a dot"}, 400)(scope, receive, send)

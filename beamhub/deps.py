@@ -60,18 +60,33 @@ def secure_cookies(connection: HTTPConnection) -> bool:
     return configured if configured is not None else connection.url.scheme in ("https", "wss")
 
 
-def set_cookie(connection: HTTPConnection, response: Response, name: str, value: str, max_age: int,
-               path: str = "/") -> None:
-    """One of beamhub's cookies: HttpOnly, SameSite=Lax, Secure as secure_cookies says."""
-    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="lax",
-                        secure=secure_cookies(connection))
+def cookie_name(connection: HTTPConnection, name: str) -> str:
+    """The name one of beamhub's cookies has on a connection: over https with the `__Host-` prefix, so a browser
+    takes it only from this very host, over https, for every path, and no other host of the site (a session's)
+    can set or overwrite it."""
+    return f"__Host-{name}" if secure_cookies(connection) else name
+
+
+def read_cookie(connection: HTTPConnection, name: str) -> str | None:
+    return connection.cookies.get(cookie_name(connection, name))
+
+
+def set_cookie(connection: HTTPConnection, response: Response, name: str, value: str, max_age: int) -> None:
+    """One of beamhub's cookies: host-only, path /, HttpOnly, SameSite=Lax, Secure as secure_cookies says."""
+    response.set_cookie(cookie_name(connection, name), value, max_age=max_age, path="/", httponly=True,
+                        samesite="lax", secure=secure_cookies(connection))
+
+
+def clear_cookie(connection: HTTPConnection, response: Response, name: str) -> None:
+    response.delete_cookie(cookie_name(connection, name), path="/", httponly=True, samesite="lax",
+                           secure=secure_cookies(connection))
 
 
 def refuse_tossed_cookie(connection: HTTPConnection, name: str) -> None:
     """Two cookies of one of beamhub's names mean that another host (a sibling domain) set one of them: which one
     is ours cannot be told, so neither counts."""
     names = [part.partition("=")[0].strip() for part in connection.headers.get("cookie", "").split(";")]
-    if names.count(name) > 1:
+    if names.count(cookie_name(connection, name)) > 1:
         raise Unauthenticated(f"two {name} cookies were sent, one of them set by another site; sign in again")
 
 
@@ -81,7 +96,7 @@ def authenticate(connection: HTTPConnection, csrf: str | None = None, check_csrf
     address = client_address(connection)
     if not has_bearer(connection):
         refuse_tossed_cookie(connection, SESSION_COOKIE)
-    session = connection.cookies.get(SESSION_COOKIE)
+    session = read_cookie(connection, SESSION_COOKIE)
     if session and not has_bearer(connection):
         principal, expected = services.login.resolve_cookie(session)
         _check_csrf(connection, expected, csrf, check_csrf)
@@ -106,7 +121,7 @@ def _credential_key(connection: HTTPConnection) -> str | None:
     if has_bearer(connection):
         kind, value = "bearer", bearer_token(connection)
     else:
-        kind, value = "login", connection.cookies.get(SESSION_COOKIE)
+        kind, value = "login", read_cookie(connection, SESSION_COOKIE)
     return credential_digest(kind, value) if value else None
 
 

@@ -10,21 +10,15 @@ from beamhub.deps import (
     client_address,
     get_services,
     has_bearer,
+    read_cookie,
     refuse_tossed_cookie,
-    secure_cookies,
 )
 from beamhub.errors import Forbidden, NotFound
 from beamhub.identity.principal import Principal
 
-
-def entry_cookie_name(connection: HTTPConnection) -> str:
-    """Over https the `__Host-` prefix: a browser then refuses it from any other host, a sibling session included."""
-    return "__Host-beamhub-entry" if secure_cookies(connection) else "beamhub-entry"
-
-
-def state_cookie_name(connection: HTTPConnection) -> str:
-    """The browser's state for entering a session, bound to the console's one-time code."""
-    return "__Host-beamhub-entry-state" if secure_cookies(connection) else "beamhub-entry-state"
+ENTRY_COOKIE = "beamhub-entry"
+STATE_COOKIE = "beamhub-entry-state"
+"""The browser's state for entering a session, bound to the console's one-time code."""
 
 
 def from_own_pages(connection: HTTPConnection) -> bool:
@@ -53,8 +47,8 @@ def entry_principal(connection: HTTPConnection, session_id: str) -> Principal:
     if has_bearer(connection):
         principal = authenticate(connection)
     else:
-        refuse_tossed_cookie(connection, entry_cookie_name(connection))
-        cookie = connection.cookies.get(entry_cookie_name(connection))
+        refuse_tossed_cookie(connection, ENTRY_COOKIE)
+        cookie = read_cookie(connection, ENTRY_COOKIE)
         principal = get_services(connection).entry.principal_for_cookie(session_id, cookie)
         principal = principal.with_address(client_address(connection))
     principal.require_scope("sessions")

@@ -26,19 +26,20 @@ from beamhub.deps import (
     credential_digest,
     get_services,
     has_bearer,
+    read_cookie,
     refuse_tossed_cookie,
-    secure_cookies,
+    set_cookie,
 )
 from beamhub.errors import BeamhubError, Forbidden, Invalid, NotReady, Unauthenticated
 from beamhub.identity.principal import Principal
 from beamhub.sessions.banner_routes import BANNER_SCRIPT, banner_router
 from beamhub.sessions.entry import COOKIE_TTL, new_state, session_origin
 from beamhub.sessions.origin_access import (
-    entry_cookie_name,
+    ENTRY_COOKIE,
+    STATE_COOKIE,
     entry_principal,
     own_session,
     require_own_pages,
-    state_cookie_name,
 )
 from beamhub.sessions.proxy import METHODS, Upstreams, forward_http, forward_websocket
 
@@ -94,7 +95,7 @@ def _credential(connection: HTTPConnection) -> str:
     """What a request proves itself with (its bearer token, else the session's entry cookie), as a digest."""
     if has_bearer(connection):
         return credential_digest("bearer", bearer_token(connection) or "")
-    return credential_digest("entry", connection.cookies.get(entry_cookie_name(connection), ""))
+    return credential_digest("entry", read_cookie(connection, ENTRY_COOKIE) or "")
 
 
 async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide) -> tuple[Path, str]:
@@ -195,33 +196,31 @@ async def enter_session(request: Request, code: str = Query(max_length=128),
     where the user was going."""
     session_id = request.path_params["session"]
     _check_next(session_id, next)
-    refuse_tossed_cookie(request, state_cookie_name(request))
-    state = request.cookies.get(state_cookie_name(request))
+    refuse_tossed_cookie(request, STATE_COOKIE)
+    state = read_cookie(request, STATE_COOKIE)
     cookie = await asyncio.to_thread(get_services(request).entry.redeem_code, session_id, code, state)
     response = RedirectResponse(next, 303, headers=NO_STORE)
-    response.set_cookie(entry_cookie_name(request), cookie, max_age=int(COOKIE_TTL.total_seconds()), path="/",
-                        httponly=True, samesite="lax", secure=secure_cookies(request))
+    set_cookie(request, response, ENTRY_COOKIE, cookie, max_age=int(COOKIE_TTL.total_seconds()))
     return response
 
 
 def _ask_the_console(request: Request, session_id: str) -> Response:
     """Send a browser without an entry cookie to the console for a code bound to a state cookie of this origin
     (the one it has, so that two tabs entering at once both get in)."""
-    refuse_tossed_cookie(request, state_cookie_name(request))
-    state = request.cookies.get(state_cookie_name(request)) or new_state()
+    refuse_tossed_cookie(request, STATE_COOKIE)
+    state = read_cookie(request, STATE_COOKIE) or new_state()
     console = get_services(request).settings.callback_url
     query = urlencode({"state": state, "next": _path_and_query(request)})
     response = RedirectResponse(f"{console}{CONSOLE_ENTER_PATH.format(session_id=session_id)}?{query}", 303,
                                 headers=NO_STORE)
-    response.set_cookie(state_cookie_name(request), state, max_age=STATE_TTL, path="/", httponly=True,
-                        samesite="lax", secure=secure_cookies(request))
+    set_cookie(request, response, STATE_COOKIE, state, max_age=STATE_TTL)
     return response
 
 
 @session_router.api_route("/s/{session_id}/{path:path}", methods=METHODS, include_in_schema=False)
 async def session_http(session_id: str, path: str, request: Request) -> Response:
     own_session(request, session_id)
-    entry_cookie = request.cookies.get(entry_cookie_name(request))
+    entry_cookie = read_cookie(request, ENTRY_COOKIE)
     if request.method == "GET" and not entry_cookie and not has_bearer(request):
         return _ask_the_console(request, session_id)
     require_own_pages(request)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from beamhub.compute.backend import BackendError
-from beamhub.deps import SESSION_COOKIE, principal_if_valid
+from beamhub.deps import SESSION_COOKIE, principal_if_valid, read_cookie
 from beamhub.errors import (
     BeamhubError,
     Conflict,
@@ -51,7 +51,7 @@ def title_of(exc: BeamhubError) -> str:
 
 async def signed_in(request: Request) -> Principal | None:
     """Who is signed in on this browser, for the menu of an error page; None if nobody (or the login ended)."""
-    return await principal_if_valid(request) if SESSION_COOKIE in request.cookies else None
+    return await principal_if_valid(request) if read_cookie(request, SESSION_COOKIE) else None
 
 
 async def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:

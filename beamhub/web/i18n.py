@@ -15,6 +15,8 @@ from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 from starlette.requests import HTTPConnection
 
+from beamhub.deps import read_cookie
+
 LANG_COOKIE = "beamhub-lang"
 DEFAULT_LOCALE = "en"
 LOCALES = {"en": "English", "zh_CN": "简体中文"}
@@ -53,7 +55,7 @@ def negotiate(accept_language: str) -> str | None:
 
 def request_locale(connection: HTTPConnection) -> str:
     """The language switch's cookie if set, else the browser's Accept-Language, else English."""
-    chosen = connection.cookies.get(LANG_COOKIE, "")
+    chosen = read_cookie(connection, LANG_COOKIE) or ""
     if chosen in LOCALES:
         return chosen
     return negotiate(connection.headers.get("accept-language", "")) or DEFAULT_LOCALE

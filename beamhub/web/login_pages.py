@@ -13,9 +13,10 @@ from beamhub.deps import (
     SESSION_COOKIE,
     CurrentPrincipal,
     Login,
+    clear_cookie,
     client_address,
     get_services,
-    secure_cookies,
+    read_cookie,
     set_cookie,
 )
 from beamhub.errors import BeamhubError, Forbidden, NotFound
@@ -55,11 +56,11 @@ def login_page(request: Request, csrf: str, next_path: str, message: str = "", s
 @router.get("/login", include_in_schema=False)
 def get_login(request: Request, next: str = "/", expired: bool = False) -> Response:  # noqa: A002
     """The login form, with a login CSRF token bound to a pre-session cookie (double submit)."""
-    csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    csrf = read_cookie(request, LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
     methods = get_services(request).settings.login_methods
     response: Response = (JSONResponse({"csrf_token": csrf, "methods": methods}) if wants_json(request)
                           else login_page(request, csrf, local_path(next), expired=expired))
-    set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600, path="/login")
+    set_cookie(request, response, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -71,7 +72,7 @@ def _logged_in(request: Request, user: User, method: str, next_path: str) -> Res
                           else RedirectResponse(local_path(next_path), status_code=status.HTTP_303_SEE_OTHER))
     ttl = get_services(request).settings.login_session_ttl
     set_cookie(request, response, SESSION_COOKIE, value, max_age=ttl)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    clear_cookie(request, response, LOGIN_CSRF_COOKIE)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -82,7 +83,7 @@ def post_login(request: Request, login: Login, username: Annotated[str, Form(max
                method: Annotated[str, Form()] = "password",
                next: Annotated[str, Form()] = "/") -> Response:  # noqa: A002
     """Check a username and password (method password or pam) and start a login session."""
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    expected = read_cookie(request, LOGIN_CSRF_COOKIE) or ""
     try:
         if not expected or not same_secret(csrf_token, expected):
             raise Forbidden("CSRF token missing or wrong; load the login page again")
@@ -92,7 +93,7 @@ def post_login(request: Request, login: Login, username: Annotated[str, Form(max
             raise
         csrf = expected or secrets.token_urlsafe(32)
         page = login_page(request, csrf, local_path(next), str(exc), exc.status_code)
-        set_cookie(request, page, LOGIN_CSRF_COOKIE, csrf, max_age=3600, path="/login")
+        set_cookie(request, page, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
         return page
     return _logged_in(request, user, method, next)
 
@@ -102,7 +103,7 @@ async def oidc_start(request: Request, next: str = "/") -> Response:  # noqa: A0
     """Send the browser to the single sign-on provider."""
     url, flow = await _oidc(request).begin(local_path(next))
     response = RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-    set_cookie(request, response, OIDC_COOKIE, flow, max_age=PENDING_TTL, path="/login/oidc")
+    set_cookie(request, response, OIDC_COOKIE, flow, max_age=PENDING_TTL)
     return response
 
 
@@ -113,22 +114,22 @@ async def oidc_callback(request: Request, state: str | None = None, code: str | 
     services = get_services(request)
     address = client_address(request)
     try:
-        username, claims, next_path = await _oidc(request).finish(request.cookies.get(OIDC_COOKIE), state, code,
+        username, claims, next_path = await _oidc(request).finish(read_cookie(request, OIDC_COOKIE), state, code,
                                                                   error)
     except BeamhubError as exc:
         await run_in_threadpool(services.login.record_failure, "-", address, "oidc", str(exc))
         raise
     user = await run_in_threadpool(services.login.single_sign_on_user, username, claims, address)
     response = await run_in_threadpool(_logged_in, request, user, "oidc", next_path)
-    response.delete_cookie(OIDC_COOKIE, path="/login/oidc")
+    clear_cookie(request, response, OIDC_COOKIE)
     return response
 
 
 @router.post("/logout", include_in_schema=False)
 def logout(request: Request, principal: CurrentPrincipal, login: Login) -> Response:
     """End this browser's login session (CSRF-checked like every state-changing request) and drop its cookie."""
-    login.end_session(request.cookies.get(SESSION_COOKIE), principal.address)
+    login.end_session(read_cookie(request, SESSION_COOKIE), principal.address)
     response: Response = (JSONResponse({"detail": "logged out"}) if wants_json(request)
                           else RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER))
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=secure_cookies(request))
+    clear_cookie(request, response, SESSION_COOKIE)
     return response

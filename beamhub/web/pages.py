@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from beamhub.deps import SESSION_COOKIE, current_principal, get_services
+from beamhub.deps import SESSION_COOKIE, current_principal, get_services, read_cookie
 from beamhub.errors import Unauthenticated
 from beamhub.identity.principal import Principal
 from beamhub.web.i18n import LOCALES, Formatter, request_locale, translations
@@ -76,7 +76,7 @@ def login_redirect(exc: LoginRequired) -> RedirectResponse:
 
 async def page_principal(request: Request) -> Principal:
     """The logged-in user of a page, by the login cookie (CSRF-checked on posts), exactly as the API checks it."""
-    if SESSION_COOKIE not in request.cookies:
+    if read_cookie(request, SESSION_COOKIE) is None:
         raise LoginRequired(_here(request), expired=False)
     try:
         return await current_principal(request)

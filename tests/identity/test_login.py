@@ -311,8 +311,10 @@ def test_the_login_cookie_never_reaches_a_session_on_the_consoles_origin(hub: An
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
-def test_cookies_are_secure_over_https(tmp_path: Path) -> None:
-    """In process, over https (as behind a TLS proxy): the session cookie gets the Secure flag."""
+def test_cookies_are_secure_and_host_only_over_https(tmp_path: Path) -> None:
+    """In process, over https (as behind a TLS proxy): every cookie of the console is `__Host-` prefixed (so no other
+    host of the site, a session's, can set or overwrite it), Secure, HttpOnly and for path /; a cookie without the
+    prefix is nobody's login there."""
     from fastapi.testclient import TestClient
 
     from beamhub.app import create_app
@@ -326,8 +328,17 @@ def test_cookies_are_secure_over_https(tmp_path: Path) -> None:
     services.login.set_password(SYSTEM, "carol", PASSWORD)
     with TestClient(app, base_url="https://testserver") as client:
         csrf = client.get("/login", headers=JSON).json()["csrf_token"]
+        assert client.cookies["__Host-beamhub-login"] == csrf
         response = client.post("/login", data={"username": "carol", "password": PASSWORD, "csrf_token": csrf},
                                headers=JSON)
         assert response.status_code == 200, response.text
-        cookie = next(v for v in response.headers.get_list("set-cookie") if v.startswith("beamhub-session="))
-        assert "secure" in cookie.lower() and "httponly" in cookie.lower()
+        cookies = response.headers.get_list("set-cookie")
+        login = next(v for v in cookies if v.startswith("__Host-beamhub-session="))
+        flags = {part.strip().split("=")[0].lower() for part in login.split(";")[1:]}
+        assert {"secure", "httponly", "path"} <= flags and "domain" not in flags
+        assert "path=/;" in login.lower().replace(" ", "") + ";"
+        assert client.get("/api/v1/me").json()["username"] == "carol"
+        value = client.cookies["__Host-beamhub-session"]
+        client.cookies.clear()
+        client.cookies.set("beamhub-session", value)
+        assert client.get("/api/v1/me").status_code == 401

@@ -250,3 +250,17 @@ def test_a_browser_at_an_ended_sessions_origin_is_sent_to_its_page_in_the_consol
         assert script.status_code == 503 and script.json()["detail"].endswith("not running")
     finally:
         browser.close()
+
+
+@pytest.mark.parametrize("host", ["{session}.sessions.localhost.", "127.0.0.1."])
+def test_a_host_name_with_a_trailing_dot_is_served_nothing(hub: Any, people: dict[str, tuple[str, str]],
+                                                           echo: dict[str, Any], host: str) -> None:
+    """To a browser `x.sessions.localhost.` is an origin of its own: it must get neither the console nor a
+    session."""
+    name = host.format(session=echo["id"])
+    for path in ("/login", "/api/v1/users", f"/s/{echo['id']}/echo"):
+        response = httpx.get(f"{hub.url}{path}", headers={"Host": f"{name}:{hub.port}",
+                                                          "Authorization": f"Bearer {people['admin'][1]}"})
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["detail"] == "host names end without a dot"
+    assert httpx.get(f"{hub.url}/login").status_code == 200
