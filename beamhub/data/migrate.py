@@ -7,7 +7,8 @@ Three phases, each safe to repeat, so a migration killed at any point is finishe
    given its owner, mode, ACL, xattrs and times, and only then renamed into place: a name at the
    destination is always a whole, verified copy, kept by a re-run. Folders get their mtime last.
 2. switch: one transaction moves the proposal and its files' records to the new tier; readers see the old
-   tier or the new one, never a mix. Every refusal comes before it and leaves the source untouched.
+   tier or the new one, never a mix. Every refusal comes before it and leaves the source untouched. The
+   proposal's stable path (data/current.py) then leads to the new tier, so readers going through it keep going.
 3. remove: the source is deleted entry by entry, only where the destination holds the same entry. A file
    written to the source meanwhile is copied first; one that differs from its copy is kept and reported.
 
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, select, update
 
+from beamhub.data.current import point_current
 from beamhub.data.fsmeta import CHUNK, O_READ, FileMeta, copy_meta, opened
 from beamhub.data.models import DataFile, Proposal
 from beamhub.data.scan import sha256_of, sha256_of_fd
@@ -84,9 +86,15 @@ class _Unverified(Exception):
 def migrate_proposal(service: DataService, principal: Principal, proposal_id: str, to_tier: str,
                      progress: Progress | None = None) -> MigrationReport:
     """Move a proposal's data to another tier (administrators only); run it again to finish a killed one."""
-    started = time.monotonic()
     if not principal.is_admin:
         raise Forbidden("only administrators migrate data between tiers")
+    return move_proposal(service, principal, proposal_id, to_tier, progress)
+
+
+def move_proposal(service: DataService, principal: Principal, proposal_id: str, to_tier: str,
+                  progress: Progress | None = None) -> MigrationReport:
+    """Move a proposal's data to another tier for a caller who may (the caller decides: prefetch lets members)."""
+    started = time.monotonic()
     if to_tier not in service.settings.storage_tiers:
         raise Invalid(f"unknown tier {to_tier!r}; configured: {', '.join(service.settings.storage_tiers)}")
     with _exclusive(service.settings.storage_root, proposal_id):
@@ -100,6 +108,8 @@ def migrate_proposal(service: DataService, principal: Principal, proposal_id: st
         mover = _Mover(service, MigrationReport(proposal_id, sources[0][0], to_tier, switched=switched), progress)
         if not switched:
             mover.copy_and_switch(principal, proposal)
+        # Readers follow the stable path to the new tier before anything of the old one is removed.
+        point_current(service.settings.storage_root, proposal.beamline, proposal_id, to_tier)
         for tier, folder in sources:
             mover.remove(tier, folder, service.proposal_dir(proposal, to_tier))
     mover.report.kept = sorted(mover.failures)
