@@ -17,6 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from beamhub.units import parse_size
+
 CONFIG_ENV = "BEAMHUB_CONFIG"
 _config_file: ContextVar[Path | None] = ContextVar("beamhub_config_file", default=None)
 
@@ -100,6 +102,11 @@ class Settings(BaseSettings):
     download_accel_prefix: str | None = Field(
         None, pattern=r"^/[A-Za-z0-9_/-]*$",
         description="behind nginx: answer downloads with X-Accel-Redirect to this internal location")
+    tier_budget: dict[str, int] = Field(
+        {}, description='bytes each tier may hold for prefetched data, e.g. {hot = "20T"}; a prefetch first moves the '
+                        "least recently used proposals back to the next tier. A tier not named has no budget")
+    prefetch_lead: int = Field(6 * 3600, ge=0, description="seconds before its beamtime begins that a proposal's data "
+                                                           "is prefetched to the first (fast) tier")
     viewer_dir: Path = Field(Path("/opt/beamhub/viewer"),
                              description="the HDF5 viewer's bundle (viewer.js, viewer.css) scripts/install.sh builds")
 
@@ -155,6 +162,12 @@ class Settings(BaseSettings):
     def _lead_times(cls, value: object) -> object:
         """One number (the setting's earlier form) is a list of one lead time."""
         return [value] if isinstance(value, int | str) else value
+
+    @field_validator("tier_budget", mode="before")
+    @classmethod
+    def _budget_sizes(cls, value: object) -> object:
+        """Budgets as sizes ("20T", "512Gi") or bytes."""
+        return {tier: parse_size(size) for tier, size in value.items()} if isinstance(value, dict) else value
 
     @field_validator("bind")
     @classmethod
