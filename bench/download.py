@@ -53,8 +53,8 @@ class Server:
     pgid: int
 
 
-Sample = tuple[float, float]
-"""One full read: GB/s and the CPU seconds the serving side spent on it."""
+Sample = tuple[float, float, float]
+"""One full read: GB/s, the CPU seconds the serving side spent on it, and seconds to the first byte."""
 
 
 def beamhub_env(tmp: Path, storage: Path, admin: str, names: list[str]) -> dict[str, str]:
@@ -184,30 +184,32 @@ def cat_sample(data: Data) -> Sample:
     subprocess.run(["cat", str(data.path)], stdout=subprocess.DEVNULL, check=True)
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return data.size / seconds / 1e9, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return data.size / seconds / 1e9, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 0.0
 
 
 def curl_sample(url: str, data: Data, token: str | None, servers: list[Server]) -> Sample:
-    """curl_rate of url, and the CPU time the servers' process groups spent meanwhile."""
+    """curl_rate of url, the CPU time the servers' process groups spent meanwhile, and its first byte."""
     pgids = {server.pgid for server in servers}
     before = group_cpu(pgids)
-    rate = curl_rate(url, data, token)
-    return rate, group_cpu(pgids) - before
+    rate, first_byte = curl_rate(url, data, token)
+    return rate, group_cpu(pgids) - before, first_byte
 
 
-def curl_rate(url: str, data: Data, token: str | None) -> float:
-    """GB/s of one `curl -o /dev/null` of url (curl's own time_total); the whole file with 200, or BenchError."""
-    argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url]
+def curl_rate(url: str, data: Data, token: str | None) -> tuple[float, float]:
+    """GB/s of one `curl -o /dev/null` of url (curl's own time_total) and seconds to its first byte; the whole
+    file with 200, or BenchError."""
+    argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_starttransfer} "
+            "%{time_total}", url]
     if token:
         argv[1:1] = ["-H", f"Authorization: Bearer {token}"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     try:
-        code, size, seconds = out.stdout.split()
+        code, size, first_byte, seconds = out.stdout.split()
     except ValueError:
         raise BenchError(f"curl {url} failed: {out.stderr.strip()}") from None
     if (code, int(size)) != ("200", data.size):
         raise BenchError(f"curl {url}: HTTP {code}, {size} of {data.size} bytes")
-    return data.size / float(seconds) / 1e9
+    return data.size / float(seconds) / 1e9, float(first_byte)
 
 
 Cases = dict[str, tuple[str, Callable[[], Sample]]]
@@ -241,19 +243,21 @@ def measure(cases: Cases, runs: int) -> dict[str, list[Sample]]:
 def print_table(cases: Cases, results: dict[str, list[Sample]], size: int) -> None:
     """Per variant: median, min, max GB/s; the median (and range) of its per-run ratios to nginx static (each round
     measures every variant side by side); server CPU s per GB; the target, judged on the median ratio."""
-    static = [rate for rate, _ in results["static"]]
+    static = [rate for rate, _, _ in results["static"]]
     print(f"\n{size / 2**20:.0f} MiB file, page cache warm, {len(static)} runs; GB = 1e9 bytes; "
-          "CPU = the serving processes' user+system seconds per GB sent (median)")
+          "CPU = the serving processes' user+system seconds per GB sent (median); 1st byte = curl's "
+          "time_starttransfer (median)")
     print(f"{'variant':<40}{'median GB/s':>12}{'min':>7}{'max':>7}{'x static':>10}{'range':>13}{'CPU s/GB':>10}"
-          "  target")
+          f"{'1st byte ms':>13}  target")
     for key, samples in results.items():
-        rates = [rate for rate, _ in samples]
+        rates = [rate for rate, _, _ in samples]
         ratios = [rate / ref for rate, ref in zip(rates, static, strict=True)]
         ratio, target = statistics.median(ratios), TARGETS.get(key)
-        cpu = statistics.median(cpu for _, cpu in samples) / (size / 1e9)
+        cpu = statistics.median(cpu for _, cpu, _ in samples) / (size / 1e9)
+        first_byte = statistics.median(first for _, _, first in samples) * 1000
         verdict = f">= {target:.2f} {'met' if ratio >= target else 'MISSED'}" if target else ""
         print(f"{cases[key][0]:<40}{statistics.median(rates):>12.2f}{min(rates):>7.2f}{max(rates):>7.2f}"
-              f"{ratio:>10.2f}{f'{min(ratios):.2f}-{max(ratios):.2f}':>13}{cpu:>10.2f}  {verdict}")
+              f"{ratio:>10.2f}{f'{min(ratios):.2f}-{max(ratios):.2f}':>13}{cpu:>10.2f}{first_byte:>13.1f}  {verdict}")
 
 
 def remove_accounts(names: list[str]) -> None:
