@@ -2,7 +2,8 @@
 
 Builds /tmp/beamhub-aclwalk/<6 levels>/d0..d9/f000..f099 (ACLs naming UID 61500), then, for each
 mode, runs itself under `strace -c -f` once checking the page and once doing nothing else, and
-prints the difference per system call. Run as root; `bash bench/setup.sh` installs strace.
+prints the difference per system call; then times each mode in this process (median of 21 pages, no strace).
+Run as root; `bash bench/setup.sh` installs strace.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import posix1e
@@ -50,6 +53,17 @@ def pages(files: list[Path], mode: str) -> int:
     return 0
 
 
+def page_time(files: list[Path], mode: str) -> float:
+    """Seconds of one page's check in the given mode, the median of 21 (after one untimed)."""
+    pages(files, mode)
+    times = []
+    for _ in range(21):
+        start = time.perf_counter()
+        pages(files, mode)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def syscalls(mode: str) -> dict[str, int]:
     """Calls by name of one run of this script under strace in the given mode."""
     out = subprocess.run(["strace", "-c", "-f", "-o", "/dev/stdout", sys.executable, __file__, "--check", mode],
@@ -74,6 +88,8 @@ def main() -> None:
         total = sum(n for n in calls.values() if n > 0)
         top = ", ".join(f"{name} {n}" for name, n in sorted(calls.items(), key=lambda kv: -kv[1]) if n > 0)
         print(f"  {mode:10} {total:6} ({total / len(files):.1f} a file): {top}")
+    for mode in ("per-file", "per-folder"):
+        print(f"  {mode:10} {page_time(files, mode) / len(files) * 1e6:.1f} µs a file (median of 21 pages)")
     shutil.rmtree(ROOT, ignore_errors=True)
 
 
