@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from beamhub.compute.backend import Backend
 from beamhub.compute.local import LocalBackend
@@ -18,6 +19,7 @@ from beamhub.identity.service import IdentityService
 from beamhub.identity.sshkeys import SshKeyService
 from beamhub.identity.windows import WindowsIdentity
 from beamhub.jobs.service import JobService
+from beamhub.sessions import proposal_links
 from beamhub.sessions.entry import SessionEntry
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
@@ -63,6 +65,7 @@ def build_services(settings: Settings) -> Services:
     sessions = SessionService(db, settings, backend, identity, audit)
     identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
     data = DataService(db, settings, identity, groups, audit)
+    sessions.user_env = partial(proposal_links.session_env, data)
     login = LoginService(db, settings, identity, audit)
     oidc = OidcLogin(settings) if "oidc" in settings.login_methods else None
     return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,

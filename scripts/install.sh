@@ -33,12 +33,18 @@ ln -sf "$prefix/venv/bin/beamhub" /usr/local/bin/beamhub
 command -v npm >/dev/null || apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
 "$repo/scripts/build-viewer.sh" "$prefix/viewer-build" "$prefix/viewer"
 
-# The default session image: JupyterLab in a world-readable environment.
+# The default session image: JupyterLab and the scientific stack in a world-readable environment, installed
+# again only when requirements/image-default.txt changes (its hash is kept in the image's .requirements-hash).
 image="$prefix/images/default"
-if [ ! -x "$image/bin/jupyter-lab" ]; then
-  /usr/bin/python3 -m venv "$image"
+image_requirements="$repo/requirements/image-default.txt"
+image_hash=$(sha256sum "$image_requirements" | cut -d' ' -f1)
+if [ ! -x "$image/bin/jupyter-lab" ] || [ "$(cat "$image/.requirements-hash" 2>/dev/null)" != "$image_hash" ]; then
+  [ -x "$image/bin/python" ] || /usr/bin/python3 -m venv "$image"
   "$image/bin/pip" install -q --upgrade "pip>=24,<27"
+  "$image/bin/pip" install -q -r "$image_requirements"
+  echo "$image_hash" > "$image/.requirements-hash"
+else
+  echo "default image up to date in $image"
 fi
-"$image/bin/pip" install -q -r "$repo/requirements/image-default.txt"
 chmod -R a+rX "$prefix"
 echo "beamhub installed in $prefix"

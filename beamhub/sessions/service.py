@@ -66,6 +66,7 @@ class SessionService(SessionReader):
         self._ending: set[str] = set()  # sessions whose processes a thread of this process is stopping now
         self.on_leaving_running: list[Callable[[], None]] = []
         """Called when a session stops running: the proxy forgets who it let in (it keeps that for seconds)."""
+        self.user_env: Callable[[User], dict[str, str]] = lambda _user: {}  # what other domains tell its agents
 
     def runtime_dir(self, session_id: str) -> Path:
         """The session's private directory on its node, where its program's socket lives."""
@@ -197,7 +198,8 @@ class SessionService(SessionReader):
                 "--log", str(logs.log_path(account.home, record.id)),
                 "--log-max", str(self.settings.session_log_max), "--", *program.argv]
         env = {"PATH": f"{image_path / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-               **record.env, **program.env, "BEAMHUB_SESSION_ID": record.id, "BEAMHUB_AGENT_SECRET": secret}
+               **record.env, **program.env, **self.user_env(user), "BEAMHUB_SESSION_ID": record.id,
+               "BEAMHUB_AGENT_SECRET": secret}
         spec = LaunchSpec(session_id=record.id, account=account, argv=argv, env=env,
                           ncores=record.ncores, memory=record.memory, gpu_ids=record.gpu_ids,
                           runtime_dir=self.runtime_dir(record.id))
