@@ -2,10 +2,11 @@
 
 From the DAQ (ZeroMQ, one multipart message a frame): the publish token, a JSON header
 `{"proposal": "2024-00123", "frame": 17, "shape": [512, 1024], "dtype": "<u2", "meta": {...}}`, the raw bytes.
-To a subscriber (websocket): one binary message a frame, a 4-byte big-endian header length, the header JSON
-(the DAQ's fields and `seq`, the relay's count of the proposal's frames) and the raw bytes; and text messages of
-JSON for everything else: `{"type": "gap", "missed": n}` just before a frame when n frames were dropped for this
-subscriber, `{"type": "end", "reason": ...}` before the relay closes the websocket.
+To a subscriber (websocket): two messages a frame, its header as text (`{"type": "frame", ...}`: the DAQ's fields,
+`seq`, the relay's count of the proposal's frames, and `gap`, how many frames were dropped for this subscriber just
+before this one) and then its bytes as one binary message, as they came from the DAQ (never copied between
+subscribers); other text messages are `{"type": "hello", ...}` first and `{"type": "end", "reason": ...}` before
+the relay closes the websocket.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,6 @@ import numpy as np
 from beamhub.data.schemas import PROPOSAL_PATTERN
 
 PROPOSAL = re.compile(PROPOSAL_PATTERN)
-LENGTH = struct.Struct(">I")
 MAX_HEADER_BYTES = 64 * 1024
 NUMERIC_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex: what a detector frame may hold
 
@@ -41,10 +40,16 @@ class Header:
     dtype: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def encode(self, seq: int) -> bytes:
-        """The header a subscriber gets, with the relay's sequence number."""
-        return json.dumps({"proposal": self.proposal, "frame": self.frame, "seq": seq, "shape": list(self.shape),
-                           "dtype": self.dtype, "meta": self.meta}, separators=(",", ":")).encode()
+    def encode(self, seq: int) -> str:
+        """The header a subscriber gets, with the relay's sequence number and no gap."""
+        return json.dumps({"type": "frame", "proposal": self.proposal, "frame": self.frame, "seq": seq,
+                           "shape": list(self.shape), "dtype": self.dtype, "meta": self.meta, "gap": 0},
+                          separators=(",", ":"))
+
+
+def with_gap(header: str, gap: int) -> str:
+    """A subscriber's copy of an encoded header that says how many frames it missed just before this one."""
+    return header if gap == 0 else json.dumps({**json.loads(header), "gap": gap}, separators=(",", ":"))
 
 
 def parse_header(raw: bytes, size: int) -> Header:
@@ -86,11 +91,6 @@ def _dtype(value: object) -> np.dtype[Any]:
     return dtype
 
 
-def frame_message(header: bytes, data: memoryview | bytes) -> bytes:
-    """One binary websocket message: the header's length, the header, the frame's bytes."""
-    return b"".join((LENGTH.pack(len(header)), header, data))
-
-
 def control_message(kind: str, **fields: Any) -> str:
-    """One text websocket message that is no frame: a gap, the end of the subscription."""
+    """One text websocket message that is no frame: the hello, the end of the subscription."""
     return json.dumps({"type": kind, **fields})

@@ -1,9 +1,10 @@
 """The relay of one beamhub process: each proposal's frames, as they arrive, to each of its subscribers.
 
-Every subscriber has a queue of at most `limit` frames. A frame's bytes are built once and shared by all queues,
-so the relay holds at most (subscribers x limit) frames of at most stream_max_frame_bytes. When a queue is full,
-the `drop` policy drops its oldest frame and counts it against the next one the subscriber gets (a gap, always
-reported); the `block` policy makes the publisher wait until every subscriber has room.
+Every subscriber has a queue of at most `limit` frames. A frame's header is encoded once and its bytes (as ZeroMQ
+received them) are shared by all queues, so the relay holds at most (subscribers x limit) frames of at most
+stream_max_frame_bytes. When a queue is full, the `drop` policy drops its oldest frame and counts it against the
+next one the subscriber gets (a gap, always reported); the `block` policy makes the publisher wait until every
+subscriber has room.
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ from contextlib import contextmanager
 from typing import Literal
 
 from beamhub.metrics import STREAM_FRAMES_DROPPED, STREAM_FRAMES_RELAYED
-from beamhub.streams.frames import Header, frame_message
+from beamhub.streams.frames import Header
 
 Policy = Literal["drop", "block"]
+Frame = tuple[str, memoryview | bytes]
+"""A frame as subscribers get it: its encoded header and its bytes."""
 
 
 class Subscription:
-    """One subscriber's bounded queue: (frames missed just before it, the frame's message)."""
+    """One subscriber's bounded queue: (frames missed just before it, the frame)."""
 
     def __init__(self, limit: int, policy: Policy) -> None:
         self.limit = limit
         self.policy = policy
         self.dropped = 0
         self.closed = False
-        self._items: deque[tuple[int, bytes]] = deque()
+        self._items: deque[tuple[int, Frame]] = deque()
         self._missed = 0  # dropped while the queue was empty: counted against the next frame
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -37,7 +40,7 @@ class Subscription:
     def __len__(self) -> int:
         return len(self._items)
 
-    def offer(self, message: bytes) -> None:
+    def offer(self, message: Frame) -> None:
         """Queue a frame; a full queue drops its oldest frame and remembers the gap."""
         if len(self._items) >= self.limit:
             missed, _ = self._items.popleft()
@@ -54,7 +57,7 @@ class Subscription:
         if len(self._items) >= self.limit:
             self._room.clear()
 
-    async def put(self, message: bytes) -> None:
+    async def put(self, message: Frame) -> None:
         """Queue a frame, waiting for room (the block policy); nothing once the subscriber has left."""
         while len(self._items) >= self.limit and not self.closed:
             self._room.clear()
@@ -68,7 +71,7 @@ class Subscription:
         self._items.clear()
         self._room.set()
 
-    async def get(self) -> tuple[int, bytes]:
+    async def get(self) -> tuple[int, Frame]:
         """The next frame and how many frames were dropped just before it."""
         while not self._items:
             self._ready.clear()
@@ -111,7 +114,7 @@ class Relay:
             return 0
         seq = self._seq.get(header.proposal, 0)
         self._seq[header.proposal] = seq + 1
-        message = frame_message(header.encode(seq), data)
+        message = (header.encode(seq), data)
         if self.policy == "block":
             await asyncio.gather(*(s.put(message) for s in list(subscribers)))
         else:

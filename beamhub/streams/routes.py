@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from beamhub.deps import SESSION_COOKIE, authenticate, get_services, has_bearer, principal_if_valid
 from beamhub.errors import BeamhubError, Forbidden
 from beamhub.identity.principal import Principal
-from beamhub.streams.frames import control_message
+from beamhub.streams.frames import control_message, with_gap
 from beamhub.streams.relay import Relay, Subscription
 
 router = APIRouter(tags=["streams"])
@@ -23,8 +23,9 @@ RECHECK_SECONDS = 2.0
 
 @router.websocket("/api/v1/proposals/{proposal_id}/stream")
 async def stream(websocket: WebSocket, proposal_id: str) -> None:
-    """From now on, each frame the DAQ publishes for the proposal: one binary message a frame (header length,
-    header JSON, bytes) and a text message `{"type": "gap", "missed": n}` before a frame when n were dropped."""
+    """From now on, each frame the DAQ publishes for the proposal: its header as text (`{"type": "frame", "frame",
+    "seq", "shape", "dtype", "meta", "gap"}`, gap: frames dropped for this subscriber just before it), then its
+    bytes as one binary message."""
     try:
         principal = await _subscriber(websocket, proposal_id)
     except BeamhubError as exc:
@@ -79,10 +80,9 @@ async def _serve(websocket: WebSocket, subscription: Subscription, proposal_id: 
 async def _send_frames(websocket: WebSocket, subscription: Subscription) -> None:
     with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
         while True:
-            missed, message = await subscription.get()
-            if missed:
-                await websocket.send_text(control_message("gap", missed=missed))
-            await websocket.send_bytes(message)
+            missed, (header, data) = await subscription.get()
+            await websocket.send_text(with_gap(header, missed))
+            await websocket.send_bytes(data)  # type: ignore[arg-type]  # ZeroMQ's buffer, sent without a copy
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,6 @@ __all__ = ["Frame", "PublishRefused", "Publisher", "StreamEnded", "StreamRefused
 
 URL_ENV = "BEAMHUB_URL"
 TOKEN_ENV = "BEAMHUB_TOKEN"
-LENGTH = struct.Struct(">I")
 
 
 class StreamRefused(PermissionError):
@@ -121,7 +119,7 @@ class Subscription:
         self.hello: dict[str, Any] = {}
         self.received = 0
         self.missed = 0
-        self._gap = 0
+        self._header: dict[str, Any] | None = None
         self._last_seq: int | None = None
 
     def __enter__(self) -> Subscription:
@@ -148,9 +146,10 @@ class Subscription:
     def next(self, timeout: float | None = None) -> Frame | None:
         """The next frame (TimeoutError after `timeout` s); None once beamhub closed the stream normally."""
         while (message := self._receive(timeout)) is not None:
-            if isinstance(message, bytes):
-                return self._frame(message)
-            self._control(json.loads(message))
+            if isinstance(message, str):
+                self._control(json.loads(message))
+            elif self._header is not None:
+                return self._frame(self._header, message)
         return None
 
     def _receive(self, timeout: float | None) -> str | bytes | None:
@@ -160,26 +159,22 @@ class Subscription:
             return None
 
     def _control(self, message: dict[str, Any]) -> None:
-        """A message that is no frame: a gap before the next frame, or the end of the subscription."""
-        if message.get("type") == "gap":
-            self._gap += int(message["missed"])
+        """A text message: the header of the frame whose bytes come next, or the end of the subscription."""
+        if message.get("type") == "frame":
+            self._header = message
         elif message.get("type") == "end":
             self.connection.close()
             raise StreamEnded(message.get("reason", "beamhub ended the subscription"))
 
-    def _frame(self, message: bytes) -> Frame:
-        view = memoryview(message)
-        (length,) = LENGTH.unpack_from(view)
-        header = json.loads(bytes(view[LENGTH.size:LENGTH.size + length]))
-        seq = int(header["seq"])
-        gap = self._gap
+    def _frame(self, header: dict[str, Any], data: bytes) -> Frame:
+        seq, gap = int(header["seq"]), int(header.get("gap", 0))
         if self._last_seq is not None and seq - self._last_seq - 1 > gap:
-            gap = seq - self._last_seq - 1  # the sequence numbers know better than the messages
-        self._gap, self._last_seq = 0, seq
+            gap = seq - self._last_seq - 1  # the sequence numbers know better than the headers
+        self._header, self._last_seq = None, seq
         self.received += 1
         self.missed += gap
         return Frame(number=header["frame"], seq=seq, shape=tuple(header["shape"]), dtype=header["dtype"],
-                     data=view[LENGTH.size + length:], gap=gap, meta=header.get("meta") or {})
+                     data=memoryview(data), gap=gap, meta=header.get("meta") or {})
 
 
 class Publisher:
