@@ -23,10 +23,11 @@ from beamhub.data.service import DataService
 from beamhub.deps import CREDENTIAL_SECONDS, Credentials
 from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
-from beamhub.identity.audit_routes import router as audit_router
-from beamhub.identity.key_routes import router as keys_router
-from beamhub.identity.routes import router as users_router
-from beamhub.identity.windows_routes import router as windows_router
+from beamhub.identity.accounts.routes import router as users_router
+from beamhub.identity.audit.routes import router as audit_router
+from beamhub.identity.keys.routes import router as keys_router
+from beamhub.identity.login.routes import router as login_api_router
+from beamhub.identity.windows.routes import router as windows_router
 from beamhub.jobs.broadcast import JobEventBroadcaster
 from beamhub.jobs.poller import follow_jobs_forever
 from beamhub.jobs.routes import router as jobs_router
@@ -123,8 +124,9 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for router in (login_router, users_router, audit_router, keys_router, windows_router, sessions_router,
-                   heps_router, session_console_router, data_router, h5_router, jobs_router, metrics_router):
+    for router in (login_router, login_api_router, users_router, audit_router, keys_router, windows_router,
+                   sessions_router, heps_router, session_console_router, data_router, h5_router, jobs_router,
+                   metrics_router):
         app.include_router(router)
     install_console(app, settings)
     # First of all routes: a session's host name serves that session and nothing of the console; a host name with

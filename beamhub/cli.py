@@ -166,7 +166,7 @@ identity_app = typer.Typer(help="Identity source: system accounts and Windows SI
 app.add_typer(identity_app, name="identity")
 
 if typing.TYPE_CHECKING:
-    from beamhub.identity.sources import Drift
+    from beamhub.identity.accounts.sources import Drift
 
 
 def _drift_status(item: Drift, dry_run: bool) -> str:
@@ -183,7 +183,7 @@ def identity_sync(dry_run: Annotated[bool, typer.Option("--dry-run", help="repor
                   config: ConfigOption = None) -> None:
     """Report drift between the database and pwd/grp (db source) and repair it; exit 1 if some remains."""
     from beamhub.db import Database, migrate
-    from beamhub.identity.sources import sync
+    from beamhub.identity.accounts.sources import sync
 
     settings = cli_settings(config)
     database = Database(settings.sqlalchemy_url)
@@ -209,6 +209,6 @@ def identity_sync(dry_run: Annotated[bool, typer.Option("--dry-run", help="repor
 @identity_app.command("smb-config")
 def identity_smb_config(config: ConfigOption = None) -> None:
     """Print the smb.conf global section (idmap_rid) that matches beamhub's SID mapping."""
-    from beamhub.identity.windows import smb_config
+    from beamhub.identity.windows.service import smb_config
 
     typer.echo(smb_config(cli_settings(config)), nl=False)

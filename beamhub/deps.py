@@ -16,13 +16,13 @@ from beamhub.data.browse import DataBrowser
 from beamhub.data.service import DataService
 from beamhub.db import utcnow
 from beamhub.errors import BeamhubError, Forbidden, Unauthenticated
-from beamhub.identity.audit import AuditService
-from beamhub.identity.groups import GroupService
-from beamhub.identity.login import LoginService, same_secret
+from beamhub.identity.accounts.groups import GroupService
+from beamhub.identity.accounts.service import IdentityService
+from beamhub.identity.audit.service import AuditService
+from beamhub.identity.keys.service import SshKeyService
+from beamhub.identity.login.service import LoginService, same_secret
 from beamhub.identity.principal import Principal
-from beamhub.identity.service import IdentityService
-from beamhub.identity.sshkeys import SshKeyService
-from beamhub.identity.windows import WindowsIdentity
+from beamhub.identity.windows.service import WindowsIdentity
 from beamhub.jobs.service import JobService
 from beamhub.services import Services
 from beamhub.sessions.service import SessionService

@@ -11,13 +11,13 @@ from beamhub.config import ConfigError, Settings
 from beamhub.data.browse import DataBrowser
 from beamhub.data.service import DataService
 from beamhub.db import Database, migrate
-from beamhub.identity.audit import AuditService
-from beamhub.identity.groups import GroupService
-from beamhub.identity.login import LoginService
-from beamhub.identity.oidc import OidcLogin
-from beamhub.identity.service import IdentityService
-from beamhub.identity.sshkeys import SshKeyService
-from beamhub.identity.windows import WindowsIdentity
+from beamhub.identity.accounts.groups import GroupService
+from beamhub.identity.accounts.service import IdentityService
+from beamhub.identity.audit.service import AuditService
+from beamhub.identity.keys.service import SshKeyService
+from beamhub.identity.login.oidc import OidcLogin
+from beamhub.identity.login.service import LoginService
+from beamhub.identity.windows.service import WindowsIdentity
 from beamhub.jobs.service import JobService
 from beamhub.sessions import proposal_links
 from beamhub.sessions.entry import SessionEntry

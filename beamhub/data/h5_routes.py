@@ -12,8 +12,8 @@ from beamhub.data.download import CACHE_CONTROL
 from beamhub.data.h5 import H5Files
 from beamhub.data.schemas import PROPOSAL_PATTERN
 from beamhub.deps import Browse, scoped
+from beamhub.identity.fields import NO_NUL_PATTERN
 from beamhub.identity.principal import Principal
-from beamhub.identity.schemas import NO_NUL_PATTERN
 
 router = APIRouter(prefix="/api/v1/proposals/{proposal_id}/h5", tags=["data"])
 

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from beamhub.db import Base, UTCDateTime, utcnow
-from beamhub.identity.models import User
+from beamhub.identity.accounts.models import User
 
 PATH_BYTES = 1024
 """Longest relative path (UTF-8 bytes) the catalogue records: it must fit a PostgreSQL btree entry."""

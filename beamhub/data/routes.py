@@ -29,8 +29,8 @@ from beamhub.data.schemas import (
     RegisterRequest,
 )
 from beamhub.deps import AdminPrincipal, Browse, Data, scoped
+from beamhub.identity.fields import NO_NUL_PATTERN
 from beamhub.identity.principal import Principal
-from beamhub.identity.schemas import NO_NUL_PATTERN
 from beamhub.sse import PROGRESS_RESPONSES, Report, run_reporting
 
 router = APIRouter(prefix="/api/v1/proposals", tags=["data"])

@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from beamhub.data.models import MemberRole
-from beamhub.identity.schemas import MAX_ITEMS, Beamline, Line, NoNul, Username, UtcDatetime
+from beamhub.identity.fields import MAX_ITEMS, Beamline, Line, NoNul, Username, UtcDatetime
 
 PROPOSAL_PATTERN = r"^[0-9]{4}-[0-9]{5}$"
 """A proposal id: the year and a number, e.g. 2024-00123."""

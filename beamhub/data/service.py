@@ -22,11 +22,11 @@ from beamhub.data.paths import resolve_inside
 from beamhub.data.schemas import ProposalCreate
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
-from beamhub.identity.audit import AuditService
-from beamhub.identity.groups import GroupService
-from beamhub.identity.models import Group, Role, User
+from beamhub.identity.accounts.groups import GroupService
+from beamhub.identity.accounts.models import Group, Role, User
+from beamhub.identity.accounts.service import IdentityService
+from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
-from beamhub.identity.service import IdentityService
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import re
 
 from beamhub.config import Settings
 from beamhub.errors import Invalid
-from beamhub.identity.windows import smb_config
+from beamhub.identity.windows.service import smb_config
 
 _SHARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 

@@ -18,10 +18,10 @@ from beamhub.config import Settings
 from beamhub.data import access
 from beamhub.data.access import Caller, may_read
 from beamhub.errors import NotFound
-from beamhub.identity.accounts import group_name
-from beamhub.identity.models import Role, User, UserState
+from beamhub.identity.accounts.host import group_name
+from beamhub.identity.accounts.models import Role, User, UserState
+from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.principal import SYSTEM
-from beamhub.identity.service import IdentityService
 
 WEB, JUPYTER, SMB = "web", "jupyter", "smb"
 

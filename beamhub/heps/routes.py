@@ -10,8 +10,9 @@ from beamhub.db import utcnow
 from beamhub.deps import AdminPrincipal, CurrentPrincipal, Identity, Keys, Sessions, SessionsPrincipal, Workstations
 from beamhub.heps import service
 from beamhub.heps.schemas import GPU_RESOURCE, PodOut, PodRequest, PodUpdate, UserRequest, WorkstationIn, WorkstationOut
+from beamhub.identity.accounts.schemas import UserOut
+from beamhub.identity.fields import MAX_ID, USERNAME_PATTERN
 from beamhub.identity.principal import Principal
-from beamhub.identity.schemas import MAX_ID, USERNAME_PATTERN, UserOut
 from beamhub.sessions.models import SessionRecord, Workstation
 from beamhub.sessions.schemas import NAME_PATTERN
 from beamhub.units import format_size

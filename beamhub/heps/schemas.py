@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from beamhub.identity.schemas import MAX_ID, MAX_ITEMS, MAX_SECONDS, Beamline, Line, Name, NoNul, Username
+from beamhub.identity.fields import MAX_ID, MAX_ITEMS, MAX_SECONDS, Beamline, Line, Name, NoNul, Username
 from beamhub.sessions.schemas import (
     ENV_NAME_PATTERN,
     MAX_CORES,

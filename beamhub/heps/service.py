@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from beamhub.identity.keys.service import SshKeyService
 from beamhub.identity.principal import Principal
-from beamhub.identity.sshkeys import SshKeyService
 from beamhub.sessions.models import SessionRecord
 from beamhub.sessions.schemas import SessionSpec
 from beamhub.sessions.service import SessionService

@@ -1,1 +1,1 @@
-"""Who you are: users, UID/GID, groups, tokens."""
+"""Who you are: accounts/, login/, keys/, windows/, audit/; principal.py and fields.py are what every domain shares."""

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from beamhub.db import Base, UTCDateTime, utcnow
-from beamhub.identity.models import User
+from beamhub.identity.accounts.models import User
 
 
 class JobState(str, enum.Enum):

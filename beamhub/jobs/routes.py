@@ -14,7 +14,7 @@ from beamhub.broadcast import followed
 from beamhub.data.download import file_response
 from beamhub.db import utcnow
 from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, Jobs, SessionsPrincipal, credential_stands
-from beamhub.identity.schemas import USERNAME_PATTERN
+from beamhub.identity.fields import USERNAME_PATTERN
 from beamhub.jobs.broadcast import JobEventBroadcaster
 from beamhub.jobs.models import Job, JobEvent, JobState
 from beamhub.jobs.schemas import JobCreate, JobEventOut, JobOut

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from beamhub.data.schemas import PROPOSAL_PATTERN
-from beamhub.identity.schemas import USERNAME_PATTERN, NoNul
+from beamhub.identity.fields import USERNAME_PATTERN, NoNul
 from beamhub.sessions.schemas import MAX_MEMORY, MIN_MEMORY, check_size
 
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -16,9 +16,9 @@ from beamhub.data.access import may_read
 from beamhub.data.service import DataService
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady
-from beamhub.identity.audit import AuditService
+from beamhub.identity.accounts.service import IdentityService
+from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
-from beamhub.identity.service import IdentityService
 from beamhub.jobs import broadcast
 from beamhub.jobs.models import ACTIVE_JOB_STATES, Job, JobEvent, JobState
 from beamhub.jobs.schemas import JobCreate

@@ -21,9 +21,9 @@ from sqlalchemy import delete, select
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Invalid, Unauthenticated
-from beamhub.identity.login import LoginService
+from beamhub.identity.accounts.service import IdentityService
+from beamhub.identity.login.service import LoginService
 from beamhub.identity.principal import Principal
-from beamhub.identity.service import IdentityService
 from beamhub.sessions.models import SessionGrant
 from beamhub.sessions.service import SessionService
 

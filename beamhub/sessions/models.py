@@ -10,7 +10,7 @@ from sqlalchemy import JSON, BigInteger, Enum, Float, ForeignKey, Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from beamhub.db import Base, UTCDateTime, utcnow
-from beamhub.identity.models import User
+from beamhub.identity.accounts.models import User
 
 
 class SessionState(str, enum.Enum):

@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from beamhub.compute.backend import Backend, Capacity
 from beamhub.db import Database
 from beamhub.errors import Forbidden, NotFound
+from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.principal import Principal
-from beamhub.identity.service import IdentityService
 from beamhub.sessions import logs
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord
 

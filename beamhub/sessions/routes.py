@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, StreamingResponse
 from beamhub.broadcast import followed
 from beamhub.db import utcnow
 from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, Sessions, SessionsPrincipal, credential_stands
-from beamhub.identity.schemas import USERNAME_PATTERN
+from beamhub.identity.fields import USERNAME_PATTERN
 from beamhub.sessions.broadcast import EventBroadcaster, Published
 from beamhub.sessions.models import SessionEvent, SessionRecord
 from beamhub.sessions.schemas import AgentReport, EventOut, SessionCreate, SessionOut, SessionUpdate

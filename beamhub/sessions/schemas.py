@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from beamhub.identity.schemas import MAX_ITEMS, MAX_SECONDS, USERNAME_PATTERN, Line, NoNul, UtcDatetime, no_nul
+from beamhub.identity.fields import MAX_ITEMS, MAX_SECONDS, USERNAME_PATTERN, Line, NoNul, UtcDatetime, no_nul
 from beamhub.units import parse_size
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"

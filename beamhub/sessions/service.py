@@ -20,10 +20,10 @@ from beamhub.compute.backend import Backend, BackendError, LaunchSpec
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady, Unauthenticated
-from beamhub.identity.audit import AuditService
-from beamhub.identity.models import User
+from beamhub.identity.accounts.models import User
+from beamhub.identity.accounts.service import IdentityService
+from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import SYSTEM, Principal
-from beamhub.identity.service import IdentityService
 from beamhub.metrics import SPAWN_SECONDS
 from beamhub.sessions import broadcast, kinds, logs, reasons
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation

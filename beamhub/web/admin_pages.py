@@ -17,8 +17,8 @@ from fastapi.responses import Response
 from beamhub.db import utcnow
 from beamhub.deps import Audit, Groups, Identity, Sessions, Workstations
 from beamhub.errors import BeamhubError, Invalid
+from beamhub.identity.fields import beamline_name
 from beamhub.identity.principal import Principal
-from beamhub.identity.schemas import beamline_name
 from beamhub.sessions.schemas import check_ip
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PAGE_SIZE, PageAdmin, refusal, see_other

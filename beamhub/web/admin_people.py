@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from beamhub.deps import Groups, Identity
 from beamhub.errors import BeamhubError, Invalid
-from beamhub.identity.models import Role, UserState
+from beamhub.identity.accounts.models import Role, UserState
+from beamhub.identity.accounts.schemas import GroupCreate
 from beamhub.identity.principal import Principal
-from beamhub.identity.schemas import GroupCreate
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PAGE_SIZE, PageAdmin, refusal, see_other
 from beamhub.web.pages import render, translator

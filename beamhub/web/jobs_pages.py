@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from beamhub.db import utcnow
 from beamhub.deps import Jobs
 from beamhub.errors import BeamhubError, NotFound
-from beamhub.identity.oidc import local_path
+from beamhub.identity.login.oidc import local_path
 from beamhub.identity.principal import Principal
 from beamhub.jobs.models import Job, JobState
 from beamhub.jobs.service import JobService

@@ -20,9 +20,9 @@ from beamhub.deps import (
     set_cookie,
 )
 from beamhub.errors import BeamhubError, Forbidden, NotFound
-from beamhub.identity.login import same_secret
-from beamhub.identity.models import User
-from beamhub.identity.oidc import PENDING_TTL, OidcLogin, local_path
+from beamhub.identity.accounts.models import User
+from beamhub.identity.login.oidc import PENDING_TTL, OidcLogin, local_path
+from beamhub.identity.login.service import same_secret
 from beamhub.web.pages import render, translator
 
 router = APIRouter(tags=["login"])

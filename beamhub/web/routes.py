@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from beamhub.db import utcnow
 from beamhub.deps import Sessions, get_services, set_cookie
 from beamhub.errors import BeamhubError, Forbidden
-from beamhub.identity.oidc import local_path
+from beamhub.identity.login.oidc import local_path
 from beamhub.identity.principal import Principal
 from beamhub.sessions import kinds
 from beamhub.sessions.models import SessionRecord

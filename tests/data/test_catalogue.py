@@ -20,8 +20,8 @@ from beamhub.data.acl import AccessList, read_access, set_path_acl
 from beamhub.data.models import MemberRole
 from beamhub.data.schemas import ProposalCreate
 from beamhub.errors import Forbidden, Invalid, NotFound
+from beamhub.identity.accounts.service import principal_of
 from beamhub.identity.principal import Principal
-from beamhub.identity.service import principal_of
 from beamhub.services import build_services
 
 ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from beamhub.data.acl import read_access
 from beamhub.data.models import DataFile, MemberRole
 from beamhub.errors import NotFound
-from beamhub.identity.service import principal_of
+from beamhub.identity.accounts.service import principal_of
 from helpers.accounts import read_as
 from helpers.data import ADMIN, new_proposal, new_user, write
 

@@ -14,7 +14,7 @@ from beamhub.config import Settings
 from beamhub.data.acl import AccessList, set_path_acl, set_tree_acl
 from beamhub.data.who import GroupAccess, ReadAccess, Reader, acl_groups, readers_from_users, who_can_read
 from beamhub.errors import NotFound
-from beamhub.identity.models import User, UserState
+from beamhub.identity.accounts.models import User, UserState
 from beamhub.identity.principal import SYSTEM
 from beamhub.services import build_services
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from beamhub.db import Database, migrate
-from beamhub.identity.audit import AuditService, clean_detail
+from beamhub.identity.audit.service import AuditService, clean_detail
 from beamhub.identity.principal import SYSTEM
 from helpers.accounts import UserMaker
 from helpers.waiting import wait_for

@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from beamhub.app import create_app
 from beamhub.config import Settings
-from beamhub.identity.models import UserState
+from beamhub.identity.accounts.models import UserState
 from beamhub.identity.principal import SYSTEM
 
 

@@ -15,10 +15,10 @@ import time_machine
 
 from beamhub.config import Settings
 from beamhub.errors import Forbidden, Unauthenticated
-from beamhub.identity.models import UserState
+from beamhub.identity.accounts.models import UserState
+from beamhub.identity.accounts.service import principal_of
 from beamhub.identity.principal import SYSTEM, Principal
-from beamhub.identity.service import principal_of
-from beamhub.identity.windows import sid_for_uid
+from beamhub.identity.windows.service import sid_for_uid
 from beamhub.services import Services, build_services
 
 BASE = 3_500_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on this host has

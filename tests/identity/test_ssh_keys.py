@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from beamhub.config import Settings
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
+from beamhub.identity.accounts.service import principal_of
+from beamhub.identity.keys.service import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys
 from beamhub.identity.principal import SYSTEM, Principal
-from beamhub.identity.service import principal_of
-from beamhub.identity.sshkeys import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys
 from beamhub.services import build_services
 from helpers.accounts import UserMaker
 from helpers.http import assert_error

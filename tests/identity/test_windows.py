@@ -15,7 +15,7 @@ import pytest
 
 from beamhub.config import Settings
 from beamhub.errors import Invalid
-from beamhub.identity.windows import id_for_sid, sid_for_gid, sid_for_uid, smb_config
+from beamhub.identity.windows.service import id_for_sid, sid_for_gid, sid_for_uid, smb_config
 
 DOMAIN_SID = "S-1-5-21-1004336348-1177238915-682003330"
 LOW, HIGH = 10_000, 999_999

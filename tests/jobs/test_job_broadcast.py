@@ -11,7 +11,7 @@ import pytest
 
 from beamhub.broadcast import notify
 from beamhub.db import Database, migrate, utcnow
-from beamhub.identity.models import User
+from beamhub.identity.accounts.models import User
 from beamhub.jobs.broadcast import CHANNEL, JobEventBroadcaster
 from beamhub.jobs.models import Job, JobEvent, JobState
 from helpers.sql import statements_reading

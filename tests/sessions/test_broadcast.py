@@ -12,7 +12,7 @@ import pytest
 
 from beamhub.broadcast import notify
 from beamhub.db import Database, migrate, utcnow
-from beamhub.identity.models import User
+from beamhub.identity.accounts.models import User
 from beamhub.identity.principal import Principal
 from beamhub.sessions.broadcast import CHANNEL, EventBroadcaster, Published
 from beamhub.sessions.models import SessionEvent, SessionRecord, SessionState

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from beamhub.identity.sshkeys import parse_public_key
+from beamhub.identity.keys.service import parse_public_key
 
 
 def csrf_of(page: httpx.Response) -> str:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from beamhub.deps import Audit, CurrentPrincipal
 from beamhub.errors import Invalid
-from beamhub.identity.schemas import MAX_ID, NO_NUL_PATTERN, AuditEventOut
+from beamhub.identity.audit.schemas import AuditEventOut
+from beamhub.identity.fields import MAX_ID, NO_NUL_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 

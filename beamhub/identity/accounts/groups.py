@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from beamhub.config import Settings
 from beamhub.db import Database
 from beamhub.errors import Conflict, Forbidden, HostRefused, Invalid, NotFound
-from beamhub.identity import accounts
-from beamhub.identity.audit import AuditService
-from beamhub.identity.models import Group, User
+from beamhub.identity.accounts import host
+from beamhub.identity.accounts.models import Group, User
+from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
 
 
@@ -39,7 +39,7 @@ class GroupService:
 
     def check_grantable(self, db: Session, name: str) -> None:
         """Forbidden unless beamhub may record this group and give it members; checks only, writes nothing."""
-        if db.scalar(select(User.id).where(User.username == name)) is not None or accounts.account_named(name):
+        if db.scalar(select(User.id).where(User.username == name)) is not None or host.account_named(name):
             raise Forbidden(f"group {name} is the private group of user {name}: it takes no other members")
         gid = self._known_gid(db, name)
         if gid is not None and not manages(self.settings, name, gid):
@@ -52,7 +52,7 @@ class GroupService:
         recorded = db.scalar(select(Group.gid).where(Group.name == name))
         if recorded is not None:
             return recorded
-        system = accounts.group_named(name)
+        system = host.group_named(name)
         return system.gr_gid if system is not None else None
 
     def ensure(self, db: Session, name: str) -> Group:
@@ -75,16 +75,16 @@ class GroupService:
         """The host's groups for these recorded ones, when beamhub manages system accounts."""
         if self.settings.manage_system_accounts:
             for group in groups:
-                accounts.ensure_group(group.name, group.gid)
+                host.ensure_group(group.name, group.gid)
 
     def _gid_for(self, db: Session, name: str) -> int:
         """The system's GID of this group, or a GID of the range that no group and no private group uses."""
-        system = accounts.group_named(name)
+        system = host.group_named(name)
         if system is not None:
             return system.gr_gid
         used = set(db.scalars(select(Group.gid))) | set(db.scalars(select(User.gid)))
         for gid in range(self.settings.gid_min, self.settings.gid_max + 1):
-            if gid not in used and not accounts.gid_taken(gid):
+            if gid not in used and not host.gid_taken(gid):
                 return gid
         raise Conflict(f"no free GID left in {self.settings.gid_min}-{self.settings.gid_max}")
 
@@ -143,6 +143,6 @@ class GroupService:
             self.audit.add_as(db, by, "group.member.add" if member else "group.member.remove", name,
                               user=username, changed=changed)
         if self.settings.manage_system_accounts:  # after the commit; `identity sync` repairs a refused change
-            accounts.set_group_member(name, username, member)
+            host.set_group_member(name, username, member)
         return group
 

@@ -1,12 +1,11 @@
-"""Users, groups, API tokens, SSH keys, login sessions and the audit log."""
+"""Users, their roles and state, groups and API tokens."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Column, Enum, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import JSON, Column, Enum, ForeignKey, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from beamhub.db import Base, UTCDateTime, utcnow
@@ -93,57 +92,3 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     user: Mapped[User] = relationship(back_populates="tokens", lazy="joined")
-
-
-class SshKey(Base):
-    """A user's SSH public key, validated, with its SHA256 fingerprint."""
-
-    __tablename__ = "ssh_keys"
-    __table_args__ = (Index("ix_ssh_keys_user_fingerprint", "user_id", "fingerprint", unique=True),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    algorithm: Mapped[str] = mapped_column(String(64))
-    bits: Mapped[int] = mapped_column(Integer)
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    public_key: Mapped[str] = mapped_column(Text)
-    comment: Mapped[str] = mapped_column(String(255), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class LoginSession(Base):
-    """A browser's login: the cookie holds a random id, only its SHA-256 is stored."""
-
-    __tablename__ = "login_sessions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    digest: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    csrf_token: Mapped[str] = mapped_column(String(64))
-    method: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-    user: Mapped[User] = relationship(lazy="joined")
-
-
-class AuditEvent(Base):
-    """Who did what, when, from where; never a secret."""
-
-    __tablename__ = "audit_events"
-    __table_args__ = (
-        Index("ix_audit_events_actor_at", "actor", "at"),
-        Index("ix_audit_events_address_at", "address", "at"),
-        Index("ix_audit_events_action_at", "action", "at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(255), default="")
-    address: Mapped[str] = mapped_column(String(64), default="")
-    success: Mapped[bool] = mapped_column(default=True)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -19,12 +19,12 @@ from beamhub.compute.backend import Account
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, HostRefused, Invalid, NotFound, Unauthenticated
-from beamhub.identity import accounts, sources
-from beamhub.identity.audit import AuditService
-from beamhub.identity.groups import GroupService
-from beamhub.identity.models import ApiToken, Group, Role, User, UserState
+from beamhub.identity.accounts import host, sources
+from beamhub.identity.accounts.groups import GroupService
+from beamhub.identity.accounts.models import ApiToken, Group, Role, User, UserState
+from beamhub.identity.audit.service import AuditService
+from beamhub.identity.fields import beamline_names
 from beamhub.identity.principal import SCOPES, Principal, role_scopes
-from beamhub.identity.schemas import beamline_names
 
 BOOTSTRAP_ADMIN = "admin-token"
 RECORD_ATTEMPTS = 3
@@ -134,9 +134,9 @@ class IdentityService:
             return
         try:
             self.groups.make_system_groups(user.group_list)
-            accounts.ensure_account(user.username, user.uid, user.gid, user.groups, self.home(user.username))
+            host.ensure_account(user.username, user.uid, user.gid, user.groups, self.home(user.username))
         except HostRefused:
-            accounts.remove_new_account(user.username)  # useradd may leave an account it failed to finish
+            host.remove_new_account(user.username)  # useradd may leave an account it failed to finish
             with self.db.session() as db:
                 db.execute(delete(User).where(User.id == user.id))
             raise
@@ -152,11 +152,11 @@ class IdentityService:
         """Refuse a name whose account or private group beamhub could not create as its own (on the host when it
         manages system accounts; a name without one is only a label, e.g. for PAM logins)."""
         managed = self.settings.manage_system_accounts
-        held = accounts.account_named(username) if managed else None
+        held = host.account_named(username) if managed else None
         if held is not None:
             raise Conflict(f"{username} is already an account on this host (UID {held.pw_uid}): beamhub creates "
                            "its own accounts and takes over none")
-        system = accounts.group_named(username) if managed else None
+        system = host.group_named(username) if managed else None
         if system is not None or db.scalar(select(Group.id).where(Group.name == username)) is not None:
             raise Conflict(f"a group named {username} already exists, so {username} cannot have a private group")
 
@@ -167,7 +167,7 @@ class IdentityService:
             return self._free_uid(db)
         if not self.settings.uid_min <= uid <= self.settings.uid_max:
             raise Invalid(f"UID {uid} is outside beamhub's UID range {self.settings.uid_min}-{self.settings.uid_max}")
-        if uid in self._used_ids(db) or accounts.uid_taken(uid) or accounts.gid_taken(uid):
+        if uid in self._used_ids(db) or host.uid_taken(uid) or host.gid_taken(uid):
             raise Conflict(f"UID {uid} is already taken (by a user, or as the GID of a group)")
         return uid
 
@@ -186,7 +186,7 @@ class IdentityService:
         """The first UID of the range that no user, and no group as its GID, has here or on the host."""
         used = self._used_ids(db)
         for uid in range(self.settings.uid_min, self.settings.uid_max + 1):
-            if uid not in used and not accounts.uid_taken(uid) and not accounts.gid_taken(uid):
+            if uid not in used and not host.uid_taken(uid) and not host.gid_taken(uid):
                 return uid
         raise Conflict(f"no free UID left in {self.settings.uid_min}-{self.settings.uid_max}")
 

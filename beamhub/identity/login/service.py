@@ -21,10 +21,11 @@ from sqlalchemy import select
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
-from beamhub.identity.audit import AuditService
-from beamhub.identity.models import LoginSession, User, UserState
+from beamhub.identity.accounts.models import User, UserState
+from beamhub.identity.accounts.service import IdentityService, principal_of
+from beamhub.identity.audit.service import AuditService
+from beamhub.identity.login.models import LoginSession
 from beamhub.identity.principal import SYSTEM, Principal
-from beamhub.identity.service import IdentityService, principal_of
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, status
 
-from beamhub.deps import CurrentPrincipal, Groups, Identity, Login
-from beamhub.identity.models import Group
-from beamhub.identity.schemas import (
-    MAX_ID,
+from beamhub.deps import CurrentPrincipal, Groups, Identity
+from beamhub.identity.accounts.models import Group
+from beamhub.identity.accounts.schemas import (
     GroupCreate,
     GroupOut,
     TokenCreate,
@@ -18,27 +16,9 @@ from beamhub.identity.schemas import (
     UserOut,
     UserUpdate,
 )
+from beamhub.identity.fields import MAX_ID
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
-
-
-class PasswordSet(BaseModel):
-    password: str = Field(min_length=8, max_length=1024)
-
-
-@router.get("/me")
-def me(request: Request, principal: CurrentPrincipal) -> dict[str, object]:
-    """Who the caller is, and the CSRF token state-changing requests of a cookie session must send."""
-    return {"username": principal.username, "roles": sorted(principal.roles),
-            "beamlines": sorted(principal.beamlines), "admin": principal.is_admin,
-            "csrf_token": getattr(request.state, "login_csrf", None)}
-
-
-@router.put("/users/{username}/password", status_code=status.HTTP_204_NO_CONTENT)
-def set_password(username: str, body: PasswordSet, principal: CurrentPrincipal, login: Login) -> Response:
-    """Set a user's local password: the user themself or an administrator, never through a scope-limited token."""
-    login.set_password(principal, username, body.password)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def group_out(group: Group) -> GroupOut:

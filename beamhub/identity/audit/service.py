@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from beamhub.db import Database, utcnow
-from beamhub.identity.models import AuditEvent
+from beamhub.identity.audit.models import AuditEvent
 from beamhub.identity.principal import Principal
 
 log = logging.getLogger(__name__)

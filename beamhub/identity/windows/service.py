@@ -17,10 +17,10 @@ from sqlalchemy import select
 from beamhub.config import Settings
 from beamhub.db import Database
 from beamhub.errors import Invalid, NotFound
-from beamhub.identity import accounts
-from beamhub.identity.models import Group, User
+from beamhub.identity.accounts import host
+from beamhub.identity.accounts.models import Group, User
+from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.principal import Principal
-from beamhub.identity.service import IdentityService
 
 SID_PATTERN = re.compile(r"^S-1-[0-9]+(-[0-9]+)+$")
 
@@ -137,5 +137,5 @@ class WindowsIdentity:
             if group is not None:
                 return SidOwner("group", number, group.name)
             if db.scalar(select(User.id).where(User.gid == number)) is not None:
-                return SidOwner("group", number, accounts.group_name(number))
+                return SidOwner("group", number, host.group_name(number))
         raise NotFound(f"{sid} maps to id {number}, which no beamhub user or group has")

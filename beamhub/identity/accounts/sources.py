@@ -21,9 +21,9 @@ from sqlalchemy import select
 from beamhub.config import Settings
 from beamhub.db import Database
 from beamhub.errors import BeamhubError, Invalid
-from beamhub.identity import accounts
-from beamhub.identity.groups import manages
-from beamhub.identity.models import Group, Role, User
+from beamhub.identity.accounts import host
+from beamhub.identity.accounts.groups import manages
+from beamhub.identity.accounts.models import Group, Role, User
 
 PHASES = {"group": 0, "user": 1, "member": 2}
 """Repairs run groups first, then accounts, then memberships."""
@@ -39,7 +39,7 @@ def nss_identity(username: str, uid: int | None, groups: list[str] | None) -> tu
                       "create it in the directory (LDAP/SSSD) first") from None
     if uid is not None and uid != entry.pw_uid:
         raise Invalid(f"identity source is nss: {username} has UID {entry.pw_uid} there, not {uid}")
-    names = sorted({accounts.group_name(gid) for gid in nss_group_ids(username, entry.pw_gid) if gid != entry.pw_gid})
+    names = sorted({host.group_name(gid) for gid in nss_group_ids(username, entry.pw_gid) if gid != entry.pw_gid})
     missing = sorted(set(groups or []) - set(names))
     if missing:
         raise Invalid(f"identity source is nss: group membership comes from NSS and {username} is not in "
@@ -111,7 +111,7 @@ def _group_drift(group: _GroupRow) -> list[Drift]:
 def _user_drift(user: _UserRow, home: Path) -> list[Drift]:
     """A beamhub user's account: missing, another UID, primary group, home."""
     def ensure() -> None:
-        accounts.ensure_account(user.username, user.uid, user.gid, list(user.groups), home)
+        host.ensure_account(user.username, user.uid, user.gid, list(user.groups), home)
 
     try:
         entry = pwd.getpwnam(user.username)
@@ -121,14 +121,14 @@ def _user_drift(user: _UserRow, home: Path) -> list[Drift]:
         return [Drift("user", user.username, f"system account has UID {entry.pw_uid}, database {user.uid}: "
                       "files may belong to either; change one by hand")]
     drift = []
-    if not accounts.gid_taken(user.gid):
+    if not host.gid_taken(user.gid):
         drift.append(Drift("group", user.username, f"private group missing (GID {user.gid})",
                            _create_group(user.username, user.gid)))
     if entry.pw_gid != user.gid:
         drift.append(Drift("user", user.username, f"primary GID is {entry.pw_gid}, database {user.gid}", ensure))
     if Path(entry.pw_dir) != home:
         drift.append(Drift("user", user.username, f"home is {entry.pw_dir}, expected {home}",
-                           lambda: accounts.set_home(user.username, home)))
+                           lambda: host.set_home(user.username, home)))
     if not home.is_dir():
         drift.append(Drift("user", user.username, f"home directory {home} missing", ensure))
     return drift
@@ -151,13 +151,13 @@ def _member_drift(group: _GroupRow, beamhub_users: set[str]) -> list[Drift]:
 def _create_group(name: str, gid: int) -> Callable[[], None]:
     """A repair that creates one system group."""
     def create() -> None:
-        accounts.ensure_group(name, gid)
+        host.ensure_group(name, gid)
     return create
 
 
 def _membership(group: str, username: str, member: bool) -> Callable[[], None]:
     """A repair that sets one membership."""
-    return lambda: accounts.set_group_member(group, username, member)
+    return lambda: host.set_group_member(group, username, member)
 
 
 def find_drift(db: Database, settings: Settings) -> list[Drift]:

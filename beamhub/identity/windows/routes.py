@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from beamhub.deps import CurrentPrincipal, Windows
+from beamhub.identity.windows.schemas import SidOwnerOut, WindowsUserOut
 
 router = APIRouter(prefix="/api/v1", tags=["windows"])
-
-
-class GroupSid(BaseModel):
-    name: str
-    gid: int
-    sid: str
-
-
-class WindowsUserOut(BaseModel):
-    username: str
-    uid: int
-    gid: int
-    user_sid: str
-    group_sid: str
-    groups: list[GroupSid]
-
-
-class SidOwnerOut(BaseModel):
-    kind: Literal["user", "group"]
-    id: int
-    name: str
 
 
 @router.get("/users/{username}/windows", response_model=WindowsUserOut)

@@ -18,7 +18,7 @@ from joserfc.jwk import KeySet
 
 from beamhub.config import Settings
 from beamhub.errors import NotReady, Unauthenticated
-from beamhub.identity.login import same_secret
+from beamhub.identity.login.service import same_secret
 
 PENDING_TTL = 600
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]

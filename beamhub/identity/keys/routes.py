@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from beamhub.deps import CurrentPrincipal, Keys
-from beamhub.identity.schemas import SshKeyCreate, SshKeyOut
+from beamhub.identity.keys.schemas import SshKeyCreate, SshKeyOut
 
 router = APIRouter(prefix="/api/v1/users/{username}/keys", tags=["ssh keys"])
 

@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 
 from beamhub.db import Database
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
-from beamhub.identity.models import SshKey
+from beamhub.identity.accounts.service import IdentityService
+from beamhub.identity.keys.models import SshKey
 from beamhub.identity.principal import SYSTEM, Principal
-from beamhub.identity.service import IdentityService
 
 ED25519 = "ssh-ed25519"
 RSA = "ssh-rsa"

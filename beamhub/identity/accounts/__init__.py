@@ -1,0 +1,1 @@
+"""Accounts: users, their roles, groups and API tokens, and the host accounts and identity sources behind them."""
