@@ -41,6 +41,9 @@ from beamhub.sessions.origin_routes import console_router as session_console_rou
 from beamhub.sessions.proxy import Upstreams
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
+from beamhub.streams.ingress import Ingress
+from beamhub.streams.relay import Relay
+from beamhub.streams.routes import router as streams_router
 from beamhub.web.console import install as install_console
 from beamhub.web.login_pages import router as login_router
 
@@ -91,6 +94,9 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         app.state.upstreams = Upstreams()
         tasks = [asyncio.create_task(app.state.events.run_forever()),
                  asyncio.create_task(app.state.job_events.run_forever())]
+        if ingress is not None:
+            ingress.bind()  # an endpoint that is taken stops the start, with its reason
+            tasks.append(asyncio.create_task(ingress.run_forever()))
         if run_reconciler:
             tasks += [asyncio.create_task(reconciler.run_forever()),
                       asyncio.create_task(release_embargoes_forever(services.data)),
@@ -116,6 +122,11 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     services.sessions.on_leaving_running.append(app.state.admissions.clear)
     app.state.events = EventBroadcaster(services.db)
     app.state.job_events = JobEventBroadcaster(services.db)
+    app.state.relay = Relay(settings.stream_queue_frames, settings.stream_policy)
+    ingress = (Ingress(settings.stream_bind, app.state.relay, services.streams, settings.stream_max_frame_bytes)
+               if settings.stream_bind else None)
+    if ingress is not None:
+        services.identity.on_revoke.append(ingress.decisions.clear)
     SESSIONS.db = services.db
 
     add_error_handlers(app)
@@ -126,7 +137,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
 
     for router in (login_router, login_api_router, users_router, audit_router, keys_router, windows_router,
                    sessions_router, heps_router, session_console_router, data_router, h5_router, jobs_router,
-                   metrics_router):
+                   metrics_router, streams_router):
         app.include_router(router)
     install_console(app, settings)
     # First of all routes: a session's host name serves that session and nothing of the console; a host name with

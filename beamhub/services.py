@@ -23,6 +23,7 @@ from beamhub.sessions import proposal_links
 from beamhub.sessions.entry import SessionEntry
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
+from beamhub.streams.service import StreamService
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Services:
     data: DataService
     browse: DataBrowser
     jobs: JobService
+    streams: StreamService
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -72,4 +74,5 @@ def build_services(settings: Settings) -> Services:
                     keys=SshKeyService(db, identity), sessions=sessions,
                     entry=SessionEntry(db, sessions, identity, login), workstations=WorkstationService(db),
                     audit=audit, login=login, oidc=oidc, windows=WindowsIdentity(db, settings, identity), data=data,
-                    browse=DataBrowser(data), jobs=JobService(db, settings, identity, data, audit))
+                    browse=DataBrowser(data), jobs=JobService(db, settings, identity, data, audit),
+                    streams=StreamService(identity, data))
