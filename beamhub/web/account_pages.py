@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from beamhub.deps import Identity, Keys
+from beamhub.deps import Identity, Keys, clear_cookie, cookie_name, set_cookie
 from beamhub.errors import BeamhubError, Invalid
 from beamhub.identity.principal import SCOPES, Principal
 from beamhub.web.errors import PageRoute
@@ -26,6 +26,9 @@ NOTICES = {
 }
 """What the page says after a change, by the `done` its address carries."""
 
+NEW_TOKEN_PATH = "/keys/tokens/new"
+NEW_TOKEN_COOKIE = "beamhub-new-token"
+NEW_TOKEN_SECONDS = 120
 DEFAULT_SCOPES = ("sessions", "data:read")
 MAX_TOKEN_DAYS = 3650
 
@@ -109,8 +112,23 @@ def issue_token(request: Request, principal: PagePrincipal, keys: Keys, identity
     except BeamhubError as exc:
         return keys_page(request, principal, keys, identity, exc.status_code, token_name=name, token_days=days,
                          token_scopes=chosen, **refusal(request, exc))
-    return render(request, "keys/token_created.html", 201, principal=principal, token=token, record=record,
-                  api_url=str(request.base_url).rstrip("/"))
+    # Post/redirect/get: the token goes to the page that shows it in a short-lived cookie that page reads once, so
+    # that reloading the page cannot post the form again and make another token.
+    answer = see_other(f"{NEW_TOKEN_PATH}?id={record.id}")
+    set_cookie(request, answer, NEW_TOKEN_COOKIE, f"{record.id}:{token}", max_age=NEW_TOKEN_SECONDS)
+    return answer
+
+
+@router.get(NEW_TOKEN_PATH)
+def new_token(request: Request, principal: PagePrincipal, identity: Identity, id: int = 0) -> Response:  # noqa: A002
+    """The token just made, shown once: the cookie that carried it is dropped; a second look says it is gone."""
+    token_id, _, token = request.cookies.get(cookie_name(request, NEW_TOKEN_COOKIE), "").partition(":")
+    record = next((r for r in identity.list_tokens(principal.username, by=principal) if r.id == id), None)
+    shown = token if record is not None and token_id == str(id) else ""
+    answer = render(request, "keys/token_created.html", principal=principal, token=shown, record=record,
+                    api_url=str(request.base_url).rstrip("/"))
+    clear_cookie(request, answer, NEW_TOKEN_COOKIE)
+    return answer
 
 
 @router.post("/keys/tokens/{token_id}/revoke")

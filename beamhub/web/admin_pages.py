@@ -5,9 +5,9 @@ Each page needs an administrator (anyone else gets the 403 page) and calls the s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import date, datetime, time
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -20,6 +20,7 @@ from beamhub.errors import BeamhubError, Invalid
 from beamhub.identity.fields import beamline_name
 from beamhub.identity.principal import Principal
 from beamhub.sessions.schemas import check_ip
+from beamhub.web.audit_details import detail_fields
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PAGE_SIZE, PageAdmin, refusal, see_other
 from beamhub.web.pages import formatter, render, translator
@@ -122,10 +123,6 @@ def day_start(text: str, request: Request) -> datetime | None:
     return datetime.combine(day, time.min, tzinfo=formatter(request).tz)
 
 
-def as_json(detail: dict[str, Any]) -> str:
-    return json.dumps(detail, ensure_ascii=False, sort_keys=True)
-
-
 @router.get("/admin/audit")
 def audit_log(request: Request, principal: PageAdmin, audit: Audit, actor: str = "", action: str = "",
               since: str = "", before: int | None = None) -> Response:
@@ -140,4 +137,5 @@ def audit_log(request: Request, principal: PageAdmin, audit: Audit, actor: str =
         events, status_code, context = [], exc.status_code, refusal(request, exc)
     return render(request, "admin/audit.html", status_code, principal=principal, admin_page="audit", events=events,
                   filters=filters, filter_query=urlencode({k: v for k, v in filters.items() if v}), before=before,
-                  as_json=as_json, next_before=events[-1].id if len(events) == PAGE_SIZE else None, **context)
+                  detail_fields=partial(detail_fields, _=translator(request), fmt=formatter(request)),
+                  next_before=events[-1].id if len(events) == PAGE_SIZE else None, **context)

@@ -28,6 +28,8 @@ NOTICES = {
     "disabled": N_("The user is disabled: their sessions were stopped and they can no longer sign in."),
     "active": N_("The user is active again and can sign in."),
     "roles": N_("The user's roles were changed."),
+    "created": N_("The user was created with their system account. Give them their user name and password."),
+    "password": N_("The password was set: the user signs in with it from now on."),
 }
 """What the users page says after a change, by the `done` its address carries."""
 
@@ -35,16 +37,22 @@ EXTRA_ROLES = [role.value for role in Role if role is not Role.user]
 """The roles an administrator gives or takes; every user has the role user."""
 
 
-@router.get("/admin/users")
-def list_users(request: Request, principal: PageAdmin, identity: Identity, offset: int = 0,
-               done: str = "") -> Response:
-    """Every user with roles, state and groups, a page at a time, with the forms that change them."""
+def users_page(request: Request, principal: Principal, identity: Identity, status_code: int = 200, offset: int = 0,
+               **context: Any) -> Response:
+    """A page of users with the forms that change them and make new ones; `context` carries a refusal."""
     start = max(offset, 0)
-    total = identity.count_users(by=principal)
-    notice = translator(request)(NOTICES[done]) if done in NOTICES else ""
-    return render(request, "admin/users.html", principal=principal, admin_page="users",
-                  users=identity.list_users(start, PAGE_SIZE, by=principal), offset=start, total=total,
-                  page_size=PAGE_SIZE, extra_roles=EXTRA_ROLES, notice=notice)
+    done = request.query_params.get("done", "")
+    form = {"username": "", "display_name": "", "roles": []} | context.pop("form", {})
+    return render(request, "admin/users.html", status_code, principal=principal, admin_page="users",
+                  users=identity.list_users(start, PAGE_SIZE, by=principal), offset=start,
+                  total=identity.count_users(by=principal), page_size=PAGE_SIZE, extra_roles=EXTRA_ROLES, form=form,
+                  notice=translator(request)(NOTICES[done]) if done in NOTICES else "", **context)
+
+
+@router.get("/admin/users")
+def list_users(request: Request, principal: PageAdmin, identity: Identity, offset: int = 0) -> Response:
+    """Every user with roles, state and groups, a page at a time, with the forms that change them."""
+    return users_page(request, principal, identity, offset=offset)
 
 
 @router.post("/admin/users/{username}/state")

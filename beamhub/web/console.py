@@ -10,7 +10,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from beamhub.config import ConfigError, Settings
-from beamhub.web import account_pages, admin_pages, admin_people, data_pages, jobs_pages
+from beamhub.web import (
+    account_pages,
+    admin_accounts,
+    admin_pages,
+    admin_people,
+    admin_proposals,
+    data_pages,
+    help_pages,
+    jobs_pages,
+)
 from beamhub.web.errors import http_error
 from beamhub.web.routes import router
 
@@ -25,7 +34,8 @@ def install(app: FastAPI, settings: Settings) -> None:
         raise ConfigError(f"console_timezone {settings.console_timezone!r} is not a known time zone, "
                           "e.g. UTC or Asia/Shanghai") from None
     app.include_router(router)
-    for pages in (data_pages, jobs_pages, account_pages, admin_pages, admin_people):
+    for pages in (data_pages, jobs_pages, account_pages, admin_pages, admin_people, admin_accounts, admin_proposals,
+                  help_pages):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/viewer-assets", StaticFiles(directory=settings.viewer_dir, check_dir=False), name="viewer-assets")

@@ -98,7 +98,7 @@ class Formatter:
         return f"{format_skeleton('MMMd', value, tzinfo=self.tz, locale=self.locale)} {time}"
 
     def minutes(self, left: dt.timedelta) -> str:
-        """Time left in hours and minutes, as people say it: 25 min, 2 h 5 min."""
+        """A span of time in hours and minutes, as people say it: 25 min, 2 h 5 min."""
         hours, minutes = divmod(max(round(left.total_seconds() / 60), 0), 60)
         if hours:
             return self.gettext("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}

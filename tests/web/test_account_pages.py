@@ -65,9 +65,13 @@ def test_a_key_that_cannot_be_used_is_explained_on_the_page(browser: Any, new_us
 
 def test_a_new_token_is_shown_once_works_for_its_scopes_and_is_revoked(hub: Any, browser: Any, new_user: Any) -> None:
     client = browser(new_user())
-    created = post_form(client, "/keys/tokens", name="laptop-scripts", scopes=["data:read"], days="30")
-    assert created.status_code == 201 and "it is shown only this once" in created.text
+    posted = post_form(client, "/keys/tokens", name="laptop-scripts", scopes=["data:read"], days="30")
+    assert posted.status_code == 303  # post/redirect/get: reloading the page that shows it posts nothing again
+    created = client.get(posted.headers["location"])
+    assert created.status_code == 200 and "it is shown only this once" in created.text
     token = re.search(r"<code id=\"new-token\" data-token-value>([^<]+)</code>", created.text).group(1)  # type: ignore
+    again = client.get(posted.headers["location"])
+    assert token not in again.text and "already shown once" in again.text
     api = hub.client(token)
     assert api.get("/api/v1/proposals").status_code == 200
     assert api.get("/api/v1/sessions").status_code == 403  # it may read data, not start sessions
@@ -107,5 +111,5 @@ def test_the_keys_pages_speak_chinese(browser: Any, new_user: Any) -> None:
     client = browser(new_user())
     client.cookies.set("beamhub-lang", "zh_CN")
     assert "<h1>密钥和令牌</h1>" in client.get("/keys").text
-    created = post_form(client, "/keys/tokens", name="zh", scopes=["sessions"])
+    created = client.get(post_form(client, "/keys/tokens", name="zh", scopes=["sessions"]).headers["location"])
     assert "<h1>您的新令牌</h1>" in created.text and "它只显示这一次" in created.text

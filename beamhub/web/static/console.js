@@ -19,7 +19,7 @@ function duration(seconds) {
   return days ? `${days} ${labels.day} ${clock}` : clock;
 }
 
-// Time left as the server writes it: 25 min, 2 h 5 min.
+// Minutes as the server writes them (time left, or running for): 25 min, 2 h 5 min.
 function minutesLeft(seconds) {
   const total = Math.max(Math.round(seconds / 60), 0);
   const fill = (pattern) => pattern.replace("%(hours)d", Math.floor(total / 60)).replace("%(minutes)d", total % 60);
@@ -34,8 +34,8 @@ function tick() {
   document.querySelectorAll("[data-minutes-until]").forEach((el) => {
     el.textContent = minutesLeft((Date.parse(el.dataset.minutesUntil) - now) / 1000);
   });
-  document.querySelectorAll("[data-until]").forEach((el) => {
-    el.textContent = duration((Date.parse(el.dataset.until) - now) / 1000);
+  document.querySelectorAll("[data-minutes-since]").forEach((el) => {
+    el.textContent = minutesLeft((now - Date.parse(el.dataset.minutesSince)) / 1000);
   });
 }
 
@@ -169,3 +169,17 @@ function copyButtons() {
 }
 
 document.addEventListener("DOMContentLoaded", copyButtons);
+
+// Phones show each table row as a card: every cell gets its column's name, which the stylesheet shows above it.
+function labelCells() {
+  document.querySelectorAll("table").forEach((table) => {
+    const names = Array.from(table.querySelectorAll("thead th"), (th) => th.textContent.trim());
+    table.querySelectorAll("tbody tr").forEach((row) => {
+      Array.from(row.children).forEach((cell, index) => {
+        if (names[index] && !cell.dataset.label) cell.dataset.label = names[index];
+      });
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", labelCells);
