@@ -81,6 +81,12 @@ def _fresh_postgres_database(base_url: str) -> str:
     return base_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+@pytest.fixture
+def postgres_database_url(postgres_url: str) -> str:
+    """A fresh database on the session's PostgreSQL, for what only PostgreSQL has."""
+    return _fresh_postgres_database(postgres_url)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each database-facing test runs on SQLite and on PostgreSQL."""

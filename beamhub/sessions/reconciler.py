@@ -6,41 +6,26 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, text
-
 from beamhub.compute.backend import PollResult
 from beamhub.db import utcnow
 from beamhub.identity.principal import SYSTEM
+from beamhub.leader import RECONCILER_LOCK, LeaderLock
 from beamhub.sessions.models import SessionRecord, SessionState
 from beamhub.sessions.service import SessionService
 
 log = logging.getLogger(__name__)
 S = SessionState
-LEADER_LOCK_KEY = 0x6265616D  # "beam": one reconciler among replicas sharing a PostgreSQL
 
 
 class Reconciler:
     def __init__(self, sessions: SessionService) -> None:
         self.sessions = sessions
         self.settings = sessions.settings
-        self._leader: Connection | None = None
-
-    def is_leader(self) -> bool:
-        """SQLite has one server; on PostgreSQL the holder of an advisory lock leads."""
-        engine = self.sessions.db.engine
-        if engine.dialect.name != "postgresql":
-            return True
-        if self._leader is None:
-            connection = engine.connect()
-            if connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK_KEY}):
-                self._leader = connection
-            else:
-                connection.close()
-        return self._leader is not None
+        self.leader = LeaderLock(sessions.db, RECONCILER_LOCK)
 
     def run_once(self) -> None:
         """Fail dead sessions, expire old ones, warn before expiry, stop orphans."""
-        if not self.is_leader():
+        if not self.leader.held():
             return
         for record in self.sessions.active():
             try:
@@ -100,6 +85,4 @@ class Reconciler:
             await asyncio.sleep(self.settings.reconcile_interval)
 
     def close(self) -> None:
-        if self._leader is not None:
-            self._leader.close()
-            self._leader = None
+        self.leader.release()

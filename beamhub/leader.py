@@ -1,0 +1,61 @@
+"""Which replica runs a loop that must run once per deployment (the reconciler, the Slurm poller).
+
+SQLite has one server, so its one process leads. On PostgreSQL the replica that holds a session advisory lock
+leads; the lock lives as long as the connection that took it, so a replica that dies or loses its connection
+loses the lead, and another takes it on its next round.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from beamhub.db import Database
+
+log = logging.getLogger(__name__)
+
+RECONCILER_LOCK = 0x6265616D  # "beam"
+JOB_POLLER_LOCK = 0x6A6F6273  # "jobs"
+
+
+class LeaderLock:
+    """Whether this process leads one loop among the replicas sharing a database."""
+
+    def __init__(self, db: Database, key: int) -> None:
+        self.db = db
+        self.key = key
+        self._connection: Connection | None = None
+
+    def held(self) -> bool:
+        """Asked each round: keeps the lead while its connection stands, else tries to take it."""
+        if self.db.engine.dialect.name != "postgresql":
+            return True
+        if self._connection is not None and self._still_connected(self._connection):
+            return True
+        self.release()
+        connection = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}):
+            self._connection = connection
+            return True
+        connection.close()
+        return False
+
+    def release(self) -> None:
+        """Give the lead up: the connection is closed, not returned to the pool, so its lock goes with it."""
+        if self._connection is not None:
+            try:
+                self._connection.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            except SQLAlchemyError:
+                pass  # a connection that is gone holds no lock
+            self._connection.invalidate()
+            self._connection = None
+
+    def _still_connected(self, connection: Connection) -> bool:
+        try:
+            connection.scalar(text("SELECT 1"))
+        except SQLAlchemyError:
+            log.warning("lost the connection that held leader lock %#x; trying to take the lead again", self.key)
+            return False
+        return True
