@@ -52,6 +52,8 @@ class Proposal(Base):
     acl_version: Mapped[int] = mapped_column(Integer, default=1)
     acl_applied_version: Mapped[int] = mapped_column(Integer, default=0)
     """The ACLs on disk match the catalogue when applied == version; a change bumps version first."""
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    """When its data was last asked for (a prefetch, a session's start): the fast tier evicts the oldest first."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list[ProposalMember]] = relationship(back_populates="proposal", lazy="selectin",
