@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from beamhub.config import Settings
 from beamhub.data.access import Caller
 from beamhub.data.acl import AccessList, set_tree_acl
+from beamhub.data.current import point_current
 from beamhub.data.ingest import Progress, RegisterResult, Target, register_paths, register_tree
 from beamhub.data.models import MemberRole, Proposal, ProposalMember
 from beamhub.data.paths import resolve_inside
@@ -149,11 +150,13 @@ class DataService:
         return self.get(principal, proposal.id)
 
     def _make_folder(self, proposal: Proposal) -> None:
-        """Create the proposal's folder (owner-only until its ACL is set); the folders above stay traversable."""
+        """Create the proposal's folder (owner-only until its ACL is set) and its stable path; the folders above
+        stay traversable."""
         folder = self.proposal_dir(proposal)
         try:
             folder.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             folder.mkdir(mode=0o700, exist_ok=True)
+            point_current(self.settings.storage_root, proposal.beamline, proposal.id, proposal.tier)
         except OSError as exc:
             raise Conflict(f"cannot create {folder}: {exc.strerror}") from exc
 
