@@ -62,7 +62,9 @@ class ProposalOut(BaseModel):
     title: str
     beamline: str
     tier: str
-    path: str = Field(description="the proposal's folder on the data file system")
+    path: str = Field(description="the proposal's folder on the data file system, on the tier that holds it now")
+    current_path: str = Field(description="a path that leads to the proposal's folder on whichever tier holds it: "
+                                          "the one sessions and jobs should use")
     beamtime_start: datetime
     beamtime_end: datetime
     embargo_until: datetime | None
@@ -166,3 +168,22 @@ class ReadersOut(BaseModel):
     path: str
     users: list[ReaderOut]
     groups: list[AclGroupOut]
+
+
+class PrefetchOut(BaseModel):
+    """What a prefetch did: `evicted` names the proposals moved back to make room, least recently used first."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    proposal_id: str
+    tier: str = Field(description="the fast tier, where the data is now")
+    from_tier: str
+    already_there: bool = Field(description="it was on the fast tier before: nothing was copied")
+    files_copied: int
+    files_skipped: int = Field(description="already on the fast tier, verified, from an earlier run")
+    bytes_copied: int
+    files_verified: int
+    files_removed: int = Field(description="files removed from the old tier once their copy was in place")
+    evicted: list[str]
+    kept: list[str] = Field(description="old-tier entries left in place: they differ from their copy")
+    seconds: float
