@@ -253,3 +253,27 @@ def migrate(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g.
         err.print("[yellow]left on the old tier (they differ from their copy):[/yellow] "
                   f"{escape(', '.join(result.kept[:20]))}")
         raise typer.Exit(1)
+
+
+@data_app.command("prefetch")
+def prefetch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2024-00123")],
+             config: ConfigOption = None) -> None:
+    """Copy a proposal's data to the fast tier (the first of storage_tiers), moving the least recently used back."""
+    from beamhub.data.tiers.prefetch import prefetch_proposal
+
+    services = cli_services(config)
+    labels = {"queued": "waiting for another prefetch", "evict": "files moved back to make room",
+              "copy": "files copied and verified", "remove": "files removed from the old tier"}
+    with _errors(), _phases(labels) as report:
+        result = prefetch_proposal(services.data, cli_principal(), proposal,
+                                   lambda phase, _bytes, files: report(phase, files))
+    if result.already_there:
+        console.print(f"{result.proposal_id} is on tier {result.tier} already")
+        return
+    console.print(f"{result.proposal_id}: {result.from_tier} -> {result.tier}; {result.files_copied} copied, "
+                  f"{result.files_verified} verified, {result.bytes_copied} bytes in {result.seconds:.1f} s"
+                  + (f"; moved back to make room: {', '.join(result.evicted)}" if result.evicted else ""))
+    if result.kept:
+        err.print("[yellow]left on the old tier (they differ from their copy):[/yellow] "
+                  f"{escape(', '.join(result.kept[:20]))}")
+        raise typer.Exit(1)
