@@ -1,4 +1,5 @@
-"""/api/v1/proposals: proposals, members, datasets, files, downloads, the DAQ's registration, tier migration."""
+"""/api/v1/proposals: proposals, members, datasets, files, downloads, the DAQ's registration, tier migration and
+prefetch."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from beamhub.data.schemas import (
     MigrationOut,
     MigrationRequest,
     Page,
+    PrefetchOut,
     ProposalCreate,
     ProposalOut,
     ReaderOut,
@@ -28,6 +30,7 @@ from beamhub.data.schemas import (
     RegisterOut,
     RegisterRequest,
 )
+from beamhub.data.tiers.prefetch import prefetch_proposal
 from beamhub.deps import AdminPrincipal, Browse, Data, scoped
 from beamhub.identity.fields import NO_NUL_PATTERN
 from beamhub.identity.principal import Principal
@@ -162,5 +165,19 @@ async def migrate(proposal_id: ProposalId, body: MigrationRequest, request: Requ
     def run(report: Report | None) -> MigrationOut:
         progress = None if report is None else lambda phase, _bytes, files: report(phase, files)
         return MigrationOut.model_validate(migrate_proposal(data, principal, proposal_id, body.to, progress))
+
+    return await run_reporting(request, run)
+
+
+@router.post("/{proposal_id}/prefetch", response_model=PrefetchOut, responses=PROGRESS_RESPONSES)
+async def prefetch(proposal_id: ProposalId, request: Request, principal: Reader, data: Data) -> object:
+    """Copy the proposal's data to the fast tier ahead of use (its members, its beamline's staff, administrators),
+    as a migration does; the least recently used proposals there move back first to keep it within its budget.
+    409 when the data is larger than that budget, or the room is held by data in use. Progress phases: `queued`
+    (another prefetch runs), `evict` (files moved back), `copy` and `remove`."""
+
+    def run(report: Report | None) -> PrefetchOut:
+        progress = None if report is None else lambda phase, _bytes, files: report(phase, files)
+        return PrefetchOut.model_validate(prefetch_proposal(data, principal, proposal_id, progress))
 
     return await run_reporting(request, run)

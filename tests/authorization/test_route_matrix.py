@@ -129,6 +129,7 @@ ROUTES = [
     Route("POST", "/api/v1/proposals/{proposal_id}/register", ADMIN, body=lambda w: {}),
     Route("GET", "/api/v1/proposals/{proposal_id}/readers", ADMIN),
     Route("POST", "/api/v1/proposals/{proposal_id}/migrate", ADMIN, body=lambda w: {"to": "hot"}),  # 422: it is there
+    Route("POST", "/api/v1/proposals/{proposal_id}/prefetch", OWNER),  # its data is on the fast tier already
     *(Route("GET", f"/api/v1/proposals/{{proposal_id}}/h5/{what}", OWNER, params=lambda ids: {"file": "none.h5"})
       for what in ("meta", "attr", "data", "stats", "paths")),
     # Batch jobs: this server has no Slurm, so a submission is 404 "not set up" and no job exists; who may reach
