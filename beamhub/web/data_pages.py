@@ -15,15 +15,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from beamhub.data.models import DataFile
+from beamhub.data.models import DataFile, Proposal
 from beamhub.data.paths import check_relative
 from beamhub.data.presenters import file_out, proposal_out
 from beamhub.data.schemas import PROPOSAL_PATTERN, DatasetOut, FileOut
+from beamhub.data.service import DataService
+from beamhub.data.tiers.prefetch import check_may_prefetch, fast_tiers, prefetch_in_background
 from beamhub.deps import Browse, Data
-from beamhub.errors import NotFound
+from beamhub.errors import Forbidden, NotFound
 from beamhub.identity.principal import Principal
 from beamhub.web.errors import PageRoute
-from beamhub.web.page_deps import PAGE_SIZE, PagePrincipal
+from beamhub.web.page_deps import PAGE_SIZE, PagePrincipal, see_other
 from beamhub.web.pages import CONTENT_SECURITY_POLICY, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -88,13 +90,34 @@ def my_data(request: Request, principal: Reader, data: Data, after: str | None =
 
 @router.get("/data/{proposal_id}")
 def proposal_page(request: Request, proposal_id: str, principal: Reader, data: Data, browse: Browse,
-                  after: str | None = None) -> Response:
+                  after: str | None = None, prefetch: str | None = None) -> Response:
     """One proposal: its facts, members and the datasets I may open, each with a zip download."""
     proposal = data.get(principal, checked_id(proposal_id))
     page = browse.datasets(principal, proposal.id, after or None, PAGE_SIZE)
     return render(request, "data/proposal.html", principal=principal, proposal=proposal_out(data, proposal),
                   datasets=[DatasetOut.model_validate(d) for d in page], after=after,
-                  next_after=page[-1].name if len(page) == PAGE_SIZE else None)
+                  next_after=page[-1].name if len(page) == PAGE_SIZE else None,
+                  fast_tier=may_prefetch_to(data, principal, proposal), prefetching=prefetch == "started")
+
+
+def may_prefetch_to(data: DataService, principal: Principal, proposal: Proposal) -> str | None:
+    """The fast tier, if the proposal is elsewhere and the caller may prefetch it (the page then offers it)."""
+    if len(data.settings.storage_tiers) < 2 or proposal.tier == fast_tiers(data)[0]:
+        return None
+    try:
+        check_may_prefetch(data, principal, proposal)
+    except Forbidden:
+        return None
+    return fast_tiers(data)[0]
+
+
+@router.post("/data/{proposal_id}/prefetch")
+def prefetch(proposal_id: str, principal: Reader, data: Data) -> Response:
+    """Start copying the proposal's data to the fast tier (in the background); the page says it is on its way."""
+    proposal = data.get(principal, checked_id(proposal_id))
+    check_may_prefetch(data, principal, proposal)
+    prefetch_in_background(data, principal, proposal.id)
+    return see_other(f"/data/{proposal.id}?prefetch=started")
 
 
 @router.get("/data/{proposal_id}/files")
