@@ -20,6 +20,7 @@ from beamhub.config import Settings
 from beamhub.data.h5_routes import router as h5_router
 from beamhub.data.routes import router as data_router
 from beamhub.data.service import DataService
+from beamhub.data.tiers.prefetch import prefetch_beamtimes_forever
 from beamhub.deps import CREDENTIAL_SECONDS, Credentials
 from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
@@ -100,6 +101,7 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         if run_reconciler:
             tasks += [asyncio.create_task(reconciler.run_forever()),
                       asyncio.create_task(release_embargoes_forever(services.data)),
+                      asyncio.create_task(prefetch_beamtimes_forever(services.data)),
                       asyncio.create_task(follow_jobs_forever(services.jobs))]
         try:
             yield
