@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from beamhub_stream._websocket import Closed, HandshakeRefused, WebSocket
 
 __all__ = ["Frame", "PublishRefused", "Publisher", "StreamEnded", "StreamRefused", "Subscription", "subscribe"]
 
@@ -70,7 +69,7 @@ class Frame:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def array(self) -> Any:
-        """The frame as a numpy array (read-only, no copy)."""
+        """The frame as a numpy array (no copy)."""
         import numpy
 
         return numpy.frombuffer(self.data, dtype=self.dtype).reshape(self.shape)
@@ -95,17 +94,9 @@ def subscribe(proposal: str, url: str | None = None, token: str | None = None,
         raise ValueError(f"beamhub's address and an API token are needed: pass url= and token=, or set {URL_ENV} "
                          f"and {TOKEN_ENV}")
     try:
-        # entered as a context (websockets >= 17 connects on entering), left by Subscription.close()
-        connection = connect(stream_url(url, proposal), additional_headers={"Authorization": f"Bearer {token}"},
-                             compression=None, max_size=None, max_queue=4, ping_interval=None,
-                             open_timeout=open_timeout).__enter__()
-    except InvalidStatus as exc:
-        body = exc.response.body or b""
-        try:
-            detail = json.loads(body)["detail"]
-        except (ValueError, KeyError, TypeError):
-            detail = body.decode(errors="replace")
-        raise StreamRefused(exc.response.status_code, detail) from exc
+        connection = WebSocket(stream_url(url, proposal), {"Authorization": f"Bearer {token}"}, open_timeout)
+    except HandshakeRefused as exc:
+        raise StreamRefused(exc.status, exc.detail) from exc
     subscription = Subscription(connection)
     subscription.greeted(open_timeout)
     return subscription
@@ -114,7 +105,7 @@ def subscribe(proposal: str, url: str | None = None, token: str | None = None,
 class Subscription:
     """An open subscription: iterate for frames; `missed` counts every frame dropped for this subscriber."""
 
-    def __init__(self, connection: ClientConnection) -> None:
+    def __init__(self, connection: WebSocket) -> None:
         self.connection = connection
         self.hello: dict[str, Any] = {}
         self.received = 0
@@ -152,10 +143,10 @@ class Subscription:
                 return self._frame(self._header, message)
         return None
 
-    def _receive(self, timeout: float | None) -> str | bytes | None:
+    def _receive(self, timeout: float | None) -> str | bytearray | None:
         try:
             return self.connection.recv(timeout)
-        except ConnectionClosed:
+        except Closed:
             return None
 
     def _control(self, message: dict[str, Any]) -> None:
@@ -166,7 +157,7 @@ class Subscription:
             self.connection.close()
             raise StreamEnded(message.get("reason", "beamhub ended the subscription"))
 
-    def _frame(self, header: dict[str, Any], data: bytes) -> Frame:
+    def _frame(self, header: dict[str, Any], data: bytearray) -> Frame:
         seq, gap = int(header["seq"]), int(header.get("gap", 0))
         if self._last_seq is not None and seq - self._last_seq - 1 > gap:
             gap = seq - self._last_seq - 1  # the sequence numbers know better than the headers
