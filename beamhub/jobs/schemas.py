@@ -36,6 +36,8 @@ class JobCreate(BaseModel):
     minutes: int = Field(60, ge=1, le=MAX_MINUTES, description="time limit; Slurm ends the job after it")
     proposal: str | None = Field(None, pattern=PROPOSAL_PATTERN,
                                  description="the proposal the job works for: its beamline's staff may manage it")
+    stage_in: bool = Field(False, description="copy the proposal's data to the fast tier first (a prefetch): the job "
+                                              "is submitted once its data is there, and the request waits for it")
 
     _memory = field_validator("memory", mode="before")(check_size)
 
@@ -45,6 +47,8 @@ class JobCreate(BaseModel):
             raise ValueError("give either script or command")
         if self.script is not None and not self.script.startswith("#!"):
             raise ValueError("a batch script starts with #! (e.g. #!/bin/bash)")
+        if self.stage_in and self.proposal is None:
+            raise ValueError("stage_in needs the job's proposal")
         return self
 
 

@@ -14,6 +14,7 @@ from beamhub.broadcast import notify
 from beamhub.config import Settings
 from beamhub.data.access import may_read
 from beamhub.data.service import DataService
+from beamhub.data.tiers.prefetch import prefetch_proposal
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady
 from beamhub.identity.accounts.service import IdentityService
@@ -47,6 +48,8 @@ class JobService:
         user = self.identity.resolve_target(principal, body.user)
         beamline = self._beamline(principal, body.proposal)
         self._check_partition(body.partition)
+        if body.stage_in and body.proposal is not None:
+            prefetch_proposal(self.data, principal, body.proposal)  # the job starts on data already on the fast tier
         account = self.identity.account(user)
         job_id = secrets.token_hex(8)
         folder = account.home / OUTPUT_FOLDER
