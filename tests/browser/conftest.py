@@ -159,6 +159,13 @@ def log_in(page: Page, username: str) -> None:
     page.wait_for_url("/")
 
 
+def in_language(page: Page, language: str) -> None:
+    """Reload the page in a language, through the language cookie of the whole console (not of one page)."""
+    origin = "/".join(page.url.split("/", 3)[:3])
+    page.context.add_cookies([{"name": "beamhub-lang", "value": language, "url": origin}])
+    page.reload()
+
+
 @pytest.fixture
 def shoot(screenshot_dir: Path, world: World) -> Callable[[Page, str], None]:
     """shoot(page, name): screenshots `name-zh_CN.png` and `name-en.png` of the page (reloaded in each

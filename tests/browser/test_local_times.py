@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.browser.conftest import in_language
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
@@ -38,8 +40,7 @@ def clock(session: dict[str, Any]) -> str:
 
 
 def check_ends(page: Page, row: str, session: dict[str, Any], language: str) -> None:
-    page.context.add_cookies([{"name": "beamhub-lang", "value": language, "url": page.url}])
-    page.reload()
+    in_language(page, language)
     cell = page.locator(f"{row}[data-session='{session['id']}'] td:has([data-minutes-until])")
     said = cell.inner_text().strip()
     if language == "en":
