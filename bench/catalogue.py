@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 
 from beamhub.config import Settings
-from beamhub.data.proposals.schemas import ProposalCreate
+from beamhub.data.schemas import ProposalCreate
 from beamhub.identity.principal import Principal
 from beamhub.services import Services, build_services
 
@@ -96,7 +96,7 @@ def build(root: Path, pg: str, rows: int, proposals: int) -> Catalogue:
     folder = services.data.proposal_dir(proposal)
     for real in ("a000", "big/q0500"):
         write_files(folder / real, PAGE)
-        services.registration.register(ADMIN, proposal.id, real)
+        services.data.register(ADMIN, proposal.id, real)
     fill(pg % name, user.id, rows, proposals)
     browse, data = services.browse, services.data
     cases = {"member page, root": lambda: browse.files(member, QUERIED, "", None, PAGE),
@@ -189,7 +189,7 @@ def registrations(big: Catalogue, run: int) -> dict[str, float]:
     for case, relative in order[::-1] if run % 2 else order:  # each goes first in every other run
         write_files(folder / relative, NEW_FILES)
         start = time.perf_counter()
-        result = big.services.registration.register(ADMIN, QUERIED, relative)
+        result = big.services.data.register(ADMIN, QUERIED, relative)
         times[case] = (time.perf_counter() - start) * 1000
         assert result.files == NEW_FILES, result
     return times
