@@ -59,7 +59,7 @@ def test_sign_in_and_switch_language_on_the_login_page(open_page: Callable[..., 
 def test_jupyterlab_from_launch_to_stop(open_page: Callable[..., Page], world: Any,
                                         shoot: Callable[[Page, str], None], screenshot_dir: Path,
                                         require_image: None) -> None:
-    alice, own, other = world.users["alice"], world.proposals["P1"]["path"], world.proposals["P2"]["path"]
+    alice, own, other = world.users["alice"], world.proposals["P1"]["id"], world.proposals["P2"]["path"]
     page = open_page("alice")
     expect(page.locator(".who")).to_have_text(alice)
     shoot(page, "dashboard-empty")
@@ -74,11 +74,13 @@ def test_jupyterlab_from_launch_to_stop(open_page: Callable[..., Page], world: A
     session_id = page.url.split("/s/")[1].split("/")[0]
     assert world.server.admin.get(f"/api/v1/sessions/{session_id}").json()["state"] == "running"
 
+    # JupyterLab opens in the home folder, next to the links to her proposals (read-only, says their README)
+    expect(page.locator(".jp-DirListing-itemText", has_text="proposals")).to_be_visible(timeout=START_TIMEOUT)
     page.locator(".jp-LauncherCard[data-category=Notebook]").first.click(timeout=START_TIMEOUT)
     # a cell run before the kernel is connected is silently not run; the status bar says when it is
     kernel_status = page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"ipykernel\) \| Idle$"))
     expect(kernel_status).to_be_visible(timeout=RUN_TIMEOUT)
-    run_cell(page, 0, f"import os, pwd\nmine = {own!r}\n"
+    run_cell(page, 0, f"import os, pwd\nmine = os.path.expanduser('~/proposals/{own}')\n"
                       "print(pwd.getpwuid(os.getuid()).pw_name, sorted(os.listdir(mine)))")
     outputs = page.locator(".jp-Notebook .jp-Cell .jp-OutputArea-output")
     expect(outputs.nth(0)).to_have_text(f"{alice} ['notes.txt', 'scan1']", timeout=RUN_TIMEOUT)
