@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     if not secret:
         print(f"beamhub.agent: ${SECRET_ENV} is not set", file=sys.stderr)
         return 2
-    link_proposals(os.path.expanduser("~"), os.environ.get(PROPOSALS_ENV, ""))
+    if PROPOSALS_ENV in os.environ:  # beamhub's sessions always pass it; an agent started by hand links nothing
+        link_proposals(os.path.expanduser("~"), os.environ[PROPOSALS_ENV])
     return supervise(args, Reporter(args.callback, args.session, secret))
 
 
