@@ -51,8 +51,9 @@ from beamhub.web.login_pages import router as login_router
 log = logging.getLogger(__name__)
 
 
-def _error_response(status: int, detail: object) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _error_response(status: int, detail: object, code: str) -> JSONResponse:
+    """A refusal: `detail` for people (English; the console translates), `code` for programs."""
+    return JSONResponse({"detail": detail, "code": code}, status_code=status)
 
 
 EMBARGO_CHECK_INTERVAL = 60.0
@@ -75,15 +76,16 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BeamhubError)
     async def beamhub_error(_: Request, exc: BeamhubError) -> JSONResponse:
-        return _error_response(exc.status_code, str(exc))
+        return _error_response(exc.status_code, str(exc), exc.code)
 
     @app.exception_handler(BackendError)
     async def backend_error(_: Request, exc: BackendError) -> JSONResponse:
-        return _error_response(503, str(exc))
+        return _error_response(503, str(exc), "backend_failed")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(422, [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()])
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return _error_response(422, errors, "invalid")
 
 
 def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
@@ -154,4 +156,4 @@ async def refuse_trailing_dot(scope: Scope, receive: Receive, send: Send) -> Non
     if scope["type"] == "websocket":
         await WebSocketClose(code=1008, reason="host names end without a dot")(scope, receive, send)
     else:
-        await JSONResponse({"detail": "host names end without a dot"}, 400)(scope, receive, send)
+        await _error_response(400, "host names end without a dot", "invalid_host")(scope, receive, send)

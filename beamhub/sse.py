@@ -32,7 +32,7 @@ Report = Callable[[str, int], None]
 
 PROGRESS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {EVENT_STREAM: {}}, "description": (
     "JSON; or, with `Accept: text/event-stream`, `progress` events ({phase, done}) and then one `result` "
-    "event (the JSON) or one `error` event ({status, detail})")}}
+    "event (the JSON) or one `error` event ({status, detail, code})")}}
 
 
 def server_sent_event(name: str, data: str, event_id: int | None = None) -> str:
@@ -106,9 +106,11 @@ async def _events(running: _Work, first: tuple[str, int] | None) -> AsyncIterato
     try:
         result = running.outcome.result()
     except BeamhubError as exc:
-        yield server_sent_event("error", json.dumps({"status": exc.status_code, "detail": str(exc)}))
+        refusal = {"status": exc.status_code, "detail": str(exc), "code": exc.code}
+        yield server_sent_event("error", json.dumps(refusal))
     except Exception:  # logged by _log_failure; the client gets no traceback
-        yield server_sent_event("error", json.dumps({"status": 500, "detail": "internal error; see the server log"}))
+        yield server_sent_event("error", json.dumps({"status": 500, "detail": "internal error; see the server log",
+                                                       "code": "internal_error"}))
     else:
         yield server_sent_event("result", result.model_dump_json())
 

@@ -97,13 +97,14 @@ def test_progress_is_throttled_and_only_grows(client: TestClient) -> None:
 def test_a_refusal_before_any_progress_is_a_plain_http_error(client: TestClient) -> None:
     response = client.post("/work/refused", headers={"Accept": EVENT_STREAM})
     assert response.status_code == 403
-    assert response.json() == {"detail": "only the DAQ registers data"}
+    assert response.json() == {"detail": "only the DAQ registers data", "code": "forbidden"}
 
 
 def test_a_failure_after_progress_ends_the_stream_with_an_error_event(client: TestClient) -> None:
     received = events(client, "conflict")
     assert received[0][0] == "progress"
-    assert received[-1] == ("error", {"status": 409, "detail": "another registration ran at the same time"})
+    assert received[-1] == ("error", {"status": 409, "detail": "another registration ran at the same time",
+                                      "code": "conflict"})
 
 
 def test_an_unexpected_failure_shows_no_internals(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:

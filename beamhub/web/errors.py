@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from beamhub.compute.backend import BackendError
 from beamhub.deps import SESSION_COOKIE, principal_if_valid, read_cookie
@@ -26,7 +26,7 @@ from beamhub.errors import (
     Unauthenticated,
 )
 from beamhub.identity.principal import Principal
-from beamhub.web.pages import LoginRequired, login_redirect, render, translator
+from beamhub.web.pages import LoginRequired, login_redirect, message_of, render, translator
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -67,7 +67,7 @@ async def page_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, LoginRequired):
         return login_redirect(exc)
     if isinstance(exc, BeamhubError):
-        return await error_page(request, exc.status_code, title_of(exc), str(exc))
+        return await error_page(request, exc.status_code, title_of(exc), message_of(exc, request))
     if isinstance(exc, BackendError):
         return await error_page(request, 503, N_("The compute backend failed"), str(exc))
     if isinstance(exc, RequestValidationError):
@@ -102,4 +102,5 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
         title = N_("Not found") if exc.status_code == 404 else N_("Something went wrong")
         detail = N_("There is no page at this address.") if exc.status_code == 404 else ""
         return await error_page(request, exc.status_code, title, detail)
-    return await http_exception_handler(request, exc)
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    return JSONResponse({"detail": exc.detail, "code": code}, exc.status_code, headers=exc.headers)

@@ -23,7 +23,7 @@ from beamhub.errors import BeamhubError, Forbidden, NotFound
 from beamhub.identity.accounts.models import User
 from beamhub.identity.login.oidc import PENDING_TTL, OidcLogin, local_path
 from beamhub.identity.login.service import same_secret
-from beamhub.web.pages import render, translator
+from beamhub.web.pages import message_of, render, translator
 
 router = APIRouter(tags=["login"])
 
@@ -92,7 +92,7 @@ def post_login(request: Request, login: Login, username: Annotated[str, Form(max
         if wants_json(request):
             raise
         csrf = expected or secrets.token_urlsafe(32)
-        page = login_page(request, csrf, local_path(next), str(exc), exc.status_code)
+        page = login_page(request, csrf, local_path(next), message_of(exc, request), exc.status_code)
         set_cookie(request, page, LOGIN_CSRF_COOKIE, csrf, max_age=3600)
         return page
     return _logged_in(request, user, method, next)

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from beamhub.errors import BeamhubError
 from beamhub.identity.principal import Principal
 from beamhub.web.errors import title_of
-from beamhub.web.pages import page_principal, translator
+from beamhub.web.pages import message_of, page_principal, translator
 
 PAGE_SIZE = 50
 """Rows of one page of a console listing."""
@@ -35,4 +35,4 @@ def see_other(path: str) -> RedirectResponse:
 def refusal(request: Request, error: BeamhubError) -> dict[str, Any]:
     """The template context that shows a service's refusal in the alert above a form, translated where known."""
     _ = translator(request)
-    return {"error_title": _(title_of(error)), "error": _(str(error))}
+    return {"error_title": _(title_of(error)), "error": message_of(error, request)}

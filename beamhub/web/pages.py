@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from beamhub.deps import SESSION_COOKIE, current_principal, get_services, read_cookie
-from beamhub.errors import Unauthenticated
+from beamhub.errors import BeamhubError, Unauthenticated
 from beamhub.identity.principal import Principal
 from beamhub.web.i18n import LOCALES, Formatter, request_locale, translations
 
@@ -36,6 +36,12 @@ def environment(locale: str) -> Environment:
 def translator(request: Request) -> Callable[[str], str]:
     """The request language's gettext, to bind as `_` (so that Babel finds the messages)."""
     return translations(request_locale(request)).gettext
+
+
+def message_of(error: BeamhubError, request: Request) -> str:
+    """A service's refusal in the page's language: its message's translation, filled with the error's values."""
+    translated = translator(request)(error.template)
+    return translated % error.fields if error.fields else translated
 
 
 def formatter(request: Request) -> Formatter:

@@ -19,7 +19,7 @@ from beamhub.sessions.service import SessionService
 from beamhub.web.errors import PageRoute, title_of
 from beamhub.web.forms import LaunchForm
 from beamhub.web.i18n import LANG_COOKIE, LOCALES
-from beamhub.web.pages import page_principal, render, translator
+from beamhub.web.pages import message_of, page_principal, render, translator
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PagePrincipal = Annotated[Principal, Depends(page_principal)]
@@ -61,7 +61,7 @@ def launch_page(request: Request, principal: Principal, sessions: Sessions, form
     return render(request, "launch.html", error.status_code if error else 200, principal=principal,
                   form=form.values(), kinds=sorted(kinds.KINDS), images=sorted(settings.images), total=total,
                   free=free, overcommit=settings.overcommit, max_hours=settings.max_runtime / 3600,
-                  error_title=_(title_of(error)) if error else "", error=_(str(error)) if error else "")
+                  error_title=_(title_of(error)) if error else "", error=message_of(error, request) if error else "")
 
 
 @router.get("/sessions/new")

@@ -17,7 +17,9 @@ def assert_error(response: httpx.Response, status: int, *fragments: str) -> str:
     """A JSON error with the expected status whose detail mentions each fragment; returns the detail."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers["content-type"]
-    detail = str(response.json()["detail"])
+    body = response.json()
+    assert isinstance(body.get("code"), str) and body["code"], body  # a machine code beside the English words
+    detail = str(body["detail"])
     for fragment in fragments:
         assert fragment in detail, detail
     return detail

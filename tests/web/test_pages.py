@@ -77,7 +77,7 @@ def test_an_unknown_page_is_a_page_for_browsers_and_json_for_programs(hub: Any, 
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "未找到" in page.text and "返回我的会话" in page.text
     api = hub.client().get("/no/such/page")
-    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found", "code": "not_found"}
     assert browser().get("/api/v1/nothing").headers["content-type"] == "application/json"
 
 
