@@ -93,6 +93,13 @@ def run_session(server: Any, token: str, script: str, *args: str) -> str:
         return client.get(f"/api/v1/sessions/{session['id']}/log").text
 
 
+def expected_target(folder: Path) -> str:
+    """Where a proposal's link leads: its stable path <storage_root>/current/<beamline>/<id> (a migration re-points
+    it), else its folder."""
+    stable = folder.parents[2] / "current" / folder.parent.name / folder.name
+    return str(stable if stable.is_symlink() else folder)
+
+
 def links_of(username: str) -> Path:
     return Path(pwd.getpwnam(username).pw_dir) / "proposals"
 
@@ -119,7 +126,8 @@ def test_the_links_are_the_users_own_and_lead_to_their_proposals_only(
     assert folder.lstat().st_uid == uid and folder.lstat().st_mode & 0o777 == 0o700
     link = folder / proposals["alice"][0]
     assert link.is_symlink() and link.lstat().st_uid == uid
-    assert os.readlink(link) == str(proposals["alice"][1])
+    assert os.readlink(link) == expected_target(proposals["alice"][1])
+    assert link.resolve() == proposals["alice"][1].resolve()
     assert sorted(p.name for p in folder.iterdir()) == [".beamhub-links", proposals["alice"][0], "README.txt"]
     assert "read-only" in (folder / "README.txt").read_text()
 
@@ -145,7 +153,7 @@ def test_starting_again_keeps_the_links_and_the_users_files_and_follows_membersh
 
     run_session(server, people["alice"][1], "pass")
     assert not mine.is_symlink()
-    assert os.readlink(folder / added) == str(added_folder)
+    assert os.readlink(folder / added) == expected_target(added_folder)
     assert (folder / "notes.txt").read_text() == "mine\n" and os.readlink(folder / "scratch") == "/tmp"
     server.admin.put(f"/api/v1/proposals/{proposals['alice'][0]}/members/{alice}")
     run_session(server, people["alice"][1], "pass")
