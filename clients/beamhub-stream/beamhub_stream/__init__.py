@@ -171,7 +171,10 @@ class Subscription:
 class Publisher:
     """The DAQ's side: frames to beamhub's ZeroMQ endpoint (stream_bind) with a data:ingest token."""
 
-    def __init__(self, endpoint: str, token: str | None = None, copy: bool = True) -> None:
+    def __init__(self, endpoint: str, token: str | None = None, copy: bool = True, queue: int = 16,
+                 linger: float | None = 30.0) -> None:
+        """`queue`: frames ZeroMQ holds for beamhub before send() waits; `linger`: seconds close() waits for them
+        to be delivered (None: until they are)."""
         import zmq
 
         token = token or os.environ.get(TOKEN_ENV)
@@ -182,7 +185,8 @@ class Publisher:
         self._copy = copy
         self._context = zmq.Context()
         self.socket = self._context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 5000)
+        self.socket.setsockopt(zmq.SNDHWM, queue)
+        self.socket.setsockopt(zmq.LINGER, -1 if linger is None else int(linger * 1000))
         self.socket.connect(endpoint)
 
     def __enter__(self) -> Publisher:
