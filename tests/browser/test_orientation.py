@@ -108,7 +108,8 @@ def test_on_a_phone_every_field_of_a_card_has_its_label(chromium: Browser, world
         "user": world.users["alice"], "kind": "command", "command": "sleep", "args": ["600"], "ncores": 0.1,
         "memory": "64Mi", "name": "phone-fit"})
     assert started.status_code == 201, started.text
-    world.server.wait_for_state(started.json()["id"], {"running"})
+    session_id = started.json()["id"]
+    world.server.wait_for_state(session_id, {"running"})
     context = chromium.new_context(base_url=world.server.url, locale="en-US", viewport=PHONE, is_mobile=True)
     try:
         page = context.new_page()
@@ -123,11 +124,22 @@ def test_on_a_phone_every_field_of_a_card_has_its_label(chromium: Browser, world
                 assert label, cell.inner_html()
                 shown = cell.evaluate("c => getComputedStyle(c, '::before').content")
                 assert shown.strip('"') == label, (label, shown)
-            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-            page.screenshot(path=screenshot_dir / f"phone-dashboard-{language}.png", full_page=True)
-            page.goto("/data")
-            page.screenshot(path=screenshot_dir / f"phone-data-{language}.png", full_page=True)
+            for name, address in {"dashboard": "/", "launch": "/sessions/new", "session": f"/sessions/{session_id}",
+                                  "data": "/data", "keys": "/keys", "help": "/help"}.items():
+                page.goto(address)
+                assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], address
+                page.screenshot(path=screenshot_dir / f"phone-{name}-{language}.png", full_page=True)
             page.goto("/")
+        admin = chromium.new_context(base_url=world.server.url, locale="en-US", viewport=PHONE, is_mobile=True)
+        admin_page = admin.new_page()
+        log_in(admin_page, world.users["admin"])
+        for name, address in {"admin": "/admin", "admin-sessions": "/admin/sessions", "admin-users": "/admin/users",
+                              "admin-audit": "/admin/audit"}.items():
+            admin_page.goto(address)
+            cells = admin_page.locator("table tbody td")
+            assert all(cells.nth(i).get_attribute("data-label") for i in range(min(cells.count(), 40))), address
+            admin_page.screenshot(path=screenshot_dir / f"phone-{name}-en.png", full_page=True)
+        admin.close()
     finally:
         context.close()
         world.server.stop_all_sessions()
