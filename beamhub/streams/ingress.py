@@ -3,7 +3,7 @@
 A DAQ connects a DEALER and sends each frame as [publish token, header JSON, bytes] (see frames.py). The token is
 checked for each frame against a memory of the last seconds' decisions (a refused one too, so that a wrong token
 does not become a database round trip per frame); a refusal is answered with one JSON message
-`{"error": ..., "status": 401|403|404|422, "frame": n}` to that DEALER. The socket's receive queue is a few
+`{"error": ..., "code": ..., "status": 401|403|404|422, "frame": n}` to that DEALER. The socket's receive queue is a few
 messages deep and ZMQ_MAXMSGSIZE bounds a message, so a DAQ faster than the subscribers (block policy) waits in
 ZeroMQ's own flow control, not in beamhub's memory.
 """
@@ -19,7 +19,7 @@ import zmq
 import zmq.asyncio
 
 from beamhub.cache import TtlCache
-from beamhub.errors import BeamhubError
+from beamhub.errors import BeamhubError, Invalid
 from beamhub.metrics import STREAM_FRAMES_REFUSED
 from beamhub.streams.frames import BadFrame, parse_header
 from beamhub.streams.relay import Relay
@@ -75,15 +75,15 @@ class Ingress:
     async def _relay(self, parts: list[zmq.Frame]) -> bytes | None:
         """Relay one message from the DAQ; the refusal to send back, if it is refused."""
         if len(parts) != 4:
-            return self._refusal("malformed", 422, "a frame is [token, header, bytes]", None)
+            return self._refusal("malformed", Invalid("a frame is [token, header, bytes]"), None)
         _, token, raw_header, data = parts
         try:
             header = parse_header(raw_header.bytes, len(data))
         except BadFrame as exc:
-            return self._refusal("malformed", 422, str(exc), None)
+            return self._refusal("malformed", Invalid(str(exc)), None)
         decision = await self._decide(token.bytes, header.proposal)
         if decision is not None:
-            return self._refusal("refused", decision.status_code, str(decision), header.frame)
+            return self._refusal("refused", decision, header.frame)
         await self.relay.publish(header, data.buffer)
         return None
 
@@ -101,6 +101,7 @@ class Ingress:
         return decision
 
     @staticmethod
-    def _refusal(reason: str, status: int, detail: str, frame: int | None) -> bytes:
+    def _refusal(reason: str, error: BeamhubError, frame: int | None) -> bytes:
         STREAM_FRAMES_REFUSED.labels(reason).inc()
-        return json.dumps({"error": detail, "status": status, "frame": frame}).encode()
+        return json.dumps({"error": str(error), "code": error.code, "status": error.status_code,
+                           "frame": frame}).encode()

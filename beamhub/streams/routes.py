@@ -52,10 +52,11 @@ async def _subscriber(websocket: WebSocket, proposal_id: str) -> Principal:
 
 
 async def _refuse(websocket: WebSocket, exc: BeamhubError) -> None:
-    """Answer the handshake with the refusal's status and JSON detail (a close code 4000 + status without the
-    websocket denial extension)."""
+    """Answer the handshake with the refusal's status and JSON detail and code, as the API answers (a close code
+    4000 + status without the websocket denial extension)."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse({"detail": str(exc)}, status_code=exc.status_code))
+        await websocket.send_denial_response(JSONResponse({"detail": str(exc), "code": exc.code},
+                                                          status_code=exc.status_code))
     else:
         await websocket.close(code=4000 + exc.status_code, reason=str(exc)[:120])
 
