@@ -277,3 +277,21 @@ def prefetch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g
         err.print("[yellow]left on the old tier (they differ from their copy):[/yellow] "
                   f"{escape(', '.join(result.kept[:20]))}")
         raise typer.Exit(1)
+
+
+@data_app.command("link-current")
+def link_current(config: ConfigOption = None) -> None:
+    """Point every proposal's stable path (storage_root/current/<beamline>/<proposal>) at the tier the catalogue
+    names: once for proposals made before stable paths existed; it changes nothing where they are right."""
+    from sqlalchemy import select
+
+    from beamhub.data.current import point_current
+    from beamhub.data.models import Proposal
+
+    services = cli_services(config)
+    with services.db.session() as db:
+        rows = db.execute(select(Proposal.beamline, Proposal.id, Proposal.tier).order_by(Proposal.id)).all()
+    root = services.settings.storage_root
+    changed = [proposal for beamline, proposal, tier in rows if point_current(root, beamline, proposal, tier)]
+    console.print(f"{len(changed)} of {len(rows)} stable paths made or re-pointed"
+                  + (f": {escape(', '.join(changed[:20]))}{' ...' if len(changed) > 20 else ''}" if changed else ""))

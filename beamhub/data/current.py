@@ -24,14 +24,15 @@ def current_path(storage_root: Path, beamline: str, proposal_id: str) -> Path:
     return storage_root / CURRENT / beamline / proposal_id
 
 
-def point_current(storage_root: Path, beamline: str, proposal_id: str, tier: str) -> Path:
-    """Make the proposal's stable link lead to its folder on `tier` (replaced at once if it led elsewhere)."""
+def point_current(storage_root: Path, beamline: str, proposal_id: str, tier: str) -> bool:
+    """Make the proposal's stable link lead to its folder on `tier` (replaced at once if it led elsewhere); whether
+    it had to be made or changed."""
     link = current_path(storage_root, beamline, proposal_id)
     target = os.path.join("..", "..", tier, beamline, proposal_id)
     if os.path.islink(link) and os.readlink(link) == target:
-        return link
+        return False
     link.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     partial = link.with_name(f".{proposal_id}.{secrets.token_hex(8)}")
     os.symlink(target, partial)
     os.rename(partial, link)
-    return link
+    return True
