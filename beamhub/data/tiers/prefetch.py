@@ -111,8 +111,8 @@ def check_may_prefetch(service: DataService, principal: Principal, proposal: Pro
         return
     if principal.user_id is not None and any(m.user_id == principal.user_id for m in proposal.members):
         return
-    raise Forbidden(f"only members of {proposal.id}, staff of beamline {proposal.beamline} and administrators "
-                    "prefetch its data")
+    raise Forbidden("only members of %(proposal)s, staff of beamline %(beamline)s and administrators prefetch its "
+                    "data", proposal=proposal.id, beamline=proposal.beamline)
 
 
 def touch(service: DataService, proposal_id: str, when: datetime | None = None) -> None:
@@ -163,8 +163,9 @@ def _make_room(service: DataService, proposal: Proposal, hot: str, warm: str, pr
         return []
     need = proposal_bytes(service, proposal.id)
     if need > budget:
-        raise Conflict(f"proposal {proposal.id} holds {format_size(need)} ({need} bytes), more than the {hot} "
-                       f"tier's budget of {format_size(budget)} ({budget} bytes): it cannot be prefetched")
+        raise Conflict("proposal %(proposal)s holds %(size)s (%(bytes)s bytes), more than the %(tier)s tier's budget "
+                       "of %(budget)s (%(budget_bytes)s bytes): it cannot be prefetched", proposal=proposal.id,
+                       size=format_size(need), bytes=need, tier=hot, budget=format_size(budget), budget_bytes=budget)
     others = [r for r in residents(service, hot) if r.id != proposal.id]
     used = sum(r.size for r in others)
     evicted, busy = [], []
@@ -172,15 +173,21 @@ def _make_room(service: DataService, proposal: Proposal, hot: str, warm: str, pr
         if used + need <= budget:
             break
         reason = in_use(service, resident.id)
+        if reason is None:
+            try:
+                evict(service, resident.id, warm, progress)
+            except BeamhubError as exc:  # e.g. a file that does not verify: it stays, and the next one is tried
+                reason = f"it could not be moved back: {exc}"
         if reason is not None:
             busy.append(f"{resident.id} ({reason})")
             continue
-        evict(service, resident.id, warm, progress)
         used -= resident.size
         evicted.append(resident.id)
     if used + need > budget:
-        raise Conflict(f"the {hot} tier has no room for {proposal.id} ({format_size(need)}): {format_size(used)} of "
-                       f"its {format_size(budget)} are held by proposals in use: {', '.join(busy)}; try again later")
+        raise Conflict("the %(tier)s tier has no room for %(proposal)s (%(size)s): %(used)s of its %(budget)s are "
+                       "held by proposals that cannot move now: %(held)s; try again later", tier=hot,
+                       proposal=proposal.id, size=format_size(need), used=format_size(used),
+                       budget=format_size(budget), held=", ".join(busy))
     return evicted
 
 
