@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy import event
 
 from beamhub.config import Settings
 from beamhub.data.schemas import ProposalCreate
@@ -56,6 +57,7 @@ class Catalogue:
     cases: dict[str, Callable[[], Any]]
     build_seconds: float
     sizes: dict[str, int]
+    statements: dict[str, int]
 
 
 @contextmanager
@@ -107,7 +109,27 @@ def build(root: Path, pg: str, rows: int, proposals: int) -> Catalogue:
     for label, case in cases.items():
         answer = case()
         assert len(answer) == 10 if label == "proposals list" else len(answer[0]) == PAGE, f"{label} is short"
-    return Catalogue(rows, proposals, services, member, cases, time.perf_counter() - start, table_sizes(pg % name))
+    return Catalogue(rows, proposals, services, member, cases, time.perf_counter() - start, table_sizes(pg % name),
+                     statements(services, cases))
+
+
+def statements(services: Services, cases: dict[str, Callable[[], Any]]) -> dict[str, int]:
+    """SQL statements one call of each case sends."""
+    sent: list[str] = []
+
+    def count(*_: Any) -> None:
+        sent.append("")
+
+    event.listen(services.db.engine, "before_cursor_execute", count)
+    try:
+        counts = {}
+        for label, case in cases.items():
+            sent.clear()
+            case()
+            counts[label] = len(sent)
+        return counts
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", count)
 
 
 def write_files(folder: Path, count: int) -> None:
@@ -223,6 +245,7 @@ def report(samples: dict[tuple[str, int], list[list[float]]], registered: dict[s
         for n in sizes:
             print(f"member/admin page, {where}, at {n:,} rows (p50): "
                   f"{ratio(samples[f'member page, {where}', n], samples[f'admin page, {where}', n])}")
+    print("SQL statements a call: " + ", ".join(f"{label} {n}" for label, n in catalogues[1].statements.items()))
     big, empty = registered["register 1,000 into big"], registered["register 1,000 into empty"]
     per_run = [b / e for b, e in zip(big, empty, strict=True)]
     print(f"register 1,000 files into `big` ({catalogues[1].rows // 10:,} rows): p50 {statistics.median(big):.0f} ms;"
