@@ -163,6 +163,16 @@ class Settings(BaseSettings):
         """One number (the setting's earlier form) is a list of one lead time."""
         return [value] if isinstance(value, int | str) else value
 
+    @field_validator("storage_tiers")
+    @classmethod
+    def _tiers_are_folder_names(cls, value: list[str]) -> list[str]:
+        """Each tier is one folder of storage_root; `current` holds the proposals' stable paths."""
+        for tier in value:
+            if tier in ("", ".", "..", "current") or "/" in tier or "\0" in tier:
+                raise ValueError(f"{tier!r} cannot be a tier: a tier is a folder name under storage_root, and "
+                                 "`current` holds the proposals' stable paths")
+        return value
+
     @field_validator("tier_budget", mode="before")
     @classmethod
     def _budget_sizes(cls, value: object) -> object:
