@@ -274,3 +274,9 @@ def test_the_cli_makes_the_stable_paths_of_proposals_that_have_none(env: dict[st
     assert os.path.realpath(link) == str(services.data.proposal_dir(proposal))
     again = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert "0 of 1 stable paths" in again.stdout
+
+
+@pytest.mark.parametrize("tiers", [["hot", "current"], ["hot", "../warm"], ["hot", ""]])
+def test_a_tier_that_is_not_a_plain_folder_name_or_is_named_current_is_refused(tiers: list[str]) -> None:
+    with pytest.raises(ValueError, match="cannot be a tier"):
+        Settings(storage_tiers=tiers)
