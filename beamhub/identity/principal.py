@@ -50,7 +50,7 @@ class Principal:
 
     def require_scope(self, scope: str) -> None:
         if not self.has_scope(scope):
-            raise Forbidden(f"this token lacks the {scope!r} scope")
+            raise Forbidden("this token lacks the %(scope)r scope", scope=scope)
 
     def require_full_credential(self) -> None:
         """Refuse scope-limited tokens: only a login session or an unscoped token may do this."""

@@ -39,9 +39,13 @@ def translator(request: Request) -> Callable[[str], str]:
 
 
 def message_of(error: BeamhubError, request: Request) -> str:
-    """A service's refusal in the page's language: its message's translation, filled with the error's values."""
+    """A service's refusal in the page's language: its message's translation, filled with the error's values (a
+    value that is itself an error, such as the reason of "key 2 of 3: ...", in the page's language too)."""
     translated = translator(request)(error.template)
-    return translated % error.fields if error.fields else translated
+    if not error.fields:
+        return translated
+    return translated % {name: message_of(value, request) if isinstance(value, BeamhubError) else value
+                         for name, value in error.fields.items()}
 
 
 def formatter(request: Request) -> Formatter:

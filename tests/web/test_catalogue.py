@@ -1,7 +1,9 @@
-"""Every message of the console has a Simplified Chinese translation; adding an untranslated one fails here."""
+"""Every message of the console and every error's message has a Simplified Chinese translation; adding an
+untranslated one fails here."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -9,19 +11,21 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-import beamhub.web
+from beamhub.errors import ERROR_KEYWORDS, BeamhubError
 
-WEB = Path(beamhub.web.__file__).parent
-ROOT = WEB.parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "beamhub" / "web"
 PO = WEB / "translations" / "zh_CN" / "LC_MESSAGES" / "messages.po"
-PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sdr]")
+KEYWORDS = {**DEFAULT_KEYWORDS, **dict.fromkeys(ERROR_KEYWORDS)}
+"""gettext's names and every error class: an error's first argument is the message to translate."""
 
 
 def extracted() -> set[str]:
-    """The msgids (singular forms) that babel.cfg finds in the console's templates and code."""
+    """The msgids (singular forms) that babel.cfg finds in the console's templates and beamhub's code."""
     with (WEB / "babel.cfg").open() as cfg:
         method_map, options_map = parse_mapping_cfg(cfg)
-    found = extract_from_dir(str(ROOT), method_map, options_map, keywords=DEFAULT_KEYWORDS)
+    found = extract_from_dir(str(ROOT), method_map, options_map, keywords=KEYWORDS)
     return {message if isinstance(message, str) else message[0] for _, _, message, _, _ in found}
 
 
@@ -33,9 +37,22 @@ def catalogue() -> dict[str, tuple[str, ...]]:
             for m in po if m.id}
 
 
+def subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct} | subclasses(direct)}
+
+
 def test_the_extraction_finds_the_templates_and_the_code() -> None:
     messages = extracted()
     assert {"Sign in to beamhub", "My sessions", "Start JupyterLab", "Not enough free resources"} <= messages
+    assert {"no user %(username)s", "wrong username or password"} <= messages  # errors' templates, constants
+
+
+def test_every_error_class_is_an_extraction_keyword() -> None:
+    for path in sorted((ROOT / "beamhub").rglob("*.py")):
+        if path.stem != "__main__" and (path.parent / "__init__.py").exists():  # modules of packages, no scripts
+            importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"))
+    names = {cls.__name__ for cls in subclasses(BeamhubError) | {BeamhubError}}
+    assert names == set(ERROR_KEYWORDS), f"ERROR_KEYWORDS (beamhub/errors.py) must name exactly {sorted(names)}"
 
 
 def test_every_console_message_has_a_chinese_translation() -> None:

@@ -40,12 +40,14 @@ class GroupService:
     def check_grantable(self, db: Session, name: str) -> None:
         """Forbidden unless beamhub may record this group and give it members; checks only, writes nothing."""
         if db.scalar(select(User.id).where(User.username == name)) is not None or host.account_named(name):
-            raise Forbidden(f"group {name} is the private group of user {name}: it takes no other members")
+            raise Forbidden("group %(name)s is the private group of user %(name)s: it takes no other members",
+                            name=name)
         gid = self._known_gid(db, name)
         if gid is not None and not manages(self.settings, name, gid):
-            raise Forbidden(f"group {name} (GID {gid}) is a host group outside beamhub's GID range "
-                            f"{self.settings.gid_min}-{self.settings.gid_max}: beamhub does not manage it "
-                            "(the setting host_groups lists the host groups it may)")
+            raise Forbidden("group %(name)s (GID %(gid)s) is a host group outside beamhub's GID range "
+                            "%(gid_min)s-%(gid_max)s: beamhub does not manage it (the setting host_groups lists the "
+                            "host groups it may)",
+                            name=name, gid=gid, gid_min=self.settings.gid_min, gid_max=self.settings.gid_max)
 
     def _known_gid(self, db: Session, name: str) -> int | None:
         """The GID beamhub records for this group, else the system's; None for a group that does not exist."""
@@ -64,8 +66,8 @@ class GroupService:
         gid = self._gid_for(db, name)
         holder = db.scalar(select(Group).where(Group.gid == gid))
         if holder is not None:
-            raise Conflict(f"the system's group {name} has GID {gid}, which beamhub records for group {holder.name}; "
-                           f"the GID was reused: remove or renumber one of them")
+            raise Conflict("the system's group %(name)s has GID %(gid)s, which beamhub records for group %(holder)s; "
+                           "the GID was reused: remove or renumber one of them", name=name, gid=gid, holder=holder.name)
         group = Group(name=name, gid=gid, members=[])
         db.add(group)
         db.flush()
@@ -86,7 +88,8 @@ class GroupService:
         for gid in range(self.settings.gid_min, self.settings.gid_max + 1):
             if gid not in used and not host.gid_taken(gid):
                 return gid
-        raise Conflict(f"no free GID left in {self.settings.gid_min}-{self.settings.gid_max}")
+        raise Conflict("no free GID left in %(gid_min)s-%(gid_max)s",
+                       gid_min=self.settings.gid_min, gid_max=self.settings.gid_max)
 
     def create(self, name: str, description: str = "", *, by: Principal) -> Group:
         """A new group beamhub manages, for administrators: recorded first, then made on the host (a refusal
@@ -94,7 +97,7 @@ class GroupService:
         by.require_admin()
         with self.creating, self.db.session() as db:
             if db.scalar(select(Group).where(Group.name == name)):
-                raise Conflict(f"group {name} already exists")
+                raise Conflict("group %(name)s already exists", name=name)
             self.check_grantable(db, name)
             group = self.ensure(db, name)
             group.description = description
@@ -113,7 +116,7 @@ class GroupService:
         with self.db.session() as db:
             group = db.scalar(select(Group).where(Group.name == name))
             if group is None:
-                raise NotFound(f"no group {name}")
+                raise NotFound("no group %(name)s", name=name)
         return group
 
     def list(self, *, by: Principal) -> list[Group]:
@@ -131,8 +134,10 @@ class GroupService:
         with self.db.session() as db:
             group = db.scalar(select(Group).where(Group.name == name))
             user = db.scalar(select(User).where(User.username == username))
-            if group is None or user is None:
-                raise NotFound(f"no group {name}" if group is None else f"no user {username}")
+            if group is None:
+                raise NotFound("no group %(name)s", name=name)
+            if user is None:
+                raise NotFound("no user %(username)s", username=username)
             if member:
                 self.check_grantable(db, name)
             changed = (user in group.members) != member

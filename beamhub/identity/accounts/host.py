@@ -20,7 +20,7 @@ def _run(argv: list[str]) -> None:
     if result.returncode != 0:
         log.error("%s failed (status %d): %s", " ".join(argv), result.returncode,
                   result.stderr.strip() or result.stdout.strip())
-        raise HostRefused(f"{argv[0]} failed on this host; the server's log says why")
+        raise HostRefused("%(program)s failed on this host; the server's log says why", program=argv[0])
 
 
 HOST = threading.RLock()
@@ -41,7 +41,8 @@ def _ensure_group(name: str, gid: int | None) -> int:
         _run(["groupadd", *(["-g", str(gid)] if gid is not None else []), name])
         return grp.getgrnam(name).gr_gid
     if gid is not None and existing.gr_gid != gid:
-        raise Conflict(f"system group {name} exists with GID {existing.gr_gid}, not {gid}")
+        raise Conflict("system group %(name)s exists with GID %(gr_gid)s, not %(gid)s",
+                       name=name, gr_gid=existing.gr_gid, gid=gid)
     return existing.gr_gid
 
 
@@ -70,7 +71,8 @@ def _ensure_account(username: str, uid: int, gid: int, groups: list[str], home: 
         home.chmod(0o700)  # useradd follows login.defs' UMASK, which leaves homes world-readable
         return
     if existing.pw_uid != uid:
-        raise Conflict(f"system user {username} exists with UID {existing.pw_uid}, not {uid}")
+        raise Conflict("system user %(username)s exists with UID %(pw_uid)s, not %(uid)s",
+                       username=username, pw_uid=existing.pw_uid, uid=uid)
     _run(["usermod", "-g", str(gid), "-G", ",".join(groups), username])
     if not home.exists():
         home.mkdir(mode=0o700, parents=True)
@@ -124,7 +126,7 @@ def set_group_member(group: str, username: str, member: bool) -> None:
     try:
         present = username in grp.getgrnam(group).gr_mem
     except KeyError:
-        raise Conflict(f"system group {group} does not exist") from None
+        raise Conflict("system group %(group)s does not exist", group=group) from None
     if member and not present:
         _run(["gpasswd", "-a", username, group])
     elif not member and present:

@@ -42,7 +42,7 @@ def _refusal(record: ApiToken | None, now: datetime) -> Unauthenticated | Forbid
     if record.expires_at is not None and record.expires_at <= now:
         return Unauthenticated("the token has expired")
     if record.user.state is not UserState.active:
-        return Forbidden(f"user {record.user.username} is disabled")
+        return Forbidden("user %(username)s is disabled", username=record.user.username)
     return None
 
 
@@ -52,7 +52,8 @@ def _check_no_wider(by: Principal, scopes: list[str]) -> None:
         return
     wider = set(scopes) - by.scopes
     if wider:
-        raise Forbidden(f"this token lacks the scopes {sorted(wider)}, so it cannot issue a token with them")
+        raise Forbidden("this token lacks the scopes %(wider)s, so it cannot issue a token with them",
+                        wider=sorted(wider))
 
 
 def _audited_fields(user: User) -> dict[str, object]:
@@ -102,7 +103,8 @@ class IdentityService:
                 break
             except IntegrityError as exc:  # another replica recorded the same UID or group first: pick again
                 if attempt == RECORD_ATTEMPTS - 1:
-                    raise Conflict(f"user {username} could not be recorded: {type(exc.orig).__name__}") from exc
+                    raise Conflict("user %(username)s could not be recorded: %(error)s",
+                                   username=username, error=type(exc.orig).__name__) from exc
         self._make_system_account(user)
         self.audit.record_as(by, "user.create", username, uid=user.uid, roles=user.roles, groups=user.groups,
                              beamlines=user.beamlines)
@@ -113,7 +115,7 @@ class IdentityService:
         username = profile["username"]
         with self.db.session() as db:
             if db.scalar(select(User).where(User.username == username)):
-                raise Conflict(f"user {username} already exists")
+                raise Conflict("user %(username)s already exists", username=username)
             if self.settings.identity_source == "nss":
                 uid, gid, groups = sources.nss_identity(username, uid, groups)
                 self._check_host_account(username, uid)
@@ -144,9 +146,9 @@ class IdentityService:
     def _check_host_account(self, username: str, uid: int) -> None:
         """On the nss source, refuse an account outside beamhub's UID range (root, daemon, the host's users)."""
         if not self.settings.uid_min <= uid <= self.settings.uid_max:
-            raise Forbidden(f"{username} has UID {uid} on this host, outside beamhub's UID range "
-                            f"{self.settings.uid_min}-{self.settings.uid_max}: beamhub does not take over host "
-                            "accounts")
+            raise Forbidden("%(username)s has UID %(uid)s on this host, outside beamhub's UID range "
+                            "%(uid_min)s-%(uid_max)s: beamhub does not take over host accounts",
+                            username=username, uid=uid, uid_min=self.settings.uid_min, uid_max=self.settings.uid_max)
 
     def _check_free_name(self, db: Session, username: str) -> None:
         """Refuse a name whose account or private group beamhub could not create as its own (on the host when it
@@ -154,11 +156,12 @@ class IdentityService:
         managed = self.settings.manage_system_accounts
         held = host.account_named(username) if managed else None
         if held is not None:
-            raise Conflict(f"{username} is already an account on this host (UID {held.pw_uid}): beamhub creates "
-                           "its own accounts and takes over none")
+            raise Conflict("%(username)s is already an account on this host (UID %(pw_uid)s): beamhub creates its own "
+                           "accounts and takes over none", username=username, pw_uid=held.pw_uid)
         system = host.group_named(username) if managed else None
         if system is not None or db.scalar(select(Group.id).where(Group.name == username)) is not None:
-            raise Conflict(f"a group named {username} already exists, so {username} cannot have a private group")
+            raise Conflict("a group named %(username)s already exists, so %(username)s cannot have a private group",
+                           username=username)
 
     def _new_uid(self, db: Session, username: str, uid: int | None) -> int:
         """The UID of a new user on the db source (and its private group's GID); refuses what the host holds."""
@@ -166,9 +169,10 @@ class IdentityService:
         if uid is None:
             return self._free_uid(db)
         if not self.settings.uid_min <= uid <= self.settings.uid_max:
-            raise Invalid(f"UID {uid} is outside beamhub's UID range {self.settings.uid_min}-{self.settings.uid_max}")
+            raise Invalid("UID %(uid)s is outside beamhub's UID range %(uid_min)s-%(uid_max)s",
+                          uid=uid, uid_min=self.settings.uid_min, uid_max=self.settings.uid_max)
         if uid in self._used_ids(db) or host.uid_taken(uid) or host.gid_taken(uid):
-            raise Conflict(f"UID {uid} is already taken (by a user, or as the GID of a group)")
+            raise Conflict("UID %(uid)s is already taken (by a user, or as the GID of a group)", uid=uid)
         return uid
 
     def _new_groups(self, db: Session, names: list[str]) -> list[str]:
@@ -188,7 +192,8 @@ class IdentityService:
         for uid in range(self.settings.uid_min, self.settings.uid_max + 1):
             if uid not in used and not host.uid_taken(uid) and not host.gid_taken(uid):
                 return uid
-        raise Conflict(f"no free UID left in {self.settings.uid_min}-{self.settings.uid_max}")
+        raise Conflict("no free UID left in %(uid_min)s-%(uid_max)s",
+                       uid_min=self.settings.uid_min, uid_max=self.settings.uid_max)
 
     def home(self, username: str) -> Path:
         return self.settings.home_root / username
@@ -199,7 +204,7 @@ class IdentityService:
         with self.db.session() as db:
             user = db.scalar(select(User).where(User.username == username))
         if user is None:
-            raise NotFound(f"no user {username}")
+            raise NotFound("no user %(username)s", username=username)
         return user
 
     def list_users(self, offset: int = 0, limit: int = 100, *, by: Principal) -> list[User]:
@@ -222,7 +227,7 @@ class IdentityService:
         with self.db.session() as db:
             user = db.scalar(select(User).where(User.username == username))
             if user is None:
-                raise NotFound(f"no user {username}")
+                raise NotFound("no user %(username)s", username=username)
             before = _audited_fields(user)
             if roles is not None:
                 user.roles = sorted(set(roles) | {Role.user.value})
@@ -261,7 +266,8 @@ class IdentityService:
         user = self.get_user(username, by=by)
         unknown = set(scopes or []) - SCOPES
         if unknown:
-            raise Invalid(f"unknown scopes {sorted(unknown)}; known: {sorted(SCOPES)}")
+            raise Invalid("unknown scopes %(unknown)s; known: %(scopes)s",
+                          unknown=sorted(unknown), scopes=sorted(SCOPES))
         if "admin" in (scopes or []) and not user.is_admin:
             raise Forbidden("only administrators can hold a token with the admin scope")
         scopes = sorted(set(scopes) if scopes else role_scopes(user.roles))
@@ -290,7 +296,7 @@ class IdentityService:
         with self.db.session() as db:
             record = db.get(ApiToken, token_id)
             if record is None or record.user_id != user.id:
-                raise NotFound(f"{username} has no token {token_id}")
+                raise NotFound("%(username)s has no token %(token_id)s", username=username, token_id=token_id)
             record.revoked_at = record.revoked_at or utcnow()
             self.audit.add_as(db, by, "token.revoke", username, token_id=token_id, token_name=record.name)
         self.revoked()

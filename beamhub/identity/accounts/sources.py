@@ -35,15 +35,16 @@ def nss_identity(username: str, uid: int | None, groups: list[str] | None) -> tu
     try:
         entry = pwd.getpwnam(username)
     except KeyError:
-        raise Invalid(f"identity source is nss: no account {username} exists in pwd (getent passwd {username}); "
-                      "create it in the directory (LDAP/SSSD) first") from None
+        raise Invalid("identity source is nss: no account %(username)s exists in pwd (getent passwd %(username)s); "
+                      "create it in the directory (LDAP/SSSD) first", username=username) from None
     if uid is not None and uid != entry.pw_uid:
-        raise Invalid(f"identity source is nss: {username} has UID {entry.pw_uid} there, not {uid}")
+        raise Invalid("identity source is nss: %(username)s has UID %(pw_uid)s there, not %(uid)s",
+                      username=username, pw_uid=entry.pw_uid, uid=uid)
     names = sorted({host.group_name(gid) for gid in nss_group_ids(username, entry.pw_gid) if gid != entry.pw_gid})
     missing = sorted(set(groups or []) - set(names))
     if missing:
-        raise Invalid(f"identity source is nss: group membership comes from NSS and {username} is not in "
-                      f"{', '.join(missing)}")
+        raise Invalid("identity source is nss: group membership comes from NSS and %(username)s is not in %(missing)s",
+                      username=username, missing=', '.join(missing))
     return entry.pw_uid, entry.pw_gid, names
 
 
@@ -174,8 +175,8 @@ def find_drift(db: Database, settings: Settings) -> list[Drift]:
 def sync(db: Database, settings: Settings, dry_run: bool = False) -> list[Drift]:
     """Find drift on the db source and, unless dry_run, repair what can be repaired, idempotently."""
     if settings.identity_source != "db":
-        raise Invalid(f"identity sync works on the db source; identity_source is {settings.identity_source}, "
-                      "whose accounts are read-only")
+        raise Invalid("identity sync works on the db source; identity_source is %(identity_source)s, whose accounts "
+                      "are read-only", identity_source=settings.identity_source)
     drift = find_drift(db, settings)
     if not dry_run:
         for item in drift:

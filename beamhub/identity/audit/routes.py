@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1", tags=["audit"])
 def _aware(value: datetime | None, name: str) -> datetime | None:
     """A timestamp with a timezone, as the log stores them."""
     if value is not None and value.tzinfo is None:
-        raise Invalid(f"{name} needs a timezone, e.g. 2026-01-01T12:00:00Z")
+        raise Invalid("%(name)s needs a timezone, e.g. 2026-01-01T12:00:00Z", name=name)
     return value
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from beamhub.db import Database
-from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
+from beamhub.errors import N_, Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.keys.models import SshKey
 from beamhub.identity.principal import SYSTEM, Principal
@@ -28,7 +28,8 @@ ACCEPTED_TYPES = (ED25519, *ECDSA, RSA)
 MIN_RSA_BITS = 2048
 MAX_COMMENT = 255
 EXAMPLE = "ssh-ed25519 AAAAC3Nza... you@laptop"
-DSA_REFUSED = "DSA keys are not accepted: generate an ed25519 key with ssh-keygen -t ed25519"
+NOT_A_KEY = N_("not an SSH public key: expected 'type base64 [comment]', like %(example)r")
+DSA_REFUSED = N_("DSA keys are not accepted: generate an ed25519 key with ssh-keygen -t ed25519")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ def check_type(algorithm: str) -> None:
     if algorithm == DSA:
         raise Invalid(DSA_REFUSED)
     if algorithm not in ACCEPTED_TYPES:
-        raise Invalid(f"key type {algorithm!r} is not accepted; accepted: {', '.join(ACCEPTED_TYPES)} "
-                      f"(e.g. ssh-keygen -t ed25519)")
+        raise Invalid("key type %(type)r is not accepted; accepted: %(accepted)s (e.g. ssh-keygen -t ed25519)",
+                      type=algorithm, accepted=", ".join(ACCEPTED_TYPES))
 
 
 def key_bits(key: object) -> int:
@@ -82,25 +83,26 @@ def key_bits(key: object) -> int:
         return key.curve.key_size
     if isinstance(key, rsa.RSAPublicKey):
         return key.key_size
-    raise Invalid(f"key type {type(key).__name__} is not accepted; accepted: {', '.join(ACCEPTED_TYPES)}")
+    raise Invalid("key type %(type)s is not accepted; accepted: %(accepted)s", type=type(key).__name__,
+                  accepted=", ".join(ACCEPTED_TYPES))
 
 
 def split_line(line: str) -> tuple[str, str, str]:
     """A key line's type, base64 data and comment; refuses what is plainly not a public key."""
     text = line.strip()
     if not text:
-        raise Invalid(f"no SSH public key given; expected a line like {EXAMPLE!r}")
+        raise Invalid("no SSH public key given; expected a line like %(example)r", example=EXAMPLE)
     if text.startswith("-----BEGIN"):
-        raise Invalid("this looks like a private key or a PEM file: give the public key, "
-                      f"the one line of the .pub file ({EXAMPLE!r})")
+        raise Invalid("this looks like a private key or a PEM file: give the public key, the one line of the .pub "
+                      "file (%(example)r)", example=EXAMPLE)
     if "\n" in text or "\r" in text:
         raise Invalid("give one key per line")
     parts = text.split(None, 2)
     if len(parts) < 2:
-        raise Invalid(f"not an SSH public key: expected 'type base64 [comment]', like {EXAMPLE!r}")
+        raise Invalid(NOT_A_KEY, example=EXAMPLE)
     algorithm, data = parts[0], parts[1]
     if "-" not in algorithm:  # every key type name has one; prose does not
-        raise Invalid(f"not an SSH public key: expected 'type base64 [comment]', like {EXAMPLE!r}")
+        raise Invalid(NOT_A_KEY, example=EXAMPLE)
     comment = parts[2].strip() if len(parts) == 3 else ""
     return algorithm, data, comment
 
@@ -112,19 +114,19 @@ def parse_public_key(line: str) -> ParsedKey:
     blob = decode_blob(data)
     inner = blob_type(blob)
     if inner != algorithm:
-        raise Invalid(f"the key line says {algorithm} but its data is a {inner} key: "
-                      "copy the line unchanged from the .pub file")
+        raise Invalid("the key line says %(type)s but its data is a %(inner)s key: copy the line unchanged from the "
+                      ".pub file", type=algorithm, inner=inner)
     try:
         key = load_ssh_public_key(f"{algorithm} {data}".encode())
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise Invalid(f"the {algorithm} key data is damaged or incomplete: copy the whole line of the .pub file") \
-            from exc
+        raise Invalid("the %(type)s key data is damaged or incomplete: copy the whole line of the .pub file",
+                      type=algorithm) from exc
     bits = key_bits(key)
     if algorithm == RSA and bits < MIN_RSA_BITS:
-        raise Invalid(f"this RSA key has {bits} bits; at least {MIN_RSA_BITS} are needed "
-                      "(better: ssh-keygen -t ed25519)")
+        raise Invalid("this RSA key has %(bits)s bits; at least %(minimum)s are needed (better: ssh-keygen -t "
+                      "ed25519)", bits=bits, minimum=MIN_RSA_BITS)
     if len(comment) > MAX_COMMENT:
-        raise Invalid(f"the key's comment is longer than {MAX_COMMENT} characters")
+        raise Invalid("the key's comment is longer than %(maximum)s characters", maximum=MAX_COMMENT)
     canonical = key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
     _, canonical_data = canonical.split(" ", 1)
     return ParsedKey(algorithm=algorithm, bits=bits, fingerprint=fingerprint_of(base64.b64decode(canonical_data)),
@@ -144,14 +146,17 @@ def parse_keys(text: str) -> list[ParsedKey]:
         try:
             parsed.append(parse_public_key(line))
         except Invalid as exc:
-            raise Invalid(f"key {number} of {len(lines)}: {exc}" if len(lines) > 1 else str(exc)) from exc
+            if len(lines) == 1:
+                raise
+            raise Invalid("key %(number)s of %(count)s: %(reason)s", number=number, count=len(lines),
+                          reason=exc) from exc
     return parsed
 
 
 def check_may_read(by: Principal, username: str) -> None:
     """Only the user themself or an administrator sees or removes a user's keys, with the sessions or keys scope."""
     if by.username != username and not by.is_admin:
-        raise Forbidden(f"only {username} or an administrator may manage {username}'s SSH keys")
+        raise Forbidden("only %(user)s or an administrator may manage %(user)s's SSH keys", user=username)
     if not (by.has_scope("sessions") or by.has_scope("keys")):
         raise Forbidden("this token lacks the 'sessions' and 'keys' scopes, so it cannot manage SSH keys")
 
@@ -176,7 +181,8 @@ class SshKeyService:
         check_may_add(by, username)
         lines = split_keys(line)
         if len(lines) != 1:
-            raise Invalid(f"give exactly one key, the line of a .pub file, like {EXAMPLE!r}; got {len(lines)}")
+            raise Invalid("give exactly one key, the line of a .pub file, like %(example)r; got %(count)s",
+                          example=EXAMPLE, count=len(lines))
         return self.store(username, [parse_public_key(lines[0])], by=by)[0]
 
     def add_keys(self, username: str, text: str, by: Principal, skip_duplicates: bool = False) -> list[SshKey]:
@@ -204,7 +210,8 @@ class SshKeyService:
                 if key.fingerprint in known:
                     if skip_duplicates:
                         continue
-                    raise Conflict(f"{username} already has the key {key.fingerprint}")
+                    raise Conflict("%(user)s already has the key %(fingerprint)s", user=username,
+                                   fingerprint=key.fingerprint)
                 known.add(key.fingerprint)
                 added.append(SshKey(user_id=user.id, algorithm=key.algorithm, bits=key.bits,
                                     fingerprint=key.fingerprint, public_key=key.public_key, comment=key.comment))
@@ -214,7 +221,7 @@ class SshKeyService:
             try:
                 db.flush()
             except IntegrityError as exc:
-                raise Conflict(f"{username} already has one of these keys") from exc
+                raise Conflict("%(user)s already has one of these keys", user=username) from exc
         return added
 
     def list_keys(self, username: str, by: Principal) -> list[SshKey]:
@@ -235,7 +242,7 @@ class SshKeyService:
         with self.db.session() as db:
             key = db.get(SshKey, key_id)
             if key is None or key.user_id != user.id:
-                raise NotFound(f"{username} has no SSH key {key_id}")
+                raise NotFound("%(user)s has no SSH key %(key)s", user=username, key=key_id)
             db.delete(key)
             self.identity.audit.add_as(db, by, "sshkey.delete", username, fingerprint=key.fingerprint)
         return key

@@ -55,7 +55,8 @@ class OidcLogin:
                     response = await client.get(url)
                     response.raise_for_status()
             except httpx.HTTPError as exc:
-                raise NotReady(f"the single sign-on provider does not answer ({type(exc).__name__})") from exc
+                raise NotReady("the single sign-on provider does not answer (%(error)s)",
+                               error=type(exc).__name__) from exc
             document = response.json()
             if document.get("issuer", "").rstrip("/") != self.issuer:
                 raise NotReady("the single sign-on provider's discovery names another issuer")
@@ -98,13 +99,13 @@ class OidcLogin:
         """(username, id_token claims, next path) of a completed flow; 401 if anything does not check out."""
         pending = self._take(flow, state)
         if error or not code:
-            raise Unauthenticated(f"the single sign-on provider refused the login: {error or 'no code'}")
+            raise Unauthenticated("the single sign-on provider refused the login: %(error)s", error=error or "no code")
         metadata = await self.metadata()
         id_token = await self._exchange(metadata, code, pending.verifier)
         claims = await self._validate(metadata, id_token, pending.nonce)
         username = claims.get(self.settings.oidc_username_claim)
         if not isinstance(username, str) or not username:
-            raise Unauthenticated(f"the id_token has no {self.settings.oidc_username_claim!r} claim")
+            raise Unauthenticated("the id_token has no %(claim)r claim", claim=self.settings.oidc_username_claim)
         return username, claims, pending.next_path
 
     async def _exchange(self, metadata: dict[str, Any], code: str, verifier: str) -> str:
@@ -120,7 +121,8 @@ class OidcLogin:
                 response = await client.post(metadata["token_endpoint"], data=form, auth=auth,
                                              headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
-            raise NotReady(f"the single sign-on provider does not answer ({type(exc).__name__})") from exc
+            raise NotReady("the single sign-on provider does not answer (%(error)s)",
+                           error=type(exc).__name__) from exc
         if response.status_code != 200:
             raise Unauthenticated("the single sign-on provider did not accept the authorization code")
         id_token = response.json().get("id_token")
@@ -142,9 +144,9 @@ class OidcLogin:
                 exp={"essential": True}, nonce={"essential": True, "value": nonce})
             registry.validate(token.claims)
         except httpx.HTTPError as exc:
-            raise NotReady(f"cannot fetch the provider's keys ({type(exc).__name__})") from exc
+            raise NotReady("cannot fetch the provider's keys (%(error)s)", error=type(exc).__name__) from exc
         except (JoseError, ValueError) as exc:
-            raise Unauthenticated(f"the id_token is not valid: {exc}") from exc
+            raise Unauthenticated("the id_token is not valid: %(reason)s", reason=exc) from exc
         return dict(token.claims)
 
 

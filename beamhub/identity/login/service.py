@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
-from beamhub.errors import Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
+from beamhub.errors import N_, Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
 from beamhub.identity.accounts.models import User, UserState
 from beamhub.identity.accounts.service import IdentityService, principal_of
 from beamhub.identity.audit.service import AuditService
@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
-WRONG_CREDENTIALS = "wrong username or password"
+WRONG_CREDENTIALS = N_("wrong username or password")
+TOO_MANY_FAILURES = {
+    ("account",): N_("too many failed logins for this account; try again in %(seconds)s seconds"),
+    ("address",): N_("too many failed logins for this address; try again in %(seconds)s seconds"),
+    ("account", "address"): N_("too many failed logins for this account and address; try again in %(seconds)s seconds"),
+}
+"""The refusal when an account, an address or both failed too often lately."""
 SWEEP_ABOVE = 10_000
 """Forget expired failure windows once this many usernames and addresses are tracked."""
 
@@ -71,8 +77,7 @@ class FailureLimiter:
             blocked = [kind for kind, key in (("account", f"u:{username}"), ("address", f"a:{address}"))
                        if self._recent(key, now) >= self.max_failures]
         if blocked:
-            raise TooManyRequests(f"too many failed logins for this {' and '.join(blocked)}; "
-                                  f"try again in {int(self.window)} seconds")
+            raise TooManyRequests(TOO_MANY_FAILURES[tuple(blocked)], seconds=int(self.window))
 
     def failed(self, username: str, address: str) -> None:
         now = time.monotonic()
@@ -113,12 +118,13 @@ class LoginService:
         if username != by.username:
             by.require_admin()
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-            raise Invalid(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
+            raise Invalid("a password needs %(minimum)s to %(maximum)s characters", minimum=MIN_PASSWORD_LENGTH,
+                          maximum=MAX_PASSWORD_LENGTH)
         digest = self.hasher.hash(password)
         with self.db.session() as db:
             user = db.scalar(select(User).where(User.username == username))
             if user is None:
-                raise NotFound(f"no user {username}")
+                raise NotFound("no user %(username)s", username=username)
             user.password_hash = digest
         self._record("user.password", by.username, target=username, address=by.address)
 
@@ -151,7 +157,7 @@ class LoginService:
     def login(self, username: str, password: str, method: str, address: str) -> User:
         """The user, if the credentials are right: 401 if not, 403 if disabled, 429 after too many failures."""
         if method not in ("password", "pam") or method not in self.settings.login_methods:
-            raise Invalid(f"login method {method!r} is not enabled here")
+            raise Invalid("login method %(method)r is not enabled here", method=method)
         self.limiter.check(username, address)
         user = self._find(username)
         check = self._password_matches if method == "password" else self._pam_matches
@@ -175,7 +181,7 @@ class LoginService:
         user = self._find(username)
         if user is None and not self.settings.oidc_auto_create:
             self.record_failure(username, address, "oidc", "no such user")
-            raise Forbidden(f"{username} has no beamhub account; ask the user office for one")
+            raise Forbidden("%(username)s has no beamhub account; ask the user office for one", username=username)
         if user is None:
             user = self.identity.create_user(username, display_name=str(claims.get("name") or ""),
                                              email=str(claims.get("email") or ""), by=SYSTEM)

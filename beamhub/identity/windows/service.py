@@ -36,8 +36,9 @@ def _check_in_range(settings: Settings, kind: str, number: int) -> None:
     """Invalid unless `number` lies in the idmap range."""
     low, high = settings.idmap_range_low, settings.idmap_range_high
     if not low <= number <= high:
-        raise Invalid(f"{kind} {number} is outside the Windows idmap range {low}-{high} "
-                      f"(idmap config {settings.windows_domain} : range); it has no SID")
+        raise Invalid("%(kind)s %(number)s is outside the Windows idmap range %(low)s-%(high)s (idmap config "
+                      "%(windows_domain)s : range); it has no SID",
+                      kind=kind, number=number, low=low, high=high, windows_domain=settings.windows_domain)
 
 
 def _sid_for(settings: Settings, kind: str, number: int) -> str:
@@ -61,15 +62,17 @@ def id_for_sid(settings: Settings, sid: str) -> int:
     """The UID/GID idmap_rid gives to a SID of the configured domain; Invalid for any other SID."""
     domain = _domain_sid(settings)
     if not SID_PATTERN.match(sid):
-        raise Invalid(f"{sid!r} is not a SID (S-1-...)")
+        raise Invalid("%(sid)r is not a SID (S-1-...)", sid=sid)
     prefix, _, rid_text = sid.rpartition("-")
     if prefix != domain:
-        raise Invalid(f"{sid} is not in the configured domain {domain}")
+        raise Invalid("%(sid)s is not in the configured domain %(domain)s", sid=sid, domain=domain)
     rid = int(rid_text)
     number = rid - settings.idmap_base_rid + settings.idmap_range_low
     if rid < settings.idmap_base_rid or number > settings.idmap_range_high:
-        raise Invalid(f"RID {rid} of {sid} maps outside the idmap range {settings.idmap_range_low}-"
-                      f"{settings.idmap_range_high} (base_rid {settings.idmap_base_rid})")
+        raise Invalid("RID %(rid)s of %(sid)s maps outside the idmap range %(idmap_range_low)s-%(idmap_range_high)s "
+                      "(base_rid %(idmap_base_rid)s)",
+                      rid=rid, sid=sid, idmap_range_low=settings.idmap_range_low,
+                      idmap_range_high=settings.idmap_range_high, idmap_base_rid=settings.idmap_base_rid)
     return number
 
 
@@ -138,4 +141,4 @@ class WindowsIdentity:
                 return SidOwner("group", number, group.name)
             if db.scalar(select(User.id).where(User.gid == number)) is not None:
                 return SidOwner("group", number, host.group_name(number))
-        raise NotFound(f"{sid} maps to id {number}, which no beamhub user or group has")
+        raise NotFound("%(sid)s maps to id %(number)s, which no beamhub user or group has", sid=sid, number=number)
