@@ -207,6 +207,20 @@ def test_a_revoked_token_ends_its_subscription_within_seconds(dropping: World) -
         assert time.monotonic() - started < 6
 
 
+def test_a_member_removed_from_the_proposal_stops_watching_within_seconds(dropping: World) -> None:
+    name, token = dropping.server.create_user(username=f"st{secrets.token_hex(3)}")
+    members = f"/api/v1/proposals/{dropping.proposal}/members/{name}"
+    assert dropping.server.admin.put(members, json={"role": "member"}).status_code == 200
+    with subscribe(dropping.proposal, url=dropping.server.url, token=token) as watching:
+        assert dropping.server.admin.delete(members).status_code == 200
+        started = time.monotonic()
+        with pytest.raises(StreamEnded, match="refused"):
+            watching.next(timeout=15)
+        assert time.monotonic() - started < 6
+    with pytest.raises(StreamRefused):
+        subscribe(dropping.proposal, url=dropping.server.url, token=token)
+
+
 def test_subscribe_takes_beamhub_s_address_and_the_token_from_the_environment(
         dropping: World, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BEAMHUB_URL", dropping.server.url)
