@@ -43,7 +43,8 @@ def create_user(request: Request, principal: PageAdmin, identity: Identity, logi
     try:
         body = checked_user(request, username, display_name, roles or [])
         if password and not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-            raise Invalid(f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
+            raise Invalid("a password needs %(minimum)s to %(maximum)s characters", minimum=MIN_PASSWORD_LENGTH,
+                          maximum=MAX_PASSWORD_LENGTH)
         identity.create_user(body.username, roles=[role.value for role in body.roles],
                              display_name=body.display_name, by=principal)
         if password:
