@@ -87,7 +87,8 @@ def refuse_tossed_cookie(connection: HTTPConnection, name: str) -> None:
     is ours cannot be told, so neither counts."""
     names = [part.partition("=")[0].strip() for part in connection.headers.get("cookie", "").split(";")]
     if names.count(cookie_name(connection, name)) > 1:
-        raise Unauthenticated(f"two {name} cookies were sent, one of them set by another site; sign in again")
+        raise Unauthenticated("two %(name)s cookies were sent, one of them set by another site; sign in again",
+                              name=name)
 
 
 def authenticate(connection: HTTPConnection, csrf: str | None = None, check_csrf: bool = False) -> Principal:
