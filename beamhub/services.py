@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from beamhub.compute.backend import Backend
-from beamhub.compute.local import LocalBackend
-from beamhub.config import ConfigError, Settings
+from beamhub.compute.registry import make_backend
+from beamhub.config import Settings
 from beamhub.data.browse import DataBrowser
 from beamhub.data.service import DataService
 from beamhub.db import Database, migrate
@@ -47,12 +47,6 @@ class Services:
     browse: DataBrowser
     jobs: JobService
     streams: StreamService
-
-
-def make_backend(settings: Settings) -> Backend:
-    if settings.backend == "local":
-        return LocalBackend(settings)
-    raise ConfigError(f"unknown backend {settings.backend!r}; this build has: local")
 
 
 def build_services(settings: Settings) -> Services:

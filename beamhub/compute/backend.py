@@ -37,6 +37,26 @@ class LaunchSpec:
     memory: int
     runtime_dir: Path
     gpu_ids: list[str] = field(default_factory=list)
+    """The GPUs the backend placed the session on (`place`); a backend that lets its scheduler pick leaves it empty."""
+    gpus: int = 0
+    image: str = "default"
+    time_limit: int = 86400
+    """Seconds until the session expires: a scheduler ends the job then at the latest."""
+    nodes: int = 1
+    partition: str | None = None
+    scheduler_account: str | None = None
+    """The scheduler's account to charge; None where the site has none."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a session's program answers, as the proxy reaches it: its Unix socket in its private runtime directory
+    (this host), or its agent's TLS endpoint on a node, trusted only with the session's own certificate."""
+
+    socket: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    cert: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,18 @@ class PollResult:
     alive: bool
     reason: str | None = None
     status: int | None = None
+    progress: str | None = None
+    """Where a live session stands on the backend, in words ("queued: ...", "running on node2"); shown as an event
+    whenever it changes."""
+
+
+@dataclass(frozen=True)
+class Held:
+    """What one active session holds, for a backend that places sessions itself."""
+
+    ncores: float
+    memory: int
+    gpu_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +96,13 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     name: str
+    remote: bool
+    """Whether sessions run on other hosts: their agent then answers on a TLS endpoint of its own, whose
+    per-session certificate the proxy pins (local sessions answer on their Unix socket)."""
+
+    def place(self, ncores: float, memory: int, gpus: int, held: list[Held]) -> list[str]:
+        """The GPU ids for a new session, given what active sessions hold; beamhub.errors.InsufficientResources if there
+        is no room now."""
 
     def start(self, spec: LaunchSpec) -> Handle:
         """Launch the command; return once it has been started (not once it answers)."""
@@ -79,3 +118,9 @@ class Backend(Protocol):
 
     def capacity(self) -> Capacity:
         """The resources sessions may share on this backend."""
+
+    def extend(self, handle: Handle, seconds: int) -> None:
+        """The session now ends `seconds` from now: a scheduler's time limit follows (BackendError if refused)."""
+
+    def partitions(self) -> list[str]:
+        """The partitions (queues) a session may ask for, the default first; none for a backend without them."""

@@ -9,12 +9,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from beamhub.compute import cgroups
-from beamhub.compute.backend import Account, BackendError, Capacity, Handle, LaunchSpec, PollResult
+from beamhub.compute.backend import Account, BackendError, Capacity, Handle, Held, LaunchSpec, PollResult
 from beamhub.config import Settings
-from beamhub.units import parse_size
+from beamhub.errors import InsufficientResources
+from beamhub.units import format_size, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class LocalBackend:
     """Runs each session's agent as the user's UID/GID/groups, in its own process group."""
 
     name = "local"
+    remote = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -107,6 +110,23 @@ class LocalBackend:
         ncores = self.settings.node_cpus or float(os.cpu_count() or 1)
         memory = parse_size(self.settings.node_memory) if self.settings.node_memory else _node_memory()
         return Capacity(ncores=ncores, memory=memory, gpu_ids=tuple(self.settings.gpus))
+
+    def place(self, ncores: float, memory: int, gpus: int, held: list[Held]) -> list[str]:
+        """GPU ids for a new session if this node has room for it (unless overcommit) beside what is held."""
+        capacity = self.capacity()
+        if not self.settings.overcommit:
+            _check_room("cores", ncores, capacity.ncores, sum(h.ncores for h in held), lambda v: f"{v:g}")
+            _check_room("memory", memory, capacity.memory, sum(h.memory for h in held), format_size)
+        used = {g for h in held for g in h.gpu_ids}
+        free = [g for g in capacity.gpu_ids if g not in used]
+        _check_room("GPUs", gpus, len(capacity.gpu_ids), len(capacity.gpu_ids) - len(free), str)
+        return free[:gpus]
+
+    def extend(self, handle: Handle, seconds: int) -> None:
+        """Nothing to do: beamhub's reconciler ends a local session at its expiry."""
+
+    def partitions(self) -> list[str]:
+        return []
 
     def start(self, spec: LaunchSpec) -> Handle:
         try:
@@ -215,3 +235,13 @@ class LocalBackend:
             os.killpg(pgid, sig)
         except ProcessLookupError:
             pass
+
+
+def _check_room(what: str, wanted: float, total: float, used: float, show: Callable[[float], str]) -> None:
+    if wanted > total and not total:
+        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has no {what}")
+    if wanted > total:
+        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has only {show(total)} in all")
+    if wanted > total - used:
+        raise InsufficientResources(f"{show(wanted)} {what} requested, but only {show(max(total - used, 0))} "
+                                    f"are free on this node now")

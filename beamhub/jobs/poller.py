@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from beamhub.compute.slurm_cli import SlurmError
 from beamhub.jobs.service import JobService
-from beamhub.jobs.slurm import SlurmError
 from beamhub.leader import JOB_POLLER_LOCK, LeaderLock
 
 log = logging.getLogger(__name__)

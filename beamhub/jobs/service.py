@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from beamhub.broadcast import notify
+from beamhub.compute.slurm_cli import Slurm, SlurmError, SlurmJob, Submission
 from beamhub.config import Settings
 from beamhub.data.access import may_read
 from beamhub.data.service import DataService
@@ -23,7 +24,6 @@ from beamhub.identity.principal import Principal
 from beamhub.jobs import broadcast
 from beamhub.jobs.models import ACTIVE_JOB_STATES, Job, JobEvent, JobState
 from beamhub.jobs.schemas import JobCreate
-from beamhub.jobs.slurm import Slurm, SlurmError, SlurmJob, Submission
 from beamhub.jobs.states import describe, state_of
 
 log = logging.getLogger(__name__)

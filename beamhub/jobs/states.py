@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from beamhub.compute.slurm_cli import SlurmJob
 from beamhub.jobs.models import Job, JobState
-from beamhub.jobs.slurm import SlurmJob
 from beamhub.units import format_size
 
 S = JobState

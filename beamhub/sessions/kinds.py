@@ -1,8 +1,14 @@
-"""What each session kind runs inside the agent, given its image environment."""
+"""What each session kind runs inside the agent, given its image environment.
+
+Kinds are found through the `beamhub.kinds` entry points (beamhub's own `jupyter` and `command` included): a site adds
+one by installing a package whose entry point names a function with the signature of `jupyter` below.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from beamhub.errors import Invalid
@@ -48,14 +54,24 @@ def command(image: Path, session_id: str, socket: Path, token: str, command: str
                             "BEAMHUB_SESSION_TOKEN": token})
 
 
-KINDS = {"jupyter": jupyter, "command": command}
+GROUP = "beamhub.kinds"
+Kind = Callable[[Path, str, Path, str, str | None, list[str]], KindProgram]
+
+
+def kind_names() -> list[str]:
+    """The kinds installed now."""
+    return sorted({point.name for point in entry_points(group=GROUP)})
+
+
+def find_kind(kind: str) -> Kind:
+    """The kind's program builder from its entry point; Invalid for a kind no installed package provides."""
+    points = entry_points(group=GROUP, name=kind)
+    if not points:
+        raise Invalid(f"unknown session kind {kind!r}; known: {', '.join(kind_names())}")
+    return next(iter(points)).load()
 
 
 def program_for(kind: str, image: Path, session_id: str, socket: Path, token: str, command: str | None,
                 args: list[str]) -> KindProgram:
     """The program for a kind; Invalid for an unknown kind."""
-    try:
-        build = KINDS[kind]
-    except KeyError:
-        raise Invalid(f"unknown session kind {kind!r}; known: {', '.join(sorted(KINDS))}") from None
-    return build(image, session_id, socket, token, command, args)
+    return find_kind(kind)(image, session_id, socket, token, command, args)

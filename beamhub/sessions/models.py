@@ -60,6 +60,15 @@ class SessionRecord(Base):
     agent_secret: Mapped[str] = mapped_column(String(64))
     backend: Mapped[str] = mapped_column(String(32))
     handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    partition: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    nodes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """Where a session on another host answers (its agent's TLS endpoint); None for one on beamhub's host."""
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tls_cert: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The session's own certificate: the proxy accepts no other from host:port."""
+    placement: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """What the backend last said of where the session stands ("queued: ...", "running on node2")."""
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

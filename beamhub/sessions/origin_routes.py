@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, WebSocket
@@ -20,6 +19,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response
 
 from beamhub.cache import TtlCache
+from beamhub.compute.backend import Endpoint
 from beamhub.deps import (
     authenticate,
     bearer_token,
@@ -51,7 +51,7 @@ STATE_TTL = 600
 RECHECK_SECONDS = 2.0
 """How often an open websocket asks again whether its caller's credential still stands."""
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-Decide = Callable[[HTTPConnection, str], tuple[Path, str]]
+Decide = Callable[[HTTPConnection, str], tuple[Endpoint, str]]
 """Who may reach a session over a connection: its socket and token, or a BeamhubError."""
 
 console_router = APIRouter(tags=["proxy"])
@@ -63,7 +63,7 @@ session_router.include_router(banner_router)
 ADMISSION_SECONDS = 2.0
 """How long a decision to let a credential into a session is reused: revocation, logout and disabling still take
 effect within it, and the data plane does no database round trip per request."""
-Admissions = TtlCache[tuple[str, str], tuple[Path, str]]
+Admissions = TtlCache[tuple[str, str], tuple[Endpoint, str]]
 """Recent decisions to let a credential into a session (refusals are never kept); per process, so replicas share
 nothing that correctness depends on."""
 
@@ -98,7 +98,7 @@ def _credential(connection: HTTPConnection) -> str:
     return credential_digest("entry", read_cookie(connection, ENTRY_COOKIE) or "")
 
 
-async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide) -> tuple[Path, str]:
+async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide) -> tuple[Endpoint, str]:
     """decide() in a thread, or its answer of the last seconds for the same credential and session."""
     admissions: Admissions = connection.app.state.admissions
     key = (_credential(connection), session_id)
@@ -109,17 +109,17 @@ async def _admitted(connection: HTTPConnection, session_id: str, decide: Decide)
     return target
 
 
-def _target(principal: Principal, connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
+def _target(principal: Principal, connection: HTTPConnection, session_id: str) -> tuple[Endpoint, str]:
     return get_services(connection).sessions.proxy_target(principal, session_id)
 
 
-def _bearer_target(connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
+def _bearer_target(connection: HTTPConnection, session_id: str) -> tuple[Endpoint, str]:
     principal = authenticate(connection)
     principal.require_scope("sessions")
     return _target(principal, connection, session_id)
 
 
-def _entry_target(connection: HTTPConnection, session_id: str) -> tuple[Path, str]:
+def _entry_target(connection: HTTPConnection, session_id: str) -> tuple[Endpoint, str]:
     """The session's socket and token for a request with a bearer token or the session's entry cookie."""
     return _target(entry_principal(connection, session_id), connection, session_id)
 

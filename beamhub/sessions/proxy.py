@@ -1,4 +1,5 @@
-"""Forwarding to a session's program: HTTP and websockets over its private Unix socket, with beamhub's credentials
+"""Forwarding to a session's program: HTTP and websockets over its private Unix socket (or, for a session on another
+host, to its agent's TLS endpoint that must present the session's own certificate), with beamhub's credentials
 swapped for the session's private token, and nothing of beamhub's (cookies, nginx headers) taken from its answers;
 JupyterLab's pages get the script a caller names (beamhub's banner) and lose the private token.
 
@@ -11,7 +12,6 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import websockets
@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from beamhub.compute.backend import Endpoint
+from beamhub.compute.tls import pinned_context
 from beamhub.metrics import PROXY_BYTES, PROXY_REQUESTS, PROXY_UPSTREAM_SECONDS, status_class
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -79,18 +81,33 @@ def downstream_headers(response: httpx.Response) -> list[tuple[str, str]]:
             and not (k.lower() == "set-cookie" and sets_our_cookie(v))]
 
 
+def base_url(endpoint: Endpoint, scheme: str = "http") -> str:
+    """The URL prefix of a session's endpoint (the host part is only a name over a Unix socket)."""
+    if endpoint.socket is not None:
+        return f"{scheme}://session"
+    host = f"[{endpoint.host}]" if endpoint.host and ":" in endpoint.host else endpoint.host
+    return f"{scheme}s://{host}:{endpoint.port}"
+
+
+def new_transport(endpoint: Endpoint) -> httpx.AsyncHTTPTransport:
+    """A transport to the session's socket, or over TLS to its node, trusting its own certificate and no other."""
+    if endpoint.socket is not None:
+        return httpx.AsyncHTTPTransport(uds=str(endpoint.socket))
+    return httpx.AsyncHTTPTransport(verify=pinned_context(endpoint.cert or ""))
+
+
 class Upstreams:
-    """Pooled keep-alive connections, one pool per session socket. Requests go to the transport itself: no cookie
+    """Pooled keep-alive connections, one pool per session endpoint. Requests go to the transport itself: no cookie
     jar, redirects or hooks of a client stand between the browser and the session."""
 
     def __init__(self) -> None:
-        self._pools: OrderedDict[Path, httpx.AsyncHTTPTransport] = OrderedDict()
+        self._pools: OrderedDict[Endpoint, httpx.AsyncHTTPTransport] = OrderedDict()
 
-    def pool(self, socket: Path) -> httpx.AsyncHTTPTransport:
-        pool = self._pools.pop(socket, None)
+    def pool(self, endpoint: Endpoint) -> httpx.AsyncHTTPTransport:
+        pool = self._pools.pop(endpoint, None)
         if pool is None:
-            pool = httpx.AsyncHTTPTransport(uds=str(socket))
-        self._pools[socket] = pool
+            pool = new_transport(endpoint)
+        self._pools[endpoint] = pool
         while len(self._pools) > UPSTREAM_CLIENTS:
             _, oldest = self._pools.popitem(last=False)
             asyncio.get_running_loop().create_task(oldest.aclose())
@@ -102,18 +119,18 @@ class Upstreams:
         self._pools.clear()
 
 
-async def forward_http(request: Request, upstreams: Upstreams, socket: Path, token: str,
+async def forward_http(request: Request, upstreams: Upstreams, endpoint: Endpoint, token: str,
                        sandbox: bool, script: str = "") -> Response:
     """Send the request to the session and stream its answer back (with `script` added to JupyterLab's pages)."""
     query = f"?{request.url.query}" if request.url.query else ""
     has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    upstream = httpx.Request(request.method, f"http://session{request.url.path}{query}",
+    upstream = httpx.Request(request.method, f"{base_url(endpoint)}{request.url.path}{query}",
                              headers=upstream_headers(request.headers.items(), token),
                              content=request.stream() if has_body else None,
                              extensions={"timeout": UPSTREAM_TIMEOUT})
     started = time.perf_counter()
     try:
-        response = await upstreams.pool(socket).handle_async_request(upstream)
+        response = await upstreams.pool(endpoint).handle_async_request(upstream)
     except httpx.HTTPError as exc:
         PROXY_REQUESTS.labels("502").inc()
         return Response(content=f'{{"detail": "the session does not answer: {type(exc).__name__}"}}',
@@ -174,7 +191,7 @@ WEBSOCKET_SKIP = {"host", "sec-websocket-key", "sec-websocket-version", "sec-web
                   "sec-websocket-protocol"}
 
 
-async def forward_websocket(websocket: WebSocket, socket: Path, token: str,
+async def forward_websocket(websocket: WebSocket, endpoint: Endpoint, token: str,
                             still_allowed: Callable[[], Awaitable[bool]]) -> None:
     """Connect to the session's websocket and copy messages both ways until either side closes or the caller's
     credential stops standing (asked every few seconds)."""
@@ -182,10 +199,14 @@ async def forward_websocket(websocket: WebSocket, socket: Path, token: str,
     headers = upstream_headers([(k, v) for k, v in websocket.headers.items() if k.lower() not in WEBSOCKET_SKIP],
                                token)
     subprotocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    options = {"additional_headers": headers, "subprotocols": subprotocols or None, "max_size": None,
+               "open_timeout": 10}
+    uri = f"{base_url(endpoint, 'ws')}{websocket.url.path}{query}"
     try:
-        upstream = await websockets.unix_connect(
-            str(socket), uri=f"ws://session{websocket.url.path}{query}", additional_headers=headers,
-            subprotocols=subprotocols or None, max_size=None, open_timeout=10)
+        if endpoint.socket is not None:
+            upstream = await websockets.unix_connect(str(endpoint.socket), uri=uri, **options)
+        else:
+            upstream = await websockets.connect(uri, ssl=pinned_context(endpoint.cert or ""), **options)
     except (TimeoutError, OSError, websockets.InvalidHandshake) as exc:
         await websocket.close(code=1011, reason=f"session does not answer: {type(exc).__name__}")
         return

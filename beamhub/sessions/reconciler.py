@@ -50,6 +50,8 @@ class Reconciler:
             if not result.alive:
                 self._ended(record, result)
                 return
+            if result.progress and result.progress != record.placement:
+                self.sessions.note_progress(record.id, result.progress)
         if now >= record.expires_at:
             self.sessions.stop(SYSTEM, record.id, final=S.expired, reason="its time ran out")
             return

@@ -21,6 +21,8 @@ MIN_MEMORY = 64 * 2**20
 MAX_MEMORY = 2**46
 """64 TiB: more than any node has, and far from a 64-bit database column's end."""
 MAX_GPUS = 64
+MAX_NODES = 64
+PARTITION_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 EnvName = Annotated[str, Field(max_length=255, pattern=ENV_NAME_PATTERN)]
 Arg = Annotated[str, Field(max_length=4096), AfterValidator(no_nul)]
@@ -43,6 +45,8 @@ class SessionSpec:
     runtime: int | None = None
     source_ip: str | None = None
     description: str = ""
+    partition: str | None = None
+    nodes: int = 1
 
 
 def check_ip(value: str | None) -> str | None:
@@ -83,6 +87,9 @@ class SessionCreate(BaseModel):
     runtime: int | None = Field(None, ge=1, le=MAX_SECONDS, description="seconds until the session expires")
     source_ip: str | None = Field(None, max_length=64)
     description: NoNul = Field("", max_length=1024)
+    partition: str | None = Field(None, pattern=PARTITION_PATTERN,
+                                  description="the scheduler's partition (queue); default: the site's")
+    nodes: int = Field(1, ge=1, le=MAX_NODES, description="nodes the session spans (a scheduler's backend)")
 
     _memory = field_validator("memory", mode="before")(check_size)
     _ip = field_validator("source_ip")(check_ip)
@@ -113,6 +120,10 @@ class SessionOut(BaseModel):
     url: str
     source_ip: str | None
     description: str
+    partition: str | None
+    nodes: int
+    host: str | None = Field(description="the node a session on another host answers on")
+    placement: str | None = Field(description="what the backend last said of it (queued and why, its node)")
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -136,6 +147,7 @@ class AgentReport(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
     event: Literal["ready", "activity", "exited"]
+    host: str | None = Field(None, max_length=255, pattern=r"^[A-Za-z0-9.:_-]+$")
     port: int | None = Field(None, ge=1, le=65535)
     status: int | None = Field(None, ge=-255, le=255)
     cpu_seconds: float | None = Field(None, ge=0)

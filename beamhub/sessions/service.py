@@ -10,22 +10,22 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from beamhub.broadcast import notify
-from beamhub.compute.backend import Backend, BackendError, LaunchSpec
+from beamhub.compute.backend import Backend, BackendError, Endpoint, Held
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
-from beamhub.errors import Conflict, Forbidden, InsufficientResources, Invalid, NotFound, NotReady, Unauthenticated
+from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady, Unauthenticated
 from beamhub.identity.accounts.models import User
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.metrics import SPAWN_SECONDS
-from beamhub.sessions import broadcast, kinds, logs, reasons
+from beamhub.sessions import broadcast, kinds, reasons
+from beamhub.sessions.launch import build_launch
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
 from beamhub.sessions.schemas import AgentReport, SessionSpec
@@ -85,10 +85,13 @@ class SessionService(SessionReader):
             raise NotReady(f"session {session_id} is {record.state.value}, not running")
         return record
 
-    def proxy_target(self, principal: Principal, session_id: str) -> tuple[Path, str]:
-        """Socket and private token of a running session the principal owns."""
+    def proxy_target(self, principal: Principal, session_id: str) -> tuple[Endpoint, str]:
+        """Where a running session the principal owns answers, and its private token: its socket on this host, or
+        its agent's endpoint on a node with the certificate the proxy pins."""
         record = self.entered(principal, session_id)
-        return self.upstream_socket(record.id), record.token
+        if record.tls_cert is not None:
+            return Endpoint(host=record.host, port=record.port, cert=record.tls_cert), record.token
+        return Endpoint(socket=self.upstream_socket(record.id)), record.token
 
     # --- creating ----------------------------------------------------------------------
     def create(self, principal: Principal, spec: SessionSpec, username: str | None = None) -> SessionRecord:
@@ -114,6 +117,7 @@ class SessionService(SessionReader):
                 id=secrets.token_hex(8), user_id=user.id, name=name, kind=spec.kind, image=image,
                 ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus, gpu_ids=gpu_ids, command=spec.command,
                 args=list(spec.args), env=dict(spec.env), source_ip=spec.source_ip, description=spec.description,
+                nodes=spec.nodes, partition=spec.partition or self.settings.slurm_partition,
                 state=S.pending, token=secrets.token_hex(24), agent_secret=_digest(secret),
                 backend=self.backend.name, created_at=now, expires_at=now + timedelta(seconds=runtime),
             )
@@ -176,42 +180,26 @@ class SessionService(SessionReader):
         raise Conflict("too many active sessions")
 
     def _allocate(self, db: Session, spec: SessionSpec) -> list[str]:
-        """GPU ids for a new session, if the node has room; else InsufficientResources."""
-        capacity = self.backend.capacity()
-        active = list(db.scalars(select(SessionRecord).where(SessionRecord.state.in_(ACTIVE_STATES))))
-        if not self.settings.overcommit:
-            _check_room("cores", spec.ncores, capacity.ncores, sum(r.ncores for r in active), lambda v: f"{v:g}")
-            _check_room("memory", spec.memory, capacity.memory, sum(r.memory for r in active), format_size)
-        used_gpus = {g for r in active for g in r.gpu_ids}
-        free_gpus = [g for g in capacity.gpu_ids if g not in used_gpus]
-        _check_room("GPUs", spec.gpus, len(capacity.gpu_ids), len(capacity.gpu_ids) - len(free_gpus), str)
-        return free_gpus[: spec.gpus]
+        """GPU ids for a new session where the backend places it (InsufficientResources if there is no room)."""
+        if spec.partition and spec.partition not in self.backend.partitions():
+            raise Invalid(f"unknown partition {spec.partition!r}; offered: "
+                          f"{', '.join(self.backend.partitions()) or 'none'}")
+        active = db.scalars(select(SessionRecord).where(SessionRecord.state.in_(ACTIVE_STATES)))
+        held = [Held(ncores=r.ncores, memory=r.memory, gpu_ids=tuple(r.gpu_ids)) for r in active]
+        return self.backend.place(spec.ncores, spec.memory, spec.gpus, held)
 
     def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str, by: Principal) -> None:
-        socket = self.upstream_socket(record.id)
-        program = kinds.program_for(record.kind, image_path, record.id, socket, record.token, record.command,
-                                    record.args)
-        account = self.identity.account(user)
-        argv = [str(self.settings.agent_python), "-m", "beamhub.agent", "--session", record.id,
-                "--callback", self.settings.callback_url, "--socket", str(socket),
-                "--ready-path", program.ready_path, "--heartbeat", str(self.settings.heartbeat_interval),
-                "--log", str(logs.log_path(account.home, record.id)),
-                "--log-max", str(self.settings.session_log_max), "--", *program.argv]
-        env = {"PATH": f"{image_path / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-               **record.env, **program.env, **self.user_env(user), "BEAMHUB_SESSION_ID": record.id,
-               "BEAMHUB_AGENT_SECRET": secret}
-        spec = LaunchSpec(session_id=record.id, account=account, argv=argv, env=env,
-                          ncores=record.ncores, memory=record.memory, gpu_ids=record.gpu_ids,
-                          runtime_dir=self.runtime_dir(record.id))
+        launch = build_launch(self.settings, self.backend, record, self.identity.account(user), image_path,
+                              self.runtime_dir(record.id), secret, self.user_env(user))
         try:
-            handle = self.backend.start(spec)
+            handle = self.backend.start(launch.spec)
         except BackendError as exc:
             self.transition(record.id, S.failed, str(exc), only_from=LIVE_STATES, by=by)
             return
         with self._moving, self.db.session() as db:
             live = self._locked(db, record.id)
             if live.state is S.pending:
-                live.handle = handle
+                live.handle, live.tls_cert = handle, launch.tls_cert
                 self._transition(db, live, S.starting, f"started on backend {self.backend.name}", by)
                 return
         self.backend.stop(handle)  # it was stopped while it launched
@@ -324,6 +312,11 @@ class SessionService(SessionReader):
             raise Invalid("the new expiry is in the past")
         if new_expiry > record.created_at + timedelta(seconds=self.settings.max_runtime):
             raise Invalid(f"a session may last at most {self.settings.max_runtime} s")
+        if record.handle:
+            try:
+                self.backend.extend(record.handle, int((new_expiry - utcnow()).total_seconds()))
+            except BackendError as exc:
+                raise Conflict(f"the backend did not extend session {session_id}: {exc}") from exc
         with self.db.session() as db:
             live = db.get(SessionRecord, session_id)
             assert live is not None
@@ -347,15 +340,33 @@ class SessionService(SessionReader):
             if record is None or not hmac.compare_digest(record.agent_secret, _digest(secret)):
                 raise Unauthenticated("unknown session or wrong agent secret")
             if report.event == "ready" and record.state is S.starting:
-                record.url = kinds.proxy_prefix(record.id)
-                self._transition(db, record, S.running, "answers on its socket")
-                SPAWN_SECONDS.labels(record.kind, record.backend).observe(
-                    (utcnow() - record.created_at).total_seconds())
+                self._ready(db, record, report)
             elif report.event == "activity":
                 record.last_activity = utcnow()
                 record.activity = {"cpu_seconds": report.cpu_seconds}
         if report.event == "exited":
             self.exited(session_id, report.status)
+
+    def _ready(self, db: Session, record: SessionRecord, report: AgentReport) -> None:
+        """The agent says the program answers: on its socket, or (a session on another host) on the endpoint it
+        opened, which the proxy reaches with the session's certificate pinned."""
+        where = "answers on its socket"
+        if record.tls_cert is not None:
+            if report.host is None or report.port is None:
+                raise Invalid("a session on another host reports the host and port it answers on")
+            record.host, record.port = report.host, report.port
+            where = f"answers on {report.host}:{report.port} (TLS, the session's own certificate)"
+        record.url = kinds.proxy_prefix(record.id)
+        self._transition(db, record, S.running, where)
+        SPAWN_SECONDS.labels(record.kind, record.backend).observe((utcnow() - record.created_at).total_seconds())
+
+    def note_progress(self, session_id: str, progress: str) -> None:
+        """What the backend says of a live session (queued and why, the node it runs on): an event when it changes."""
+        with self._moving, self.db.session() as db:
+            record = db.get(SessionRecord, session_id, with_for_update={"of": SessionRecord})
+            if record is not None and record.state in LIVE_STATES and record.placement != progress:
+                record.placement = progress
+                self._event(db, record, progress, kind="backend")
 
     def exited(self, session_id: str, status: int | None) -> None:
         """End a live session whose program exited: completed for status 0, else failed with the reason in words."""
@@ -377,12 +388,3 @@ class SessionService(SessionReader):
         if handle:
             self.backend.stop(handle)
 
-
-def _check_room(what: str, wanted: float, total: float, used: float, show: Any) -> None:
-    if wanted > total and not total:
-        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has no {what}")
-    if wanted > total:
-        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has only {show(total)} in all")
-    if wanted > total - used:
-        raise InsufficientResources(f"{show(wanted)} {what} requested, but only {show(max(total - used, 0))} "
-                                    f"are free on this node now")

@@ -49,7 +49,7 @@ def dashboard(request: Request, principal: PagePrincipal, sessions: Sessions) ->
     records = sessions.list(principal, principal.username)
     return render(request, "dashboard.html", principal=principal, now=utcnow(), open_target=open_target,
                   active=[r for r in records if r.state.is_active], extend_hours=EXTEND_HOURS,
-                  ended=[r for r in records if not r.state.is_active][:RECENT_ENDED], kinds=sorted(kinds.KINDS))
+                  ended=[r for r in records if not r.state.is_active][:RECENT_ENDED], kinds=kinds.kind_names())
 
 
 def launch_page(request: Request, principal: Principal, sessions: Sessions, form: LaunchForm,
@@ -59,7 +59,7 @@ def launch_page(request: Request, principal: Principal, sessions: Sessions, form
     total, free = sessions.room()
     _ = translator(request)
     return render(request, "launch.html", error.status_code if error else 200, principal=principal,
-                  form=form.values(), kinds=sorted(kinds.KINDS), images=sorted(settings.images), total=total,
+                  form=form.values(), kinds=kinds.kind_names(), images=sorted(settings.images), total=total,
                   free=free, overcommit=settings.overcommit, max_hours=settings.max_runtime / 3600,
                   error_title=_(title_of(error)) if error else "", error=message_of(error, request) if error else "")
 
@@ -67,7 +67,7 @@ def launch_page(request: Request, principal: Principal, sessions: Sessions, form
 @router.get("/sessions/new")
 def new_session(request: Request, principal: PagePrincipal, sessions: Sessions, kind: str = "jupyter") -> Response:
     settings = get_services(request).settings
-    chosen = kind if kind in kinds.KINDS else "jupyter"
+    chosen = kind if kind in kinds.kind_names() else "jupyter"
     return launch_page(request, principal, sessions, LaunchForm.defaults(settings, chosen))
 
 

@@ -1,4 +1,5 @@
-"""Slurm through its own command line: sbatch as the user, squeue and scancel as beamhub.
+"""Slurm through its own command line: sbatch as the user; squeue, scontrol and scancel as beamhub (Slurm's
+administrator). Shared by batch jobs (beamhub.jobs) and sessions on Slurm (beamhub.compute.slurm).
 
 There is no slurmdbd here, so Slurm remembers a finished job only for MinJobAge seconds: what it last said of a
 job is kept in beamhub's database, and `squeue --all --states=all --json` is asked for the jobs still active.
@@ -9,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from beamhub.compute.backend import Account
+from beamhub.compute.backend import Account, Capacity
 
 SUBMIT_TIMEOUT = 60.0
 UMASK = "0077"
@@ -39,6 +40,10 @@ class Submission:
     error: Path
     script: str | None = None
     command: str | None = None
+    gres: str | None = None
+    account: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment the job gets besides Slurm's (sbatch passes its own on)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class SlurmJob:
     ended_at: datetime | None
     exit_code: int | None
     """The batch script's exit status, or minus the signal that ended it."""
+    name: str = ""
+    time_limit: int | None = None
+    """Minutes."""
 
 
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
@@ -77,15 +85,15 @@ class Slurm:
         argv = ["sbatch", "--parsable", f"--job-name={job.name}", f"--cpus-per-task={job.ncores}",
                 f"--mem={math.ceil(job.memory / 2**20)}M", f"--nodes={job.nodes}", f"--time={job.minutes}",
                 f"--output={job.output}", f"--error={job.error}", f"--chdir={account.home}"]
-        if job.partition:
-            argv.append(f"--partition={job.partition}")
+        argv += [f"--{option}={value}" for option, value in
+                 (("partition", job.partition), ("gres", job.gres), ("account", job.account)) if value]
         if job.command is not None:
             argv.append(f"--wrap={job.command}")
         if not job.output.parent.is_dir():
             # The user's shell makes the output folder (0700), so beamhub never writes into a home.
             argv = ["/bin/sh", "-c", 'umask 077 && mkdir -p -- "$0" && exec "$@"', str(job.output.parent), *argv]
-        env = {**self.env, "HOME": str(account.home), "USER": account.username, "LOGNAME": account.username,
-               "SLURM_UMASK": UMASK}
+        env = {**job.env, **self.env, "HOME": str(account.home), "USER": account.username,
+               "LOGNAME": account.username, "SLURM_UMASK": UMASK}
         try:
             done = subprocess.run([*as_user(account), *argv], input=job.script or "", capture_output=True, text=True,
                                   env=env, cwd="/", timeout=SUBMIT_TIMEOUT)
@@ -100,15 +108,45 @@ class Slurm:
         out = self._run(["squeue", "--all", "--states=all", "--json"])
         return {job.slurm_id: job for job in map(_job_of, json.loads(out).get("jobs", []))}
 
+    def job(self, slurm_id: int) -> SlurmJob | None:
+        """What Slurm says of one job now; None once it no longer remembers it. (squeue's JSON of 22.05 ignores
+        filters and lists every job it remembers: the fields are asked for one job instead.)"""
+        try:
+            found = self._listed(["--states=all", f"--jobs={slurm_id}"])
+        except SlurmError as exc:
+            if "Invalid job id" in str(exc):
+                return None
+            raise
+        return next((job for job in found if job.slurm_id == slurm_id), None)
+
+    def active_jobs(self) -> list[SlurmJob]:
+        """Every job not yet ended (pending, running, suspended, completing)."""
+        return self._listed([])
+
+    def _listed(self, filters: list[str]) -> list[SlurmJob]:
+        out = self._run(["squeue", "--noheader", f"--Format={FIELDS}", *filters])
+        return [_listed_job(line.split("|")) for line in out.splitlines() if line.count("|") >= 7]
+
+    def set_time_limit(self, slurm_id: int, minutes: int) -> None:
+        """Move a job's time limit (as Slurm's administrator: a user may only lower it)."""
+        self._run(["scontrol", "update", f"JobId={slurm_id}", f"TimeLimit={minutes}"])
+
     def cancel(self, slurm_id: int) -> None:
         """Cancel a job (beamhub has decided who may): as Slurm's administrator."""
         self._run(["scancel", str(slurm_id)])
 
-    def partitions(self) -> list[str]:
-        """The partitions that are up, the default first."""
+    def partitions(self, up_only: bool = True) -> list[str]:
+        """The partitions that are up (or all of them), the default first."""
         out = self._run(["sinfo", "--noheader", "--format=%P %a"])
-        names = [line.split()[0] for line in out.splitlines() if line.split()[1:] == ["up"]]
+        names = [line.split()[0] for line in out.splitlines() if line.split()[1:] == ["up"] or not up_only]
         return sorted({n.rstrip("*") for n in names}, key=lambda n: (f"{n}*" not in names, n))
+
+    def capacity(self) -> Capacity:
+        """The cores and memory of every node sinfo lists (each node once, whatever its partitions)."""
+        out = self._run(["sinfo", "--noheader", "--Node", "--format=%N %c %m"])
+        nodes = {line.split()[0]: line.split()[1:] for line in out.splitlines() if len(line.split()) == 3}
+        return Capacity(ncores=float(sum(int(cpus) for cpus, _ in nodes.values())),
+                        memory=sum(int(mb.rstrip("+")) for _, mb in nodes.values()) * 2**20, gpu_ids=())
 
     def _run(self, argv: list[str]) -> str:
         try:
@@ -144,6 +182,31 @@ def _job_of(raw: dict) -> SlurmJob:
                     exit_code=_exit_code(status) if ended and isinstance(status, int) else None)
 
 
+FIELDS = "JobID:|,State:|,Reason:|,NodeList:|,TimeLimit:|,exit_code:|,Name:|,"
+"""squeue's fields for a job, each followed by `|` (the name last: a name may hold anything but a newline)."""
+
+
+def _listed_job(fields: list[str]) -> SlurmJob:
+    """A SlurmJob from one line of squeue --Format=FIELDS."""
+    job_id, state, reason, nodes, limit, code = fields[:6]
+    ended = state not in ("PENDING", "RUNNING", "CONFIGURING", "SUSPENDED")
+    status = code.split(":")
+    exit_code = -int(status[1]) if len(status) > 1 and status[1] not in ("", "0") else int(status[0] or 0)
+    return SlurmJob(slurm_id=int(job_id), state=state, reason=reason or "None", nodes=nodes, started_at=None,
+                    ended_at=None, exit_code=exit_code if ended else None, name="|".join(fields[6:-1]),
+                    time_limit=_limit_minutes(limit))
+
+
+def _limit_minutes(text: str) -> int | None:
+    """Minutes of a time limit as squeue shows it ([days-][hours:]minutes:seconds); None for UNLIMITED."""
+    days, _, clock = text.strip().rpartition("-")
+    parts = [int(p) for p in clock.split(":") if p.isdigit()]
+    if not parts:
+        return None
+    hours, minutes, seconds = ([0, 0, 0] + parts)[-3:]
+    return (int(days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)
+
+
 def _exit_code(status: int) -> int:
     """A wait status as the shell shows it: the exit status, or minus the signal."""
     return -(status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
@@ -151,3 +214,4 @@ def _exit_code(status: int) -> int:
 
 def _time(epoch: object) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if isinstance(epoch, int) and epoch > 0 else None
+
