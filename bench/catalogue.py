@@ -189,14 +189,14 @@ def table_sizes(dsn: str) -> dict[str, int]:
 
 def one_run(catalogues: list[Catalogue], requests: int) -> dict[tuple[str, int], list[float]]:
     """Milliseconds of `requests` calls of every listing at every size, round robin call by call (a burst of the
-    host's other load hits every case alike)."""
+    host's other load hits every case alike), every other round in the opposite order."""
     cases = [(name, cat.rows, case) for name in catalogues[0].cases for cat in catalogues
              for case in (cat.cases[name],)]
     for _, _, case in cases:
         case()  # untimed: caches
     times: dict[tuple[str, int], list[float]] = {(name, rows): [] for name, rows, _ in cases}
-    for _ in range(requests):
-        for name, rows, case in cases:
+    for n in range(requests):
+        for name, rows, case in cases[::-1] if n % 2 else cases:  # no case always follows the same one
             start = time.perf_counter()
             case()
             times[name, rows].append((time.perf_counter() - start) * 1000)
