@@ -1,7 +1,7 @@
 """The `beamhub` command (and `python -m beamhub`).
 
 The command line is imported when the command runs, not when this module is: every worker
-process of a registration imports the program's main module (see data/scan.py), and the
+process of a registration imports the program's main module (see data/registration/scan.py), and the
 whole command line costs each of them half a second of CPU.
 """
 

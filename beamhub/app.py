@@ -17,10 +17,13 @@ from starlette.websockets import WebSocketClose
 from beamhub import __version__
 from beamhub.compute.backend import BackendError
 from beamhub.config import Settings
-from beamhub.data.h5_routes import router as h5_router
-from beamhub.data.routes import router as data_router
-from beamhub.data.service import DataService
+from beamhub.data.browsing.routes import router as browsing_router
+from beamhub.data.h5.routes import router as h5_router
+from beamhub.data.proposals.routes import router as data_router
+from beamhub.data.proposals.service import DataService
+from beamhub.data.registration.routes import router as registration_router
 from beamhub.data.tiers.prefetch import prefetch_beamtimes_forever
+from beamhub.data.tiers.routes import router as tiers_router
 from beamhub.deps import CREDENTIAL_SECONDS, Credentials
 from beamhub.errors import BeamhubError
 from beamhub.heps.routes import router as heps_router
@@ -140,7 +143,8 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     for router in (login_router, login_api_router, users_router, audit_router, keys_router, windows_router,
-                   sessions_router, heps_router, session_console_router, data_router, h5_router, jobs_router,
+                   sessions_router, heps_router, session_console_router, data_router, browsing_router,
+                   registration_router, tiers_router, h5_router, jobs_router,
                    metrics_router, streams_router):
         app.include_router(router)
     install_console(app, settings)

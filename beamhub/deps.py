@@ -12,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from beamhub.cache import TtlCache
-from beamhub.data.browse import DataBrowser
-from beamhub.data.service import DataService
+from beamhub.data.browsing.service import DataBrowser
+from beamhub.data.proposals.service import DataService
+from beamhub.data.registration.service import RegistrationService
 from beamhub.db import utcnow
 from beamhub.errors import BeamhubError, Forbidden, Unauthenticated
 from beamhub.identity.accounts.groups import GroupService
@@ -235,6 +236,10 @@ def data_service(request: Request) -> DataService:
     return get_services(request).data
 
 
+def registration_service(request: Request) -> RegistrationService:
+    return get_services(request).registration
+
+
 def browse_service(request: Request) -> DataBrowser:
     return get_services(request).browse
 
@@ -255,5 +260,6 @@ Audit = Annotated[AuditService, Depends(audit_service)]
 Workstations = Annotated[WorkstationService, Depends(workstation_service)]
 Login = Annotated[LoginService, Depends(login_service)]
 Data = Annotated[DataService, Depends(data_service)]
+Registration = Annotated[RegistrationService, Depends(registration_service)]
 Browse = Annotated[DataBrowser, Depends(browse_service)]
 Jobs = Annotated[JobService, Depends(job_service)]

@@ -8,8 +8,9 @@ from functools import partial
 from beamhub.compute.backend import Backend
 from beamhub.compute.registry import make_backend
 from beamhub.config import Settings
-from beamhub.data.browse import DataBrowser
-from beamhub.data.service import DataService
+from beamhub.data.browsing.service import DataBrowser
+from beamhub.data.proposals.service import DataService
+from beamhub.data.registration.service import RegistrationService
 from beamhub.db import Database, migrate
 from beamhub.identity.accounts.groups import GroupService
 from beamhub.identity.accounts.service import IdentityService
@@ -44,6 +45,7 @@ class Services:
     windows: WindowsIdentity
     audit: AuditService
     data: DataService
+    registration: RegistrationService
     browse: DataBrowser
     jobs: JobService
     streams: StreamService
@@ -68,5 +70,6 @@ def build_services(settings: Settings) -> Services:
                     keys=SshKeyService(db, identity), sessions=sessions,
                     entry=SessionEntry(db, sessions, identity, login), workstations=WorkstationService(db),
                     audit=audit, login=login, oidc=oidc, windows=WindowsIdentity(db, settings, identity), data=data,
-                    browse=DataBrowser(data), jobs=JobService(db, settings, identity, data, audit),
+                    registration=RegistrationService(data), browse=DataBrowser(data),
+                    jobs=JobService(db, settings, identity, data, audit),
                     streams=StreamService(identity, data))

@@ -33,7 +33,7 @@ import psycopg
 from sqlalchemy import event
 
 from beamhub.config import Settings
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.identity.principal import Principal
 from beamhub.services import Services, build_services
 
@@ -98,7 +98,7 @@ def build(root: Path, pg: str, rows: int, proposals: int) -> Catalogue:
     folder = services.data.proposal_dir(proposal)
     for real in ("a000", "big/q0500"):
         write_files(folder / real, PAGE)
-        services.data.register(ADMIN, proposal.id, real)
+        services.registration.register(ADMIN, proposal.id, real)
     fill(pg % name, user.id, rows, proposals)
     browse, data = services.browse, services.data
     cases = {"member page, root": lambda: browse.files(member, QUERIED, "", None, PAGE),
@@ -211,7 +211,7 @@ def registrations(big: Catalogue, run: int) -> dict[str, float]:
     for case, relative in order[::-1] if run % 2 else order:  # each goes first in every other run
         write_files(folder / relative, NEW_FILES)
         start = time.perf_counter()
-        result = big.services.data.register(ADMIN, QUERIED, relative)
+        result = big.services.registration.register(ADMIN, QUERIED, relative)
         times[case] = (time.perf_counter() - start) * 1000
         assert result.files == NEW_FILES, result
     return times

@@ -1,1 +1,2 @@
-"""What users may see: proposals, datasets, ACLs, ingest, migration, download."""
+"""What users may see: proposals/, registration/, browsing/, h5/, tiers/; below them the rules they share: the
+catalogue's models, ACLs and the kernel's access check, request paths, the stable path of a proposal."""

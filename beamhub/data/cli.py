@@ -59,7 +59,7 @@ def register(path: Path, proposal: Annotated[str, typer.Option("--proposal", "-p
     services = cli_services(config)
     labels = {"acl": "ACLs set", "files": "files catalogued", "refused": "hard links refused"}
     with _errors(), _phases(labels) as report:
-        result = services.data.register_path(cli_principal(), proposal, path, report)
+        result = services.registration.register_path(cli_principal(), proposal, path, report)
     console.print(f"{result.files} files: {result.added} added, {result.updated} updated, "
                   f"{result.unchanged} unchanged, {result.removed} removed, {result.skipped} skipped; "
                   f"{result.hashed_bytes} bytes hashed, {result.acl_paths} ACLs set")
@@ -111,7 +111,7 @@ def proposal_create(proposal_id: str, title: Annotated[str, typer.Option()],
     """Create a proposal, its folder and its ACLs."""
     from pydantic import ValidationError
 
-    from beamhub.data.schemas import ProposalCreate
+    from beamhub.data.proposals.schemas import ProposalCreate
 
     members = [{"username": u, "role": "pi"} for u in pi or []] + [{"username": u} for u in member or []]
     try:
@@ -195,7 +195,7 @@ def who_can_read(path: Path, config: ConfigOption = None) -> None:
 def smb_config(share: Annotated[str, typer.Option(help="the share's name")] = "beamlinefs",
                config: ConfigOption = None) -> None:
     """Print smb.conf: the idmap section and a read-only share of the storage root that honours the POSIX ACLs."""
-    from beamhub.data.smb import smb_conf
+    from beamhub.data.browsing.smb import smb_conf
 
     settings = cli_settings(config)
     with _errors():
@@ -211,8 +211,8 @@ def watch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2
     import signal
     import threading
 
-    from beamhub.data.ingest import RegisterResult
-    from beamhub.data.watch import ProposalWatcher
+    from beamhub.data.registration.ingest import RegisterResult
+    from beamhub.data.registration.watch import ProposalWatcher
 
     def report(kind: str, result: RegisterResult) -> None:
         console.print(f"{datetime.now():%H:%M:%S} {kind}: {result.files} files, {result.added} added, "
@@ -226,7 +226,7 @@ def watch(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g. 2
         signal.signal(signum, lambda *_: stop.set())
     services = cli_services(config)
     with _errors():
-        watcher = ProposalWatcher(services.data, cli_principal(), proposal, path, report)
+        watcher = ProposalWatcher(services.registration, cli_principal(), proposal, path, report)
         summary = watcher.run(stop)
     console.print(f"stopped: {summary.files} files registered in {summary.batches} batches "
                   f"({summary.started.files} files seen at start-up, {summary.rescans} rescans after lost events), "
@@ -238,7 +238,7 @@ def migrate(proposal: Annotated[str, typer.Option("--proposal", "-p", help="e.g.
             to: Annotated[str, typer.Option("--to", help="the tier to move the data to, e.g. warm")],
             config: ConfigOption = None) -> None:
     """Move a proposal's data to another tier with its ACLs, xattrs and mtimes; run it again to finish a killed one."""
-    from beamhub.data.migrate import migrate_proposal
+    from beamhub.data.tiers.migrate import migrate_proposal
 
     services = cli_services(config)
     labels = {"copy": "files copied and verified", "remove": "files removed from the old tier"}

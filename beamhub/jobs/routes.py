@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from starlette.responses import Response, StreamingResponse
 
 from beamhub.broadcast import followed
-from beamhub.data.download import file_response
+from beamhub.data.browsing.download import file_response
 from beamhub.db import utcnow
 from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, Jobs, SessionsPrincipal, credential_stands
 from beamhub.identity.fields import USERNAME_PATTERN

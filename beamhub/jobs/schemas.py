@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from beamhub.data.schemas import PROPOSAL_PATTERN
+from beamhub.data.proposals.schemas import PROPOSAL_PATTERN
 from beamhub.identity.fields import USERNAME_PATTERN, NoNul
 from beamhub.sessions.schemas import MAX_MEMORY, MIN_MEMORY, check_size
 

@@ -14,7 +14,7 @@ from beamhub.broadcast import notify
 from beamhub.compute.slurm_cli import Slurm, SlurmError, SlurmJob, Submission
 from beamhub.config import Settings
 from beamhub.data.access import may_read
-from beamhub.data.service import DataService
+from beamhub.data.proposals.service import DataService
 from beamhub.data.tiers.prefetch import prefetch_proposal
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady

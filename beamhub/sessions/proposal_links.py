@@ -7,10 +7,10 @@ from pathlib import Path
 
 from beamhub.agent import PROPOSALS_ENV
 from beamhub.data.access import may_access
-from beamhub.data.browse import FOLDER
+from beamhub.data.browsing.service import FOLDER
 from beamhub.data.current import current_path
 from beamhub.data.models import Proposal
-from beamhub.data.service import DataService
+from beamhub.data.proposals.service import DataService
 from beamhub.identity.accounts.models import User
 from beamhub.identity.accounts.service import principal_of
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from beamhub.data.schemas import PROPOSAL_PATTERN
+from beamhub.data.proposals.schemas import PROPOSAL_PATTERN
 
 PROPOSAL = re.compile(PROPOSAL_PATTERN)
 MAX_HEADER_BYTES = 64 * 1024

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from beamhub.data.service import DataService
+from beamhub.data.proposals.service import DataService
 from beamhub.errors import Forbidden
 from beamhub.identity.accounts.models import Role
 from beamhub.identity.accounts.service import IdentityService

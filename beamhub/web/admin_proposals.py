@@ -12,8 +12,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from beamhub.data.models import MemberRole
-from beamhub.data.presenters import proposal_out
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.presenters import proposal_out
+from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.deps import Data, get_services
 from beamhub.errors import BeamhubError, Invalid
 from beamhub.identity.principal import Principal

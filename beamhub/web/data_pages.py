@@ -15,11 +15,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from beamhub.data.browsing.presenters import file_out
+from beamhub.data.browsing.schemas import DatasetOut, FileOut
 from beamhub.data.models import DataFile, Proposal
 from beamhub.data.paths import check_relative
-from beamhub.data.presenters import file_out, proposal_out
-from beamhub.data.schemas import PROPOSAL_PATTERN, DatasetOut, FileOut
-from beamhub.data.service import DataService
+from beamhub.data.proposals.presenters import proposal_out
+from beamhub.data.proposals.schemas import PROPOSAL_PATTERN
+from beamhub.data.proposals.service import DataService
 from beamhub.data.tiers.prefetch import check_may_prefetch, fast_tiers, prefetch_in_background
 from beamhub.deps import Browse, Data
 from beamhub.errors import Forbidden, NotFound

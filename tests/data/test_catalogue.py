@@ -15,10 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from beamhub.config import Settings
-from beamhub.data import browse
 from beamhub.data.acl import AccessList, read_access, set_path_acl
+from beamhub.data.browsing import service as browse
 from beamhub.data.models import MemberRole
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.accounts.service import principal_of
 from beamhub.identity.principal import Principal
@@ -122,7 +122,7 @@ def test_file_pages_follow_path_order_and_stay_inside_their_folder(services: Any
     names = [f"a/{i:02d}.h5" for i in range(12)] + ["a/b/deep.h5", "a-b/x.h5", "a0/y.h5", "ab/z.h5", "top.h5"]
     for name in names:
         write(folder, name)
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     seen, after = [], None
     while True:
         page, after = services.browse.files(alice, proposal.id, "", after, 5)
@@ -143,7 +143,7 @@ def test_listings_show_only_what_the_real_acl_lets_the_caller_read(services: Any
     write(folder, "scan1/open.h5")
     hidden = write(folder, "scan1/withheld.h5")
     write(folder, "private/only-staff.h5")
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     set_path_acl(hidden, AccessList(users=frozenset(), groups=frozenset()))
     set_path_acl(folder / "private", AccessList(users=frozenset(), groups=frozenset()))
     assert [f.relpath for f in services.browse.files(alice, proposal.id, "", None, 100)[0]] == ["scan1/open.h5"]
@@ -176,7 +176,7 @@ def test_a_cursor_never_names_a_file_the_caller_may_not_read(services: Any, syst
     names = [f"scan1/f{i:02d}.h5" for i in range(20)]
     for name in names:
         write(folder, name)
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     hidden = {"scan1/f02.h5", *names[8:15]}  # the last row of the first 3, and a run longer than a page's scan
     for name in hidden:
         set_path_acl(folder / name, AccessList(users=frozenset(), groups=frozenset()))
@@ -207,7 +207,7 @@ def test_after_the_embargo_every_user_reads_through_the_public_group(services: A
     proposal = services.data.create(ADMIN, proposal_body(beamline, (alice.username, "pi"),
                                                          embargo=NOW + timedelta(days=365)))
     data = write(services.data.proposal_dir(proposal), "scan1/result.h5")
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     assert services.data.release_embargoes() == []
     with pytest.raises(NotFound):
         services.data.get(reader, proposal.id)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from beamhub.data.catalogue_writer import CatalogueWriter, Write
+from beamhub.data.registration.catalogue_writer import CatalogueWriter, Write
 from beamhub.db import Database
 
 

@@ -55,18 +55,18 @@ def test_totals_stay_exact_and_nothing_recounts(services: Any, recounts: list[st
     folder = services.data.proposal_dir(proposal)
     for n in range(20):
         write(folder, f"scan{n % 2}/sub/f{n}.h5", b"x" * n)
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     assert totals(services, proposal.id) == counted(services, proposal.id) == {"scan0": (10, 90), "scan1": (10, 100)}
     write(folder, "scan0/sub/f0.h5", b"y" * 1000)  # modified
     (folder / "scan1" / "sub" / "f1.h5").unlink()  # deleted
     write(folder, "scan2/new.h5", b"z" * 7)  # added, in a new dataset
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     assert totals(services, proposal.id) == counted(services, proposal.id) == {
         "scan0": (10, 1090), "scan1": (9, 99), "scan2": (1, 7)}
     write(folder, "scan2/watched.h5", b"w" * 5)
-    services.data.register_files(ADMIN, proposal.id, proposal.tier, [folder / "scan2" / "watched.h5"])
+    services.registration.register_files(ADMIN, proposal.id, proposal.tier, [folder / "scan2" / "watched.h5"])
     (folder / "scan0" / "sub" / "f2.h5").unlink()
-    services.data.register_files(ADMIN, proposal.id, proposal.tier, [folder / "scan0" / "sub" / "f2.h5"])
+    services.registration.register_files(ADMIN, proposal.id, proposal.tier, [folder / "scan0" / "sub" / "f2.h5"])
     assert totals(services, proposal.id) == counted(services, proposal.id) == {
         "scan0": (9, 1088), "scan1": (9, 99), "scan2": (2, 12)}
     assert recounts == []
@@ -77,12 +77,12 @@ def test_a_removed_folder_takes_its_dataset_with_it(services: Any, recounts: lis
     folder = services.data.proposal_dir(proposal)
     write(folder, "gone/a.h5", b"abc")
     write(folder, "empty/.keep", b"")
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     assert totals(services, proposal.id) == {"gone": (1, 3), "empty": (1, 0)}
     for path in sorted((folder / "gone").rglob("*"), reverse=True):
         path.unlink()
     (folder / "gone").rmdir()
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     assert totals(services, proposal.id) == {"empty": (1, 0)}
     with services.db.session() as db:
         assert db.scalar(select(func.count()).select_from(DataFile).where(DataFile.proposal_id == proposal.id)) == 1

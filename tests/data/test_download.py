@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from beamhub.app import add_error_handlers
-from beamhub.data.download import file_response, tree_entries, zip_response, zip_stream
+from beamhub.data.browsing.download import file_response, tree_entries, zip_response, zip_stream
 from beamhub.data.paths import resolve_inside
 from beamhub.errors import Invalid, NotFound
 

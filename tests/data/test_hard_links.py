@@ -46,7 +46,7 @@ def two(services: Any, system_users: list[str]) -> Iterator[Two]:
     alice, bob = (new_user(services, system_users) for _ in range(2))
     p1, p2 = new_proposal(services, beamline, alice), new_proposal(services, beamline, bob)
     secret = write(services.data.proposal_dir(p1), "scan1/secret.h5", b"alice's frames")
-    services.data.register(ADMIN, p1.id)
+    services.registration.register(ADMIN, p1.id)
     yield Two(alice, bob, p1, p2, secret, services.data.proposal_dir(p2))
     subprocess.run(["groupdel", group.name], capture_output=True)
 
@@ -72,7 +72,7 @@ def test_registering_a_link_to_another_proposals_file_refuses_it_and_leaves_its_
     before = getfacl(two.secret)
     write(two.folder2, "scan1/own.h5", b"bob's frames")
     os.link(two.secret, two.folder2 / "scan1/stolen.h5")
-    result = services.data.register(ADMIN, two.p2.id)
+    result = services.registration.register(ADMIN, two.p2.id)
     assert result.refused == ["scan1/stolen.h5"] and (result.files, result.added) == (1, 1)
     assert catalogued(services, two.p2.id) == {"scan1/own.h5"}
     assert_untouched(two, before)
@@ -81,7 +81,7 @@ def test_registering_a_link_to_another_proposals_file_refuses_it_and_leaves_its_
     assert [f.relpath for f in services.browse.files(principal_of(two.bob), two.p2.id, "", None, 100)[0]] == [
         "scan1/own.h5"]
     for relative in ("scan1", "scan1/stolen.h5"):  # a folder, the file itself: still refused
-        assert services.data.register(ADMIN, two.p2.id, relative).refused == ["scan1/stolen.h5"]
+        assert services.registration.register(ADMIN, two.p2.id, relative).refused == ["scan1/stolen.h5"]
     assert_untouched(two, before)
 
 
@@ -100,10 +100,10 @@ def test_a_member_change_does_not_re_acl_a_linked_file(services: Any, two: Two, 
 def test_a_record_made_before_the_link_is_dropped(services: Any, two: Two) -> None:
     """A file registered in P2, then replaced by a link to P1's file: its old record goes, nobody lists it."""
     write(two.folder2, "scan1/stolen.h5", b"bob's old frames")
-    services.data.register(ADMIN, two.p2.id)
+    services.registration.register(ADMIN, two.p2.id)
     (two.folder2 / "scan1/stolen.h5").unlink()
     os.link(two.secret, two.folder2 / "scan1/stolen.h5")
-    result = services.data.register(ADMIN, two.p2.id)
+    result = services.registration.register(ADMIN, two.p2.id)
     assert result.refused == ["scan1/stolen.h5"] and result.removed == 1
     assert catalogued(services, two.p2.id) == set()
 
@@ -112,7 +112,7 @@ def test_the_watchers_way_refuses_the_link_too(services: Any, two: Two) -> None:
     before = getfacl(two.secret)
     (two.folder2 / "scan1").mkdir()
     os.link(two.secret, two.folder2 / "scan1/stolen.h5")
-    result = services.data.register_files(ADMIN, two.p2.id, two.p2.tier, [two.folder2 / "scan1/stolen.h5"])
+    result = services.registration.register_files(ADMIN, two.p2.id, two.p2.tier, [two.folder2 / "scan1/stolen.h5"])
     assert result.refused == ["scan1/stolen.h5"] and result.added == 0
     assert_untouched(two, before)
 
@@ -121,13 +121,13 @@ def test_hard_links_inside_one_proposal_are_registered(services: Any, two: Two) 
     first = write(two.folder2, "scan1/f.h5", b"bob's frames")
     (two.folder2 / "scan2").mkdir()
     os.link(first, two.folder2 / "scan2/f-again.h5")
-    whole = services.data.register(ADMIN, two.p2.id)
+    whole = services.registration.register(ADMIN, two.p2.id)
     assert (whole.refused, whole.added) == ([], 2)
     assert read_as(two.bob.username, two.folder2 / "scan2/f-again.h5") == "bob's frames"
     assert catalogued(services, two.p2.id) == {"scan1/f.h5", "scan2/f-again.h5"}
-    again = services.data.register(ADMIN, two.p2.id, "scan2")  # the other name is outside the folder registered
+    again = services.registration.register(ADMIN, two.p2.id, "scan2")  # the other name is outside the folder registered
     assert (again.refused, again.unchanged) == ([], 1)
-    one = services.data.register_files(ADMIN, two.p2.id, two.p2.tier, [first])
+    one = services.registration.register_files(ADMIN, two.p2.id, two.p2.tier, [first])
     assert (one.refused, one.unchanged) == ([], 1)
 
 

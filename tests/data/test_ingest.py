@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from beamhub.data import ingest, scan
 from beamhub.data.acl import AccessList, read_access
 from beamhub.data.models import DataFile, Dataset, MemberRole
+from beamhub.data.registration import ingest, scan
 from helpers.accounts import read_as
 from helpers.data import ADMIN, new_proposal, new_user, write
 
@@ -68,7 +68,7 @@ def test_registration_sets_acls_on_files_and_default_acls_on_folders(services: A
     proposal = new_proposal(services, staff_group.name.removesuffix("-staff"), alice)
     folder = services.data.proposal_dir(proposal)
     data = write(folder, "scan1/frames/f0001.h5", b"detector frame")
-    result = services.data.register(ADMIN, proposal.id)
+    result = services.registration.register(ADMIN, proposal.id)
     assert (result.files, result.added, result.acl_paths) == (1, 1, 4)
     assert read_access(data) == read_access(folder / "scan1") == read_access(folder)
     assert read_access(data).users == {alice.uid} and read_access(data).groups == {staff_group.gid}
@@ -87,17 +87,17 @@ def test_checksums_are_recorded_and_a_re_run_reads_only_what_changed(services: A
     contents = {f"scan{i % 3}/f{i:03d}.h5": os.urandom(3000 + i) for i in range(30)}
     for name, data in contents.items():
         write(folder, name, data)
-    first = services.data.register(ADMIN, proposal.id)
+    first = services.registration.register(ADMIN, proposal.id)
     assert (first.added, first.hashed_bytes) == (30, sum(map(len, contents.values())))
     records = catalogue(services, proposal.id)
     assert {k: v.sha256 for k, v in records.items()} == {k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
     assert abs(records["scan0/f000.h5"].registered_at - datetime.now(UTC)) < timedelta(minutes=5)
-    again = services.data.register(ADMIN, proposal.id)
+    again = services.registration.register(ADMIN, proposal.id)
     assert (again.added, again.updated, again.unchanged, again.hashed_bytes) == (0, 0, 30, 0)
     (folder / "scan0/f000.h5").write_bytes(b"rewritten")
     (folder / "scan1/f001.h5").unlink()
     shutil.rmtree(folder / "scan2")
-    changed = services.data.register(ADMIN, proposal.id)
+    changed = services.registration.register(ADMIN, proposal.id)
     assert (changed.updated, changed.removed, changed.hashed_bytes) == (1, 11, len(b"rewritten"))
     records = catalogue(services, proposal.id)
     assert len(records) == 19 and records["scan0/f000.h5"].sha256 == hashlib.sha256(b"rewritten").hexdigest()
@@ -120,7 +120,7 @@ def test_worker_processes_register_a_tree_as_one_process_does(services: Any, sys
         for name, data in contents.items():
             write(folder, name, data)
         (folder / "scan2/link.h5").symlink_to(folder / "scan0/big.h5")
-        registered.append((proposal, folder, services.data.register(ADMIN, proposal.id)))
+        registered.append((proposal, folder, services.registration.register(ADMIN, proposal.id)))
         if workers == 1:  # from here on: batches of four entries, none in this process, two workers
             pools: list[Any] = []
 
@@ -145,7 +145,7 @@ def test_worker_processes_register_a_tree_as_one_process_does(services: Any, sys
         assert read_access(folder / relpath).users == {alice.uid}
     (folder / "scan1/sub1/f001.h5").write_bytes(b"rewritten")
     (folder / "scan2/sub0/f002.h5").unlink()
-    again = services.data.register(ADMIN, parallel.id)
+    again = services.registration.register(ADMIN, parallel.id)
     assert (again.unchanged, again.updated, again.removed, again.hashed_bytes) == (40, 1, 1, len(b"rewritten"))
     assert len(pools) == 2
 
@@ -161,7 +161,7 @@ def test_symlinks_are_neither_registered_nor_followed(services: Any, system_user
         write(folder, "scan1/real.h5", b"data")
         (folder / "scan1/link.h5").symlink_to(secret)
         (folder / "linked-dir").symlink_to(outside)
-        services.data.register(ADMIN, proposal.id)
+        services.registration.register(ADMIN, proposal.id)
         assert set(catalogue(services, proposal.id)) == {"scan1/real.h5"}
         assert read_access(secret).users == set()
     finally:
@@ -188,7 +188,7 @@ def test_membership_changes_reach_the_kernel_at_once(services: Any, system_users
     proposal = new_proposal(services, staff_group.name.removesuffix("-staff"), alice)
     folder = services.data.proposal_dir(proposal)
     files = [write(folder, f"scan{i % 4}/f{i}.h5", b"frame") for i in range(40)]
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     assert read_as(carol.username, files[7]) == "PermissionError"
     reported: list[int] = []
     services.data.set_member(ADMIN, proposal.id, carol.username, MemberRole.member, reported.append)

@@ -20,9 +20,9 @@ import posix1e
 import pytest
 from sqlalchemy import select
 
-from beamhub.data.migrate import PARTIAL_PREFIX, MigrationRefused, migrate_proposal
 from beamhub.data.models import DataFile, MemberRole, Proposal
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.schemas import ProposalCreate
+from beamhub.data.tiers.migrate import PARTIAL_PREFIX, MigrationRefused, migrate_proposal
 from beamhub.errors import Conflict, Invalid
 from beamhub.identity.principal import Principal
 
@@ -34,7 +34,7 @@ CHILD = """
 import os, signal, sys
 from beamhub.services import build_services
 from beamhub.config import Settings
-from beamhub.data.migrate import migrate_proposal
+from beamhub.data.tiers.migrate import migrate_proposal
 from beamhub.identity.principal import Principal
 
 proposal, mode, phase, limit, sig = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -68,7 +68,7 @@ def proposal(services: Any) -> Iterator[Any]:
         id=f"2025-{secrets.randbelow(10**5):05d}", title="operando XAS", beamline=beamline, tier="hot",
         beamtime_start=now - timedelta(hours=8), beamtime_end=now))
     make_tree(services.data.proposal_dir(created))
-    services.data.register(ADMIN, created.id)
+    services.registration.register(ADMIN, created.id)
     decorate(services.data.proposal_dir(created))
     yield created
     subprocess.run(["groupdel", staff.name], capture_output=True)

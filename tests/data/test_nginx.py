@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request, WebSocket
 from starlette.responses import Response, StreamingResponse
 
 from beamhub.app import add_error_handlers
-from beamhub.data.download import accel_uri, file_response
+from beamhub.data.browsing.download import accel_uri, file_response
 from beamhub.data.paths import resolve_inside
 from beamhub.errors import Forbidden
 from helpers.http import free_port

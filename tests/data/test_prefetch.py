@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from beamhub.config import Settings
 from beamhub.data.current import current_path
 from beamhub.data.models import DataFile, Proposal
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.data.tiers.prefetch import (
     beamtimes_due,
     prefetch_beamtimes,
@@ -91,7 +91,7 @@ def warm_proposal(services: Any, world: dict[str, Any], files: dict[str, int], s
     for relpath, size in files.items():
         (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
         (folder / relpath).write_bytes(rng.randbytes(size))
-    services.data.register(ADMIN, proposal.id)
+    services.registration.register(ADMIN, proposal.id)
     return services.data.get(ADMIN, proposal.id)
 
 

@@ -19,9 +19,9 @@ from sqlalchemy import event
 
 from beamhub.app import create_app
 from beamhub.config import Settings
-from beamhub.data.browse import SCAN_ROWS
+from beamhub.data.browsing.service import SCAN_ROWS
 from beamhub.data.models import DataFile
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.db import insert_rows, utcnow
 from beamhub.identity.principal import Principal
 
@@ -78,7 +78,7 @@ def _populate(services: Any) -> tuple[str, str]:
     real = services.data.proposal_dir(services.data.get(ADMIN, ids[1])) / "scan020" / "f00010.h5"
     real.parent.mkdir()
     real.write_bytes(b"frame")
-    services.data.register(ADMIN, ids[1])
+    services.registration.register(ADMIN, ids[1])
     _fill(services.db, ids, skip="scan020/f00010.h5")
     return token, ids[1]
 

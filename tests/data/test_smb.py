@@ -19,7 +19,7 @@ import pytest
 from beamhub.config import Settings
 from beamhub.data.access import Caller, may_read
 from beamhub.data.acl import AccessList, set_tree_acl
-from beamhub.data.smb import share_config, smb_conf
+from beamhub.data.browsing.smb import share_config, smb_conf
 from beamhub.errors import Invalid
 from helpers.http import free_port
 from helpers.waiting import wait_for_port

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from beamhub.data.ingest import RegisterResult
 from beamhub.data.models import DataFile
-from beamhub.data.schemas import ProposalCreate
-from beamhub.data.watch import ProposalWatcher, WatchSummary
+from beamhub.data.proposals.schemas import ProposalCreate
+from beamhub.data.registration.ingest import RegisterResult
+from beamhub.data.registration.watch import ProposalWatcher, WatchSummary
 from beamhub.identity.principal import Principal
 from helpers.accounts import read_as
 from helpers.waiting import wait_for
@@ -86,7 +86,7 @@ def watching(services: Any, proposal_id: str, report: Callable[[str, RegisterRes
         if report is not None:
             report(kind, result)
 
-    watcher = ProposalWatcher(services.data, ADMIN, proposal_id, report=reported)
+    watcher = ProposalWatcher(services.registration, ADMIN, proposal_id, report=reported)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
     thread.start()
@@ -133,7 +133,7 @@ def test_a_hard_link_moved_in_from_another_proposal_is_refused_and_one_from_insi
         beamtime_start=now - timedelta(hours=1), beamtime_end=now, members=[{"username": stranger.username}]))
     secret = services.data.proposal_dir(other) / "secret.h5"
     daq_write(secret, b"the stranger's frames")
-    services.data.register(ADMIN, other.id)
+    services.registration.register(ADMIN, other.id)
     before = subprocess.run(["getfacl", "-cn", str(secret)], capture_output=True, text=True).stdout
     folder = services.data.proposal_dir(proposal)
     (folder / "scan1").mkdir()

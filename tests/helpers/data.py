@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.identity.principal import Principal
 
 ADMIN = Principal(username="admin-test", user_id=None, roles=frozenset({"admin"}))

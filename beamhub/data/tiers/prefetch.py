@@ -25,9 +25,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from beamhub.data.migrate import LOCK_DIR, MigrationReport, Progress, move_proposal
 from beamhub.data.models import DataFile, Proposal
-from beamhub.data.service import DataService
+from beamhub.data.proposals.service import DataService
+from beamhub.data.tiers.migrate import LOCK_DIR, MigrationReport, Progress, move_proposal
 from beamhub.db import utcnow
 from beamhub.errors import BeamhubError, Conflict, Forbidden, Invalid
 from beamhub.identity.principal import Principal

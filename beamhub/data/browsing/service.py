@@ -15,11 +15,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from beamhub.data.access import Caller, FolderWalks, may_access, may_read
+from beamhub.data.browsing.download import tree_entries
 from beamhub.data.catalogue import under
-from beamhub.data.download import tree_entries
 from beamhub.data.models import DataFile, Dataset, Proposal
 from beamhub.data.paths import check_relative, resolve_inside
-from beamhub.data.service import DataService
+from beamhub.data.proposals.service import DataService
 from beamhub.data.who import GroupAccess, ReadAccess, path_readers
 from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from h5grove.encoders import orjson_encode
 from starlette.responses import Response, StreamingResponse
 
-from beamhub.data.download import CACHE_CONTROL
-from beamhub.data.h5 import H5Files
-from beamhub.data.schemas import PROPOSAL_PATTERN
-from beamhub.deps import Browse, scoped
+from beamhub.data.browsing.download import CACHE_CONTROL
+from beamhub.data.h5.service import H5Files
+from beamhub.data.proposals.params import ProposalId, Reader
+from beamhub.deps import Browse
 from beamhub.identity.fields import NO_NUL_PATTERN
-from beamhub.identity.principal import Principal
 
 router = APIRouter(prefix="/api/v1/proposals/{proposal_id}/h5", tags=["data"])
 
@@ -22,8 +21,6 @@ def h5_files(browse: Browse) -> H5Files:
     return H5Files(browse)
 
 
-Reader = Annotated[Principal, Depends(scoped("data:read"))]
-ProposalId = Annotated[str, Path(pattern=PROPOSAL_PATTERN)]
 Files = Annotated[H5Files, Depends(h5_files)]
 File = Annotated[str, Query(max_length=4096, pattern=NO_NUL_PATTERN,
                             description="the file, relative to the proposal's folder (e.g. scan1/f.h5)")]

@@ -34,12 +34,12 @@ from sqlalchemy import Row, select, update
 from beamhub.data.current import point_current
 from beamhub.data.fsmeta import CHUNK, O_READ, FileMeta, copy_meta, opened
 from beamhub.data.models import DataFile, Proposal
-from beamhub.data.scan import sha256_of, sha256_of_fd
+from beamhub.data.registration.scan import sha256_of, sha256_of_fd
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
 if TYPE_CHECKING:
-    from beamhub.data.service import DataService
+    from beamhub.data.proposals.service import DataService
 
 PARTIAL_PREFIX = ".beamhub-partial."
 """A file being copied is named this plus a digest of its name: always a valid name, recognised after a crash."""

@@ -1,9 +1,8 @@
-"""Proposals and their members; the ACLs that follow them; registration of their data."""
+"""Proposals and their members; who may know them; the ACLs that follow them."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -17,14 +16,12 @@ from beamhub.config import Settings
 from beamhub.data.access import Caller
 from beamhub.data.acl import AccessList, set_tree_acl
 from beamhub.data.current import point_current
-from beamhub.data.ingest import Progress, RegisterResult, Target, register_paths, register_tree
 from beamhub.data.models import MemberRole, Proposal, ProposalMember
-from beamhub.data.paths import resolve_inside
-from beamhub.data.schemas import ProposalCreate
+from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.accounts.groups import GroupService
-from beamhub.identity.accounts.models import Group, Role, User
+from beamhub.identity.accounts.models import Group, User
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
@@ -71,7 +68,8 @@ class DataService:
         return [(tier, self.proposal_dir(proposal, tier)) for tier in tiers
                 if self.proposal_dir(proposal, tier).is_dir()]
 
-    def _check_tier(self, tier: str) -> str:
+    def check_tier(self, tier: str) -> str:
+        """The tier, if it is one of storage_tiers; Invalid otherwise."""
         if tier not in self.settings.storage_tiers:
             raise Invalid(f"unknown tier {tier!r}; configured: {', '.join(self.settings.storage_tiers)}")
         return tier
@@ -107,12 +105,13 @@ class DataService:
 
     def get(self, principal: Principal, proposal_id: str) -> Proposal:
         """A proposal the principal may know; NotFound otherwise, so its existence is not revealed."""
-        proposal = self._load(proposal_id)
+        proposal = self.load(proposal_id)
         if not self.visible(principal, proposal):
             raise NotFound(f"no proposal {proposal_id}")
         return proposal
 
-    def _load(self, proposal_id: str) -> Proposal:
+    def load(self, proposal_id: str) -> Proposal:
+        """A proposal by id, for whoever asks: the caller checks who may know it."""
         with self.db.session() as db:
             proposal = db.get(Proposal, proposal_id)
         if proposal is None:
@@ -130,7 +129,7 @@ class DataService:
         """A new proposal (admin, or staff of its beamline), its folder and its ACLs."""
         if not (principal.is_admin or principal.serves(body.beamline)):
             raise Forbidden(f"only administrators and staff of beamline {body.beamline} create its proposals")
-        tier = self._check_tier(body.tier or self.settings.storage_tiers[0])
+        tier = self.check_tier(body.tier or self.settings.storage_tiers[0])
         with self.db.session() as db:
             if db.get(Proposal, body.id) is not None:
                 raise Conflict(f"proposal {body.id} already exists")
@@ -246,7 +245,8 @@ class DataService:
             gids = db.scalars(select(Group.gid).where(Group.name.in_(names)))
             return AccessList(users=frozenset(uids), groups=frozenset(gids))
 
-    def _lock(self, proposal_id: str) -> threading.Lock:
+    def acl_lock(self, proposal_id: str) -> threading.Lock:
+        """The lock a proposal's ACL writes and registrations take turns on."""
         with self._locks_guard:
             return self._acl_locks.setdefault(proposal_id, threading.Lock())
 
@@ -256,8 +256,8 @@ class DataService:
         The catalogue's acl_version is read first and recorded as applied last, so a change made
         meanwhile (or a crash half-way) leaves the proposal pending for `sync_acls`.
         """
-        with self._lock(proposal_id):
-            proposal = self._load(proposal_id)
+        with self.acl_lock(proposal_id):
+            proposal = self.load(proposal_id)
             access = self.access_list(proposal)
             done = 0
             for _, folder in self.tier_dirs(proposal):
@@ -292,58 +292,3 @@ class DataService:
         for proposal in due:
             self.apply_acls(proposal.id)
         return [proposal.id for proposal in due]
-
-    # --- registration ----------------------------------------------------------------------
-    def register(self, principal: Principal, proposal_id: str, relative: str = "", tier: str | None = None,
-                 progress: Progress | None = None) -> RegisterResult:
-        """Register a proposal's data (all of it, or the folder or file `relative` names) on one tier."""
-        self._check_registrar(principal)
-        proposal = self._load(proposal_id)
-        root = self.proposal_dir(proposal, self._check_tier(tier or proposal.tier))
-        if not root.is_dir():
-            raise NotFound(f"proposal {proposal_id} has no folder on tier {tier or proposal.tier}")
-        return self._register(principal, proposal, Target(proposal.id, root, resolve_inside(root, relative),
-                                                          tier or proposal.tier), progress)
-
-    def register_path(self, principal: Principal, proposal_id: str, path: Path,
-                      progress: Progress | None = None) -> RegisterResult:
-        """Register a folder or file given by its path on the data file system (the command line's way)."""
-        target = self.locate(proposal_id, path)
-        return self.register(principal, proposal_id, target.relative(target.start), target.tier, progress)
-
-    def locate(self, proposal_id: str, path: Path | None = None) -> Target:
-        """The tier folder of the proposal that holds `path` (default: its folder on its own tier), real paths."""
-        proposal = self._load(proposal_id)
-        real = Path(os.path.realpath(path if path is not None else self.proposal_dir(proposal)))
-        for tier in self.settings.storage_tiers:
-            root = Path(os.path.realpath(self.proposal_dir(proposal, tier)))
-            if real == root or root in real.parents:
-                return Target(proposal.id, root, real, tier)
-        raise Invalid(f"{path} is not inside a folder of proposal {proposal_id} "
-                      f"({self.settings.storage_root}/<tier>/{proposal.beamline}/{proposal.id})")
-
-    def register_files(self, principal: Principal, proposal_id: str, tier: str, paths: list[Path]) -> RegisterResult:
-        """Set the ACLs of these folders and files of the proposal and catalogue the files (the watcher's way)."""
-        self._check_registrar(principal)
-        proposal = self._load(proposal_id)
-        root = Path(os.path.realpath(self.proposal_dir(proposal, self._check_tier(tier))))
-        outside = [str(p) for p in paths if root not in p.parents]
-        if outside:
-            raise Invalid(f"not inside {root}: {', '.join(outside[:3])}")
-        with self._lock(proposal.id):
-            return register_paths(self.db, Target(proposal.id, root, root, tier), paths, self.access_list(proposal))
-
-    @staticmethod
-    def _check_registrar(principal: Principal) -> None:
-        if not (principal.is_admin or Role.service.value in principal.roles):
-            raise Forbidden("only the DAQ (a service account) and administrators register data")
-
-    def _register(self, principal: Principal, proposal: Proposal, target: Target,
-                  progress: Progress | None) -> RegisterResult:
-        with self._lock(proposal.id):
-            result = register_tree(self.db, target, self.access_list(proposal), progress,
-                                   self.settings.ingest_workers)
-        self.audit.record_as(principal, "data.register", proposal.id, path=target.relative(target.start),
-                             tier=target.tier, added=result.added, updated=result.updated, removed=result.removed,
-                             refused=len(result.refused))
-        return result

@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 
 from beamhub.data.acl import AccessList, set_path_acl
 from beamhub.data.catalogue import Deltas, Target, apply_deltas, count_into, refresh_datasets, removed, touched, under
-from beamhub.data.catalogue_writer import CatalogueWriter
 from beamhub.data.links import NONE_PROVEN, Linked, Proven, proven_links
 from beamhub.data.models import PATH_BYTES, DataFile
-from beamhub.data.scan import BatchRunner, BatchScan, ScannedFile
+from beamhub.data.registration.catalogue_writer import CatalogueWriter
+from beamhub.data.registration.scan import BatchRunner, BatchScan, ScannedFile
 from beamhub.db import Database, database_value, insert_rows, utcnow
 from beamhub.errors import Conflict, Invalid, NotFound
 

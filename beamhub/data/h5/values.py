@@ -17,7 +17,7 @@ import numpy as np
 from h5grove.encoders import orjson_encode, tiff_encode
 from h5grove.utils import QueryArgumentError, convert, is_numeric_data
 
-from beamhub.data.h5_select import Selection, parse_selection, read_blocks
+from beamhub.data.h5.selection import Selection, parse_selection, read_blocks
 from beamhub.errors import Invalid
 
 WHOLE_BYTES = 64 * 1024 * 1024

@@ -1,13 +1,11 @@
-"""How catalogue records are shown: the response models the API and the console share."""
+"""How a proposal is shown: the response model the API and the console share."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from beamhub.data.current import current_path
-from beamhub.data.models import DataFile, Proposal
-from beamhub.data.schemas import FileOut, MemberOut, ProposalOut
-from beamhub.data.service import DataService
+from beamhub.data.models import Proposal
+from beamhub.data.proposals.schemas import MemberOut, ProposalOut
+from beamhub.data.proposals.service import DataService
 
 
 def proposal_out(data: DataService, proposal: Proposal) -> ProposalOut:
@@ -19,8 +17,3 @@ def proposal_out(data: DataService, proposal: Proposal) -> ProposalOut:
                        public=proposal.embargo_released_at is not None,
                        members=[MemberOut(username=m.user.username, role=m.role)
                                 for m in sorted(proposal.members, key=lambda m: m.user.username)])
-
-
-def file_out(record: DataFile) -> FileOut:
-    return FileOut(path=record.relpath, size=record.size, sha256=record.sha256, tier=record.tier,
-                   mtime=datetime.fromtimestamp(record.mtime_ns / 1e9, UTC))

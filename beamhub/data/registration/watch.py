@@ -2,7 +2,7 @@
 
 Every folder of the tree is watched first, then the whole tree is registered (what arrived while
 nobody watched): a file closed in between raises an event, so none is missed. Then each file closed
-after writing, or renamed into place, is registered by DataService.register_files in batches: its
+after writing, or renamed into place, is registered by RegistrationService.register_files in batches: its
 ACL set from the proposal's access list, its record upserted with its SHA-256, by the same code as
 `register` (a hard-linked file only if the proposal's folder holds all its names: it is refused
 otherwise). A new folder is watched at once and then scanned, for what was written into it before
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 from inotify_simple import INotify, flags
 
-from beamhub.data.ingest import RegisterResult
+from beamhub.data.registration.ingest import RegisterResult
 from beamhub.errors import Conflict, InsufficientResources, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
 if TYPE_CHECKING:
-    from beamhub.data.service import DataService
+    from beamhub.data.registration.service import RegistrationService
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def open_for_writing(path: Path) -> bool:
 class ProposalWatcher:
     """Registers the files of one proposal folder (or a folder inside it) as they are closed, until stopped."""
 
-    def __init__(self, service: DataService, principal: Principal, proposal_id: str, root: Path | None = None,
+    def __init__(self, service: RegistrationService, principal: Principal, proposal_id: str, root: Path | None = None,
                  report: Report | None = None, window: float = WINDOW, batch: int = BATCH) -> None:
         self.service = service
         self.principal = principal

@@ -18,9 +18,9 @@ from typing import Any
 import h5py
 from h5grove.utils import attr_metadata, get_filters, get_type_metadata, sorted_dict
 
-from beamhub.data.browse import DataBrowser
-from beamhub.data.download import open_regular
-from beamhub.data.h5_values import Body, encode_values, statistics
+from beamhub.data.browsing.download import open_regular
+from beamhub.data.browsing.service import DataBrowser
+from beamhub.data.h5.values import Body, encode_values, statistics
 from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
