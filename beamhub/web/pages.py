@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from beamhub.deps import SESSION_COOKIE, current_principal, get_services, read_cookie
 from beamhub.errors import BeamhubError, Unauthenticated
 from beamhub.identity.principal import Principal
+from beamhub.web import stored_text
 from beamhub.web.i18n import LOCALES, Formatter, request_locale, translations
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
@@ -26,10 +27,12 @@ PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-T
 
 @functools.cache
 def environment(locale: str) -> Environment:
-    """The template environment of one language: autoescaped, with gettext/ngettext of its catalogue."""
+    """The template environment of one language: autoescaped, with gettext/ngettext of its catalogue and the
+    `translated` filter for text a service stored in English (a session's reason, an event's message)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(default=True),
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["translated"] = functools.partial(stored_text.translated, locale=locale)  # a service's stored text
     return env
 
 
