@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,16 @@ def test_prefetch_moves_a_warm_proposal_to_hot_while_a_member_reads_it_with_iden
     assert tier == "hot" and files == {path: (digest, "hot") for path, (digest, *_) in before.items()}
     again = prefetch_proposal(services.data, principal_of(world["member"]), proposal.id)
     assert again.already_there and again.bytes_copied == 0
+
+
+def test_two_prefetches_of_one_proposal_at_once_copy_it_once(services: Any, world: dict[str, Any]) -> None:
+    proposal = warm_proposal(services, world, tree())
+    member = principal_of(world["member"])
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: prefetch_proposal(services.data, member, proposal.id), range(2)))
+    assert sorted(report.already_there for report in reports) == [False, True]
+    assert sum(report.bytes_copied for report in reports) == sum(tree().values())
+    assert catalogue(services, proposal.id)[0] == "hot"
 
 
 def test_only_members_staff_and_admins_may_prefetch(services: Any, world: dict[str, Any]) -> None:

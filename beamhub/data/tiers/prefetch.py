@@ -90,12 +90,15 @@ def prefetch_proposal(service: DataService, principal: Principal, proposal_id: s
     hot, warm = fast_tiers(service)
     touch(service, proposal.id)
     report = PrefetchReport(proposal.id, hot, proposal.tier)
-    if proposal.tier == hot and len(service.tier_dirs(proposal)) <= 1:
+    if _whole_on(service, proposal, hot):
         report.already_there = True
         return report
     with _budget_turn(service.settings.storage_root, hot, progress):
         proposal = service.get(principal, proposal_id)
         report.from_tier = proposal.tier
+        if _whole_on(service, proposal, hot):  # a prefetch we waited for moved it
+            report.already_there = True
+            return report
         if proposal.tier != hot:
             report.evicted = _make_room(service, proposal, hot, warm, progress)
         report.add(move_proposal(service, principal, proposal.id, hot, progress))
@@ -103,6 +106,11 @@ def prefetch_proposal(service: DataService, principal: Principal, proposal_id: s
     service.audit.record_as(principal, "data.prefetch", proposal.id, from_tier=report.from_tier, to_tier=hot,
                             bytes=report.bytes_copied, evicted=report.evicted)
     return report
+
+
+def _whole_on(service: DataService, proposal: Proposal, tier: str) -> bool:
+    """Whether the catalogue puts the proposal on `tier` and no other tier holds a folder of it (nothing left to do)."""
+    return proposal.tier == tier and len(service.tier_dirs(proposal)) <= 1
 
 
 def check_may_prefetch(service: DataService, principal: Principal, proposal: Proposal) -> None:
