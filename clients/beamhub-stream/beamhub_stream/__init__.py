@@ -128,7 +128,10 @@ class Subscription:
 
     def greeted(self, timeout: float | None) -> None:
         """Take beamhub's hello: from then on, every frame published for the proposal reaches this subscriber."""
-        message = self._receive(timeout)
+        try:
+            message = self._receive(timeout)
+        except TimeoutError:
+            message = None
         self.hello = json.loads(message) if isinstance(message, str) else {}
         if self.hello.get("type") != "hello":
             self.close()
