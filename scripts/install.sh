@@ -34,10 +34,11 @@ command -v npm >/dev/null || apt-get install -y -q --no-install-recommends nodej
 "$repo/scripts/build-viewer.sh" "$prefix/viewer-build" "$prefix/viewer"
 
 # The default session image: JupyterLab and the scientific stack in a world-readable environment, installed
-# again only when requirements/image-default.txt changes (its hash is kept in the image's .requirements-hash).
+# again only when requirements/image-default.txt or the client library it names (clients/) changes (their hash is
+# kept in the image's .requirements-hash).
 image="$prefix/images/default"
 image_requirements="$repo/requirements/image-default.txt"
-image_hash=$(sha256sum "$image_requirements" | cut -d' ' -f1)
+image_hash=$(cat "$image_requirements" "$repo"/clients/*/pyproject.toml "$repo"/clients/*/*/*.py | sha256sum | cut -d' ' -f1)
 if [ ! -x "$image/bin/jupyter-lab" ] || [ "$(cat "$image/.requirements-hash" 2>/dev/null)" != "$image_hash" ]; then
   [ -x "$image/bin/python" ] || /usr/bin/python3 -m venv "$image"
   "$image/bin/pip" install -q --upgrade "pip>=24,<27"
