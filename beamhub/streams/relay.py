@@ -115,10 +115,13 @@ class Relay:
         seq = self._seq.get(header.proposal, 0)
         self._seq[header.proposal] = seq + 1
         message = (header.encode(seq), data)
-        if self.policy == "block":
-            await asyncio.gather(*(s.put(message) for s in list(subscribers)))
-        else:
-            for subscription in subscribers:
+        waiting = []
+        for subscription in list(subscribers):
+            if self.policy == "block" and len(subscription) >= subscription.limit:
+                waiting.append(subscription.put(message))
+            else:
                 subscription.offer(message)
+        if waiting:
+            await asyncio.gather(*waiting)
         STREAM_FRAMES_RELAYED.inc(len(subscribers))
         return len(subscribers)
