@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from beamhub.web import stored_text
 from beamhub.web.i18n import Formatter
 
 N_ = str
@@ -22,6 +23,16 @@ FIELD_NAMES = {
     "partition": N_("partition"), "minutes": N_("minutes"), "state": N_("state"),
 }
 """Labels of the detail keys the services record; another key shows as its own name."""
+
+VALUE_NAMES = {
+    "roles": {"user": N_("user"), "staff": N_("beamline staff"), "admin": N_("administrator"),
+              "service": N_("service account")},
+    "role": {"pi": N_("principal investigator"), "member": N_("member")},
+    "method": {"password": N_("password"), "oidc": N_("single sign-on")},
+    "reason": {"credentials": N_("wrong username or password"), "disabled": N_("account disabled"),
+               "no such user": N_("no such user")},
+}
+"""Names people read for the values of a detail that the services record as words of their own."""
 
 
 def detail_fields(detail: dict[str, Any], _: Callable[[str], str], fmt: Formatter) -> list[tuple[str, str]]:
@@ -48,4 +59,6 @@ def _value(key: str, value: Any, _: Callable[[str], str], fmt: Formatter) -> str
         return fmt.size(value)
     if value is None:
         return ""
-    return _(value) if key == "reason" and isinstance(value, str) else str(value)
+    if value in VALUE_NAMES.get(key, {}):
+        return _(VALUE_NAMES[key][value])
+    return stored_text.translated(value, fmt.console_locale) if key == "reason" else str(value)

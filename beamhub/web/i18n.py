@@ -80,6 +80,7 @@ class Formatter:
 
     def __init__(self, locale: str, timezone: str) -> None:
         self.locale = Locale.parse(locale)
+        self.console_locale = locale  # the console's name of it (zh_CN), as translations() takes it
         self.tz: dt.tzinfo = get_timezone(timezone)
         # NOTE: the abbreviation of "days" in a duration such as "2 d 03:04:05"
         self.day_unit = translations(locale).gettext("d")

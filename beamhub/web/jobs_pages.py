@@ -23,7 +23,7 @@ from beamhub.units import format_size
 from beamhub.web.errors import PageRoute
 from beamhub.web.forms import JobForm
 from beamhub.web.page_deps import PagePrincipal, refusal, see_other
-from beamhub.web.pages import render, translator
+from beamhub.web.pages import message_of, render, translator
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -73,14 +73,14 @@ def plain_reason(job: Job, _: Callable[[str], str]) -> str:
                        "memory": format_size(job.memory)}
 
 
-def submit_form(jobs: JobService) -> dict[str, Any]:
+def submit_form(request: Request, jobs: JobService) -> dict[str, Any]:
     """The form's context: the partitions to choose from, or why there is no form (not set up, Slurm away)."""
     try:
         return {"partitions": jobs.partitions(), "set_up": True}
     except NotFound:
         return {"partitions": [], "set_up": False}
     except BeamhubError as exc:
-        return {"partitions": [], "set_up": True, "slurm_away": str(exc)}
+        return {"partitions": [], "set_up": True, "slurm_away": message_of(exc, request)}
 
 
 def jobs_page(request: Request, principal: Principal, jobs: Jobs, form: JobForm, status_code: int = 200,
@@ -92,7 +92,7 @@ def jobs_page(request: Request, principal: Principal, jobs: Jobs, form: JobForm,
     return render(request, "jobs/index.html", status_code, principal=principal, jobs=listed, now=utcnow(),
                   form=form.values(), reason=lambda job: plain_reason(job, _),
                   others=any(job.user_id != principal.user_id for job in listed),
-                  notice=_(NOTICES[done]) if done in NOTICES else "", **(submit_form(jobs) | context))
+                  notice=_(NOTICES[done]) if done in NOTICES else "", **(submit_form(request, jobs) | context))
 
 
 @router.get("/jobs")

@@ -43,10 +43,11 @@ def translator(request: Request) -> Callable[[str], str]:
 
 def message_of(error: BeamhubError, request: Request) -> str:
     """A service's refusal in the page's language: its message's translation, filled with the error's values (a
-    value that is itself an error, such as the reason of "key 2 of 3: ...", in the page's language too)."""
+    value that is itself an error, such as the reason of "key 2 of 3: ...", in the page's language too); a message
+    without values is also looked up as text a template made (see stored_text)."""
+    if not error.fields:  # a message made elsewhere may still be a template's: found by the values in it
+        return stored_text.translated(error.template, request_locale(request))
     translated = translator(request)(error.template)
-    if not error.fields:
-        return translated
     return translated % {name: message_of(value, request) if isinstance(value, BeamhubError) else value
                          for name, value in error.fields.items()}
 
