@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         None, pattern=r"^(tcp|ipc)://\S+$",
         description="the ZeroMQ endpoint the DAQ publishes live frames to, e.g. tcp://10.1.0.5:5560 (a ROUTER "
                     "socket beamhub binds; frames carry a data:ingest token). None: no live frames")
+    stream_subscribe_bind: str | None = Field(
+        None, pattern=r"^(tcp|ipc)://\S+$",
+        description="the ZeroMQ endpoint Python subscribers (beamhub_stream.subscribe) read live frames from, e.g. "
+                    "tcp://0.0.0.0:5561 (a ROUTER socket beamhub binds; a subscription carries the user's token). "
+                    "None: subscribers use the websocket only")
     stream_queue_frames: int = Field(16, ge=1, le=100_000, description="frames queued for each subscriber of a live "
                                                                       "stream before its policy applies")
     stream_policy: Literal["drop", "block"] = Field(
