@@ -15,7 +15,7 @@ from pathlib import Path
 from beamhub.compute import cgroups
 from beamhub.compute.backend import Account, BackendError, Capacity, Handle, Held, LaunchSpec, PollResult
 from beamhub.config import Settings
-from beamhub.errors import InsufficientResources
+from beamhub.errors import N_, InsufficientResources
 from beamhub.units import format_size, parse_size
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class LocalBackend:
         """Why the session ended, if the kernel killed a process of it for memory."""
         dirs = [Path(d) for d in handle.get("cgroups", [])]
         if self.cgroups and self.cgroups.oom_kills(dirs):
-            return "out of memory: the kernel killed a process over the session's memory limit"
+            return N_("out of memory: the kernel killed a process over the session's memory limit")
         return None
 
     def stop(self, handle: Handle) -> None:
@@ -237,11 +237,25 @@ class LocalBackend:
             pass
 
 
+_NO_ROOM = {
+    "cores": (N_("%(wanted)s cores requested, but this node has no cores"),
+              N_("%(wanted)s cores requested, but this node has only %(total)s in all"),
+              N_("%(wanted)s cores requested, but only %(free)s are free on this node now")),
+    "memory": (N_("%(wanted)s memory requested, but this node has no memory"),
+               N_("%(wanted)s memory requested, but this node has only %(total)s in all"),
+               N_("%(wanted)s memory requested, but only %(free)s are free on this node now")),
+    "GPUs": (N_("%(wanted)s GPUs requested, but this node has no GPUs"),
+             N_("%(wanted)s GPUs requested, but this node has only %(total)s in all"),
+             N_("%(wanted)s GPUs requested, but only %(free)s are free on this node now")),
+}
+"""The refusals of a request over the node, per resource: it has none, too little in all, too little free now."""
+
+
 def _check_room(what: str, wanted: float, total: float, used: float, show: Callable[[float], str]) -> None:
+    none, too_little, too_few_free = _NO_ROOM[what]
     if wanted > total and not total:
-        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has no {what}")
+        raise InsufficientResources(none, wanted=show(wanted))
     if wanted > total:
-        raise InsufficientResources(f"{show(wanted)} {what} requested, but this node has only {show(total)} in all")
+        raise InsufficientResources(too_little, wanted=show(wanted), total=show(total))
     if wanted > total - used:
-        raise InsufficientResources(f"{show(wanted)} {what} requested, but only {show(max(total - used, 0))} "
-                                    f"are free on this node now")
+        raise InsufficientResources(too_few_free, wanted=show(wanted), free=show(max(total - used, 0)))

@@ -16,6 +16,7 @@ from pathlib import Path
 from beamhub.compute.backend import BackendError, Capacity, Handle, Held, LaunchSpec, PollResult
 from beamhub.compute.slurm_cli import Slurm, SlurmError, SlurmJob, Submission
 from beamhub.config import Settings
+from beamhub.errors import N_
 from beamhub.units import format_size
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,16 @@ def ended_reason(seen: SlurmJob, memory: int) -> str | None:
     """Why Slurm ended a job, in words; None where the job's own exit status says it (COMPLETED, FAILED)."""
     state = seen.state.split()[0] if seen.state else ""
     code = f" ({seen.reason})" if seen.reason not in ("None", "") else ""
-    reasons = {
-        "TIMEOUT": f"Slurm ended the job at its time limit of {seen.time_limit} min{code}",
-        "DEADLINE": f"Slurm ended the job at its deadline{code}",
-        "NODE_FAIL": f"node {seen.nodes} failed or was set down{code}",
-        "BOOT_FAIL": f"node {seen.nodes} failed to boot{code}",
-        "PREEMPTED": f"preempted by another job{code}",
-        "OUT_OF_MEMORY": f"Slurm killed the job: it used more than its memory limit of {format_size(memory)}",
-        "CANCELLED": f"the Slurm job was cancelled outside beamhub{code}",
-        "REVOKED": f"the Slurm job was revoked{code}",
+    reasons = {  # marked templates, translated where the console shows them; Slurm's reason code stays as it is
+        "TIMEOUT": N_("Slurm ended the job at its time limit of %(minutes)s min") % {"minutes": seen.time_limit} + code,
+        "DEADLINE": N_("Slurm ended the job at its deadline") + code,
+        "NODE_FAIL": N_("node %(nodes)s failed or was set down") % {"nodes": seen.nodes} + code,
+        "BOOT_FAIL": N_("node %(nodes)s failed to boot") % {"nodes": seen.nodes} + code,
+        "PREEMPTED": N_("preempted by another job") + code,
+        "OUT_OF_MEMORY": N_("Slurm killed the job: it used more than its memory limit of %(memory)s") % {
+            "memory": format_size(memory)},
+        "CANCELLED": N_("the Slurm job was cancelled outside beamhub") + code,
+        "REVOKED": N_("the Slurm job was revoked") + code,
     }
     return reasons.get(state)
 
@@ -144,7 +146,7 @@ class SlurmBackend:
             log.warning("cannot ask Slurm about job %s: %s", handle["job_id"], exc)
             return PollResult(alive=True)
         if seen is None:
-            return PollResult(alive=False, reason=f"Slurm no longer knows job {handle['job_id']}")
+            return PollResult(alive=False, reason=N_("Slurm no longer knows job %(job)s") % {"job": handle["job_id"]})
         state = seen.state.split()[0] if seen.state else ""
         if state in QUEUED:
             return PollResult(alive=True, progress=f"queued as Slurm job {seen.slurm_id}: "

@@ -78,17 +78,18 @@ def set_path_acl(path: Path, access: AccessList) -> None:
     try:
         fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
+        raise NotFound("%(path)s does not exist", path=path) from None
     try:
         try:
             os.stat(path.name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
-            raise NotFound(f"{path} does not exist") from None
+            raise NotFound("%(path)s does not exist", path=path) from None
         done = set_entry_acl(fd, path.name, AclValues(access))
         if isinstance(done, Linked):
-            raise Invalid(f"{path} has {done.nlink} hard links, perhaps from another proposal; its ACL is left alone")
+            raise Invalid("%(path)s has %(nlink)s hard links, perhaps from another proposal; its ACL is left alone",
+                          path=path, nlink=done.nlink)
         if not done:
-            raise Invalid(f"{path} is not a regular file or directory; its ACL is left alone")
+            raise Invalid("%(path)s is not a regular file or directory; its ACL is left alone", path=path)
     finally:
         os.close(fd)
 
@@ -107,7 +108,7 @@ def set_tree_acl(root: Path, access: AccessList, progress: Callable[[int], None]
     """
     mode = _lstat(root).st_mode
     if stat.S_ISLNK(mode):
-        raise Invalid(f"{root} is a symbolic link; set the ACLs on the real tree")
+        raise Invalid("%(root)s is a symbolic link; set the ACLs on the real tree", root=root)
     set_path_acl(root, access)
     done = 1
     _report(progress, done)
@@ -268,7 +269,7 @@ def _lstat(path: Path) -> os.stat_result:
     try:
         return os.lstat(path)
     except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
+        raise NotFound("%(path)s does not exist", path=path) from None
 
 
 def _raise(error: OSError) -> None:

@@ -46,7 +46,7 @@ def resolve_inside(root: Path, relative: str) -> Path:
     try:
         real = Path(os.path.realpath(real_root.joinpath(*parts), strict=True))
     except (OSError, RuntimeError):
-        raise NotFound(f"no such file: {relative}") from None
+        raise NotFound("no such file: %(file)s", file=relative) from None
     if not is_inside(real_root, real):
-        raise NotFound(f"no such file: {relative}")
+        raise NotFound("no such file: %(file)s", file=relative)
     return real

@@ -124,7 +124,7 @@ def path_readers(path: Path, identity: IdentityService,
 def _existing(path: Path) -> Path:
     """The path with every symlink resolved; NotFound if nothing is there."""
     if not os.path.exists(path):
-        raise NotFound(f"{path} does not exist")
+        raise NotFound("%(path)s does not exist", path=path)
     return Path(os.path.realpath(path))
 
 

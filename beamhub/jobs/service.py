@@ -17,7 +17,7 @@ from beamhub.data.access import may_read
 from beamhub.data.proposals.service import DataService
 from beamhub.data.tiers.prefetch import prefetch_proposal
 from beamhub.db import Database, utcnow
-from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady
+from beamhub.errors import N_, Conflict, Forbidden, Invalid, NotFound, NotReady
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
@@ -60,7 +60,7 @@ class JobService:
             slurm_id = self.slurm.submit(account, submission)
         except SlurmError as exc:
             self.audit.record_as(principal, "job.submit", user.username, success=False, reason=str(exc))
-            raise Invalid(f"Slurm refused the job: {exc}") from exc
+            raise Invalid("Slurm refused the job: %(reason)s", reason=exc) from exc
         with self.db.session() as db:
             job = Job(id=job_id, user_id=user.id, slurm_id=slurm_id, name=body.name, partition=body.partition,
                       script=body.script, command=body.command, ncores=body.ncores, memory=body.memory,
@@ -68,7 +68,7 @@ class JobService:
                       state=JobState.pending, output_path=str(submission.output), error_path=str(submission.error),
                       submitted_at=utcnow())
             db.add(job)
-            self._event(db, job_id, job.state, f"submitted as Slurm job {slurm_id}")
+            self._event(db, job_id, job.state, N_("submitted as Slurm job %(slurm_id)s") % {"slurm_id": slurm_id})
             self.audit.add_as(db, principal, "job.submit", job_id, user=user.username, slurm_id=slurm_id,
                               name=body.name, partition=body.partition, ncores=body.ncores, memory=body.memory,
                               minutes=body.minutes, beamline=beamline)
@@ -81,12 +81,13 @@ class JobService:
     def _check_partition(self, partition: str | None) -> None:
         offered = self.settings.slurm_partitions
         if partition is not None and offered and partition not in offered:
-            raise Invalid(f"partition {partition!r} is not offered; offered: {', '.join(offered)}")
+            raise Invalid("partition %(partition)r is not offered; offered: %(offered)s",
+                          partition=partition, offered=', '.join(offered))
 
     def _require_slurm(self) -> None:
         if not self.slurm.configured:
-            raise NotFound(f"batch jobs are not set up here: no Slurm configuration at {self.slurm.conf} "
-                           "(set slurm_conf)")
+            raise NotFound("batch jobs are not set up here: no Slurm configuration at %(conf)s (set slurm_conf)",
+                           conf=self.slurm.conf)
 
     def partitions(self) -> list[str]:
         """The partitions users may choose: configured, else those Slurm has up."""
@@ -96,7 +97,7 @@ class JobService:
         try:
             return self.slurm.partitions()
         except SlurmError as exc:
-            raise NotReady(f"Slurm does not answer: {exc}") from exc
+            raise NotReady("Slurm does not answer: %(reason)s", reason=exc) from exc
 
     # --- reading -----------------------------------------------------------------------------
     def get(self, principal: Principal, job_id: str) -> Job:
@@ -104,7 +105,7 @@ class JobService:
         with self.db.session() as db:
             job = db.get(Job, job_id)
         if job is None or not principal.may_manage(job.user_id, job.beamline):
-            raise NotFound(f"no job {job_id}")
+            raise NotFound("no job %(job_id)s", job_id=job_id)
         return job
 
     def list(self, principal: Principal, username: str | None = None, active_only: bool = False,
@@ -138,8 +139,9 @@ class JobService:
         path = Path(os.path.realpath(job.output_path if which == "output" else job.error_path))
         if not may_read(path, caller):
             if not os.path.exists(path):
-                raise NotFound(f"job {job_id} has no {which} file (yet)")
-            raise Forbidden(f"the {which} file of job {job_id} is not readable by {principal.username}")
+                raise NotFound("job %(job_id)s has no %(which)s file (yet)", job_id=job_id, which=which)
+            raise Forbidden("the %(which)s file of job %(job_id)s is not readable by %(username)s",
+                            which=which, job_id=job_id, username=principal.username)
         return path
 
     # --- changing -----------------------------------------------------------------------------
@@ -151,9 +153,11 @@ class JobService:
         try:
             self.slurm.cancel(job.slurm_id)
         except SlurmError as exc:
-            raise Conflict(f"Slurm did not cancel job {job.slurm_id}: {exc}") from exc
+            raise Conflict("Slurm did not cancel job %(slurm_id)s: %(reason)s", slurm_id=job.slurm_id,
+                           reason=exc) from exc
         with self.db.session() as db:
-            self._event(db, job_id, job.state, f"cancel requested by {principal.username}")
+            cancelled = N_("cancel requested by %(username)s") % {"username": principal.username}
+            self._event(db, job_id, job.state, cancelled)
             self.audit.add_as(db, principal, "job.cancel", job_id, user=job.user.username, slurm_id=job.slurm_id,
                               beamline=job.beamline)
         self.refresh()
@@ -176,7 +180,9 @@ class JobService:
     def _follow(db: Session, job: Job, seen: SlurmJob | None) -> int:
         """Apply what Slurm said of one job; an event when its state or reason changed."""
         if seen is None:
-            state, message = JobState.lost, f"Slurm no longer knows job {job.slurm_id}; it was {job.state.value}"
+            state = JobState.lost
+            message = N_("Slurm no longer knows job %(job)s; it was %(state)s") % {"job": job.slurm_id,
+                                                                                   "state": job.state.value}
         else:
             state = state_of(seen)
             message = describe(job, seen, state)

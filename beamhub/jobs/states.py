@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from beamhub.compute.slurm_cli import SlurmJob
+from beamhub.errors import N_
 from beamhub.jobs.models import Job, JobState
 from beamhub.units import format_size
 
@@ -26,22 +27,24 @@ def state_of(seen: SlurmJob) -> JobState:
 
 
 def describe(job: Job, seen: SlurmJob, state: JobState) -> str:
-    """Why a job is in this state, for its events and the console."""
+    """Why a job is in this state, for its events and the console: a marked template (the console translates it)
+    and Slurm's reason code in parentheses, which stays as Slurm wrote it."""
     code = f" ({seen.reason})" if seen.reason not in ("None", "") else ""
     if state is S.pending:
-        return f"waiting{code}" if code else "waiting to be scheduled"
+        return N_("waiting") + code if code else N_("waiting to be scheduled")
     if state is S.running:
-        return f"running on {seen.nodes}"
+        return N_("running on %(nodes)s") % {"nodes": seen.nodes}
     if state is S.completed:
-        return "completed (exit code 0)"
+        return N_("completed (exit code 0)")
     if state is S.failed:
-        return f"failed with exit code {seen.exit_code}{code}"
+        return N_("failed with exit code %(status)s") % {"status": seen.exit_code} + code
     if state is S.timeout:
-        return f"Slurm ended the job at its time limit of {job.minutes} min{code}"
+        return N_("Slurm ended the job at its time limit of %(minutes)s min") % {"minutes": job.minutes} + code
     if state is S.out_of_memory:
-        return f"Slurm killed the job: it used more than its memory limit of {format_size(job.memory)}{code}"
+        return N_("Slurm killed the job: it used more than its memory limit of %(memory)s") % {
+            "memory": format_size(job.memory)} + code
     if state is S.node_fail:
-        return f"node {seen.nodes or job.node} failed or was set down{code}"
+        return N_("node %(nodes)s failed or was set down") % {"nodes": seen.nodes or job.node} + code
     if state is S.preempted:
-        return f"preempted by another job{code}"
+        return N_("preempted by another job") + code
     return f"{state.value}{code}"

@@ -67,7 +67,7 @@ def find_kind(kind: str) -> Kind:
     """The kind's program builder from its entry point; Invalid for a kind no installed package provides."""
     points = entry_points(group=GROUP, name=kind)
     if not points:
-        raise Invalid(f"unknown session kind {kind!r}; known: {', '.join(kind_names())}")
+        raise Invalid("unknown session kind %(kind)r; known: %(known)s", kind=kind, known=", ".join(kind_names()))
     return next(iter(points)).load()
 
 

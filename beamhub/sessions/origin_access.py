@@ -39,7 +39,7 @@ def require_own_pages(connection: HTTPConnection) -> None:
 def own_session(connection: HTTPConnection, session_id: str) -> None:
     """A session's origin serves that session only."""
     if connection.path_params.get("session") != session_id:
-        raise NotFound(f"session {session_id} is not served on this origin")
+        raise NotFound("session %(session)s is not served on this origin", session=session_id)
 
 
 def entry_principal(connection: HTTPConnection, session_id: str) -> Principal:

@@ -134,7 +134,8 @@ async def session_on_console(session_id: str, path: str, request: Request) -> Re
     origin = session_origin(get_services(request).settings, session_id)
     if request.method not in ("GET", "HEAD"):
         await asyncio.to_thread(authenticate, request)  # no credential at all: 401 first
-        raise Forbidden(f"session {session_id} is served on its own origin, {origin}")
+        raise Forbidden("session %(session)s is served on its own origin, %(origin)s",
+                        session=session_id, origin=origin)
 
     def to_its_origin() -> Response:
         get_services(request).sessions.entered(_browser_user(request), session_id)  # others stop here, not there

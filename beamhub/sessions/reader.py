@@ -25,7 +25,7 @@ class SessionReader:
         with self.db.session() as db:
             record = db.get(SessionRecord, session_id)
         if record is None:
-            raise NotFound(f"no session {session_id}")
+            raise NotFound("no session %(session)s", session=session_id)
         if not principal.may_manage(record.user_id, record.beamline):
             raise Forbidden("this session belongs to another user")
         return record
@@ -54,7 +54,7 @@ class SessionReader:
                 SessionRecord.user_id == user.id, SessionRecord.name == name,
                 SessionRecord.state.in_(ACTIVE_STATES)))
         if record is None:
-            raise NotFound(f"{username} has no active session named {name}")
+            raise NotFound("%(username)s has no active session named %(name)s", username=username, name=name)
         return record
 
     def log(self, principal: Principal, session_id: str, limit: int) -> str:

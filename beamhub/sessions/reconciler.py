@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from beamhub.compute.backend import PollResult
 from beamhub.db import utcnow
+from beamhub.errors import N_
 from beamhub.identity.principal import SYSTEM
 from beamhub.leader import RECONCILER_LOCK, LeaderLock
 from beamhub.sessions.models import SessionRecord, SessionState
@@ -53,7 +54,7 @@ class Reconciler:
             if result.progress and result.progress != record.placement:
                 self.sessions.note_progress(record.id, result.progress)
         if now >= record.expires_at:
-            self.sessions.stop(SYSTEM, record.id, final=S.expired, reason="its time ran out")
+            self.sessions.stop(SYSTEM, record.id, final=S.expired, reason=N_("its time ran out"))
             return
         started_for = (now - record.created_at).total_seconds()
         if record.state in (S.pending, S.starting) and started_for > self.settings.start_timeout:

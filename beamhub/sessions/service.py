@@ -18,7 +18,7 @@ from beamhub.broadcast import notify
 from beamhub.compute.backend import Backend, BackendError, Endpoint, Held
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
-from beamhub.errors import Conflict, Forbidden, Invalid, NotFound, NotReady, Unauthenticated
+from beamhub.errors import N_, Conflict, Forbidden, Invalid, NotFound, NotReady, Unauthenticated
 from beamhub.identity.accounts.models import User
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
@@ -80,9 +80,11 @@ class SessionService(SessionReader):
         outside, they never run code as its user)."""
         record = self.get(principal, session_id)
         if principal.user_id != record.user_id:
-            raise Forbidden(f"only {record.user.username} may enter session {session_id}")
+            raise Forbidden("only %(owner)s may enter session %(session)s",
+                            owner=record.user.username, session=session_id)
         if record.state is not S.running:
-            raise NotReady(f"session {session_id} is {record.state.value}, not running")
+            raise NotReady("session %(session)s is %(state)s, not running",
+                           session=session_id, state=record.state.value)
         return record
 
     def proxy_target(self, principal: Principal, session_id: str) -> tuple[Endpoint, str]:
@@ -102,7 +104,8 @@ class SessionService(SessionReader):
         kinds.program_for(spec.kind, image_path, "check", Path(), "", spec.command, spec.args)  # Invalid first
         runtime = spec.runtime or self.settings.default_runtime
         if runtime > self.settings.max_runtime:
-            raise Invalid(f"runtime {runtime} s exceeds the maximum of {self.settings.max_runtime} s")
+            raise Invalid("runtime %(runtime)s s exceeds the maximum of %(maximum)s s",
+                          runtime=runtime, maximum=self.settings.max_runtime)
         if spec.source_ip:
             self._check_claim(principal, spec.source_ip)
             self._release_workstation(spec.source_ip)
@@ -110,7 +113,7 @@ class SessionService(SessionReader):
         with self._allocation, self.db.session() as db:
             name = spec.name or self._free_name(db, user.id, spec.kind)
             if self._active_named(db, user.id, name):
-                raise Conflict(f"you already have an active session named {name}")
+                raise Conflict("you already have an active session named %(name)s", name=name)
             gpu_ids = self._allocate(db, spec)
             now = utcnow()
             record = SessionRecord(
@@ -123,8 +126,9 @@ class SessionService(SessionReader):
             )
             db.add(record)
             self._hold_workstation(db, spec.source_ip, record.id)
-            self._event(db, record, f"requested {spec.ncores:g} cores, {format_size(spec.memory)} memory, "
-                                    f"{spec.gpus} GPU(s) for {runtime} s")
+            requested = N_("requested %(cores)s cores, %(memory)s memory, %(gpus)s GPU(s) for %(runtime)s s")
+            self._event(db, record, requested % {"cores": f"{spec.ncores:g}", "memory": format_size(spec.memory),
+                                                 "gpus": spec.gpus, "runtime": runtime})
             self.audit.add_as(db, principal, "session.create", record.id, user=user.username, name=name,
                               kind=spec.kind, ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus,
                               source_ip=spec.source_ip, beamline=record.beamline)
@@ -139,14 +143,14 @@ class SessionService(SessionReader):
         if workstation is None or principal.is_admin or principal.address == ip:
             return
         if not principal.serves(workstation.beamline):
-            raise Forbidden(f"{ip} is a registered workstation: only a session requested from it may take it")
+            raise Forbidden("%(ip)s is a registered workstation: only a session requested from it may take it", ip=ip)
 
     def _release_workstation(self, ip: str) -> None:
         """Stop the session a registered beamline workstation holds before it gets a new one."""
         with self.db.session() as db:
             held = db.scalar(select(Workstation.session_id).where(Workstation.ip == ip))
         if held:
-            self.stop(SYSTEM, held, reason=f"workstation {ip} started a new session")
+            self.stop(SYSTEM, held, reason=N_("workstation %(ip)s started a new session") % {"ip": ip})
 
     @staticmethod
     def _hold_workstation(db: Session, ip: str | None, session_id: str) -> None:
@@ -161,9 +165,11 @@ class SessionService(SessionReader):
     def _image_path(self, image: str) -> Path:
         path = self.settings.images.get(image)
         if path is None:
-            raise Invalid(f"unknown image {image!r}; known: {', '.join(sorted(self.settings.images))}")
+            raise Invalid("unknown image %(image)r; known: %(images)s",
+                          image=image, images=', '.join(sorted(self.settings.images)))
         if not path.is_dir():
-            raise Invalid(f"image {image!r} is configured at {path}, which does not exist on this node")
+            raise Invalid("image %(image)r is configured at %(path)s, which does not exist on this node",
+                          image=image, path=path)
         return path
 
     @staticmethod
@@ -181,9 +187,12 @@ class SessionService(SessionReader):
 
     def _allocate(self, db: Session, spec: SessionSpec) -> list[str]:
         """GPU ids for a new session where the backend places it (InsufficientResources if there is no room)."""
-        if spec.partition and spec.partition not in self.backend.partitions():
-            raise Invalid(f"unknown partition {spec.partition!r}; offered: "
-                          f"{', '.join(self.backend.partitions()) or 'none'}")
+        offered = self.backend.partitions()
+        if spec.partition and not offered:
+            raise Invalid("unknown partition %(partition)r; offered: none", partition=spec.partition)
+        if spec.partition and spec.partition not in offered:
+            raise Invalid("unknown partition %(partition)r; offered: %(offered)s", partition=spec.partition,
+                          offered=", ".join(offered))
         active = db.scalars(select(SessionRecord).where(SessionRecord.state.in_(ACTIVE_STATES)))
         held = [Held(ncores=r.ncores, memory=r.memory, gpu_ids=tuple(r.gpu_ids)) for r in active]
         return self.backend.place(spec.ncores, spec.memory, spec.gpus, held)
@@ -211,7 +220,7 @@ class SessionService(SessionReader):
         query = select(SessionRecord).where(SessionRecord.id == session_id).with_for_update(of=SessionRecord)
         record = db.scalar(query)
         if record is None:
-            raise NotFound(f"no session {session_id}")
+            raise NotFound("no session %(session)s", session=session_id)
         return record
 
     def transition(self, session_id: str, state: SessionState, message: str = "",
@@ -227,7 +236,8 @@ class SessionService(SessionReader):
     def _transition(self, db: Session, record: SessionRecord, state: SessionState, message: str,
                     by: Principal = SYSTEM) -> None:
         if state not in TRANSITIONS.get(record.state, frozenset()):
-            raise Conflict(f"session {record.id} is {record.state.value}; it cannot become {state.value}")
+            raise Conflict("session %(session)s is %(state)s; it cannot become %(new_state)s",
+                           session=record.id, state=record.state.value, new_state=state.value)
         if record.state is S.running:
             for hook in self.on_leaving_running:
                 hook()
@@ -272,8 +282,8 @@ class SessionService(SessionReader):
                 return
             record.warned_at = now = utcnow()
             minutes = max(round((record.expires_at - now).total_seconds() / 60), 1)
-            self._event(db, record, f"ends in {minutes} min, at {record.expires_at.isoformat()}; extend it to "
-                                    "keep it", kind="warning")
+            self._event(db, record, N_("ends in %(minutes)s min, at %(time)s; extend it to keep it")
+                        % {"minutes": minutes, "time": record.expires_at.isoformat()}, kind="warning")
 
     def stop(self, principal: Principal, session_id: str, final: SessionState = S.stopped,
              reason: str = "") -> SessionRecord:
@@ -302,7 +312,8 @@ class SessionService(SessionReader):
         """Move the expiry of an active session."""
         record = self.get(principal, session_id)
         if not record.state.is_active or record.state is S.stopping:
-            raise Conflict(f"session {session_id} is {record.state.value}; only active sessions can be extended")
+            raise Conflict("session %(session)s is %(state)s; only active sessions can be extended",
+                           session=session_id, state=record.state.value)
         if (expires_at is None) == (runtime is None):
             raise Invalid("give either expires_at or runtime")
         new_expiry = expires_at if expires_at is not None else utcnow() + timedelta(seconds=runtime or 0)
@@ -311,17 +322,18 @@ class SessionService(SessionReader):
         if new_expiry <= utcnow():
             raise Invalid("the new expiry is in the past")
         if new_expiry > record.created_at + timedelta(seconds=self.settings.max_runtime):
-            raise Invalid(f"a session may last at most {self.settings.max_runtime} s")
+            raise Invalid("a session may last at most %(maximum)s s", maximum=self.settings.max_runtime)
         if record.handle:
             try:
                 self.backend.extend(record.handle, int((new_expiry - utcnow()).total_seconds()))
             except BackendError as exc:
-                raise Conflict(f"the backend did not extend session {session_id}: {exc}") from exc
+                raise Conflict("the backend did not extend session %(session)s: %(reason)s",
+                               session=session_id, reason=exc) from exc
         with self.db.session() as db:
             live = db.get(SessionRecord, session_id)
             assert live is not None
             live.expires_at, live.warned_at = new_expiry, None
-            self._event(db, live, f"expiry moved to {new_expiry.isoformat()}", kind="extended")
+            self._event(db, live, N_("expiry moved to %(time)s") % {"time": new_expiry.isoformat()}, kind="extended")
         return self.get(principal, session_id)
 
     def extend_inside(self, principal: Principal, session_id: str, seconds: int) -> SessionRecord:
@@ -329,7 +341,7 @@ class SessionService(SessionReader):
         record = self.entered(principal, session_id)
         longest = record.created_at + timedelta(seconds=self.settings.max_runtime)
         if record.expires_at >= longest:
-            raise Invalid(f"a session may last at most {self.settings.max_runtime} s")
+            raise Invalid("a session may last at most %(maximum)s s", maximum=self.settings.max_runtime)
         return self.extend(principal, session_id, min(record.expires_at + timedelta(seconds=seconds), longest), None)
 
     # --- the agent -----------------------------------------------------------------------

@@ -22,7 +22,7 @@ class WorkstationService:
         principal.require_admin()
         with self.db.session() as db:
             if db.scalar(select(Workstation).where(Workstation.ip == ip)):
-                raise Conflict(f"workstation {ip} is already registered")
+                raise Conflict("workstation %(ip)s is already registered", ip=ip)
             workstation = Workstation(ip=ip, beamline=beamline, description=description)
             db.add(workstation)
         return workstation
@@ -32,7 +32,7 @@ class WorkstationService:
         with self.db.session() as db:
             workstation = db.scalar(select(Workstation).where(Workstation.ip == ip))
             if workstation is None:
-                raise NotFound(f"no workstation registered at {ip}")
+                raise NotFound("no workstation registered at %(ip)s", ip=ip)
             if beamline is not None:
                 workstation.beamline = beamline
             if description is not None:

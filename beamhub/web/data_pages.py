@@ -50,7 +50,7 @@ Reader = Annotated[Principal, Depends(data_reader)]
 def checked_id(proposal_id: str) -> str:
     """A proposal id from the address; any other text is a proposal that does not exist."""
     if not re.match(PROPOSAL_PATTERN, proposal_id):
-        raise NotFound(f"no proposal {proposal_id}")
+        raise NotFound("no proposal %(proposal)s", proposal=proposal_id)
     return proposal_id
 
 

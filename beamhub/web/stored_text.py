@@ -18,6 +18,7 @@ from beamhub.web.i18n import TRANSLATIONS_DIR, translations
 
 FIELD = re.compile(r"%\((\w+)\)[sdr]|%%")
 NUMBER_OR_REPR = re.compile(r"%\((\w+)\)[dr]")
+CODE_AT_END = re.compile(r"(.+?)( \(\w+\))", re.S)
 LEAST_FIXED_TEXT = 8
 """A template needs this many characters of its own words to claim a text (no "%(a)s: %(b)s")."""
 
@@ -56,9 +57,19 @@ def _templates(locale: str) -> tuple[tuple[re.Pattern[str], str], ...]:
 
 
 def translated(text: str | None, locale: str) -> str:
-    """A stored English text in `locale`: its translation, filled with the values found in the text."""
+    """A stored English text in `locale`: its translation, filled with the values found in the text; a code in
+    parentheses at its end that no template has (Slurm's reason, e.g. "waiting (Priority)") is kept as it is."""
     if not text:
         return text or ""
+    found = _lookup(text, locale)
+    if found is None and (coded := CODE_AT_END.fullmatch(text)):
+        found = _lookup(coded.group(1), locale)
+        return text if found is None else found + coded.group(2)
+    return text if found is None else found
+
+
+def _lookup(text: str, locale: str) -> str | None:
+    """The translation of a message of the catalogue or of a text one of its templates made; None if none is."""
     gettext = translations(locale).gettext
     exact = gettext(text)
     if exact != text:
@@ -67,4 +78,4 @@ def translated(text: str | None, locale: str) -> str:
         match = pattern.fullmatch(text)
         if match:
             return translation % {name: gettext(value) for name, value in match.groupdict().items()}
-    return text
+    return None

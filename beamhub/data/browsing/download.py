@@ -127,7 +127,7 @@ def accel_uri(path: Path, accel_root: Path | None, accel_prefix: str) -> str:
         raise ValueError("accel_prefix needs accel_root: the directory the internal location aliases")
     root = Path(os.path.realpath(accel_root))
     if not is_inside(root, path) or path == root:
-        raise NotFound(f"no such file: {path.name}")
+        raise NotFound("no such file: %(file)s", file=path.name)
     return accel_prefix.rstrip("/") + "/" + quote(path.relative_to(root).as_posix(), safe="/")
 
 
@@ -216,10 +216,10 @@ def open_regular(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        raise NotFound(f"no such file: {path.name}") from None
+        raise NotFound("no such file: %(file)s", file=path.name) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode) or os.readlink(f"/proc/self/fd/{fd}") != os.fspath(path):
-            raise NotFound(f"no such file: {path.name}")
+            raise NotFound("no such file: %(file)s", file=path.name)
     except BaseException:
         os.close(fd)
         raise

@@ -136,7 +136,7 @@ class DataBrowser:
         for path in self._candidates(proposal, relative):
             if stat.S_ISREG(os.stat(path).st_mode) and may_read(path, caller):
                 return path
-        raise NotFound(f"no such file: {relative}")
+        raise NotFound("no such file: %(file)s", file=relative)
 
     def _candidates(self, proposal: Proposal, relative: str) -> Iterator[Path]:
         """The real paths `relative` names in the proposal's folder on each tier, the catalogued tier first."""
@@ -157,8 +157,10 @@ class DataBrowser:
         principal.require_admin()
         proposal = self.data.get(principal, proposal_id)
         path = next(self._candidates(proposal, relative), None)
+        if path is None and not relative:
+            raise NotFound("no folder in proposal %(proposal)s", proposal=proposal_id)
         if path is None:
-            raise NotFound(f"no {relative or 'folder'} in proposal {proposal_id}")
+            raise NotFound("no %(path)s in proposal %(proposal)s", path=relative, proposal=proposal_id)
         return path, *path_readers(path, self.data.identity, self.data.settings)
 
     def folder_entries(self, principal: Principal, proposal_id: str, dataset: str,
@@ -166,7 +168,7 @@ class DataBrowser:
         """(name in the zip, path) of each file of a dataset's folder the caller may read, and the zip's name."""
         parts = check_relative(dataset)
         if len(parts) != 1:
-            raise NotFound(f"no dataset {dataset}")
+            raise NotFound("no dataset %(dataset)s", dataset=dataset)
         proposal = self.data.get(principal, proposal_id)
         caller = self._caller(principal)
         relative = "/".join([*parts, *check_relative(folder)])
@@ -174,4 +176,4 @@ class DataBrowser:
             if stat.S_ISDIR(os.stat(path).st_mode) and may_access(path, caller, FOLDER):
                 entries = ((name, file) for name, file in tree_entries(path, relative) if may_read(file, caller))
                 return entries, f"{proposal.id}-{relative.replace('/', '-')}.zip"
-        raise NotFound(f"no folder {relative} in proposal {proposal_id}")
+        raise NotFound("no folder %(relative)s in proposal %(proposal)s", relative=relative, proposal=proposal_id)

@@ -91,9 +91,10 @@ def parse_selection(text: str | None, shape: tuple[int, ...]) -> Selection:
     try:
         members = parse_slice(text) if text not in (None, "") else ()
     except (TypeError, ValueError):
-        raise Invalid(f"not a selection: {text!r} (e.g. '0, 10:20, ::2')") from None
+        raise Invalid("not a selection: %(text)r (e.g. '0, 10:20, ::2')", text=text) from None
     if len(members) > len(shape):
-        raise Invalid(f"{text} has too many members to slice a {len(shape)}D dataset")
+        raise Invalid("%(text)s has too many members to slice a %(dimensions)sD dataset",
+                      text=text, dimensions=len(shape))
     members += (slice(None),) * (len(shape) - len(members))
     return Selection(tuple(_axis(member, size) for member, size in zip(members, shape, strict=True)))
 
@@ -102,7 +103,7 @@ def _axis(member: int | slice, size: int) -> Axis:
     if isinstance(member, int):
         position = member + size if member < 0 else member
         if not 0 <= position < size:
-            raise Invalid(f"index {member} is out of range for an axis of {size}")
+            raise Invalid("index %(member)s is out of range for an axis of %(size)s", member=member, size=size)
         return Axis(position, 1, 1, kept=False)
     if member.step is not None and member.step <= 0:
         raise Invalid("a selection's step must be positive")

@@ -37,7 +37,7 @@ def open_h5(path: os.PathLike[str]) -> Iterator[h5py.File]:
         # The magic link reopens this very inode, whatever is renamed into the path afterwards.
         h5 = h5py.File(f"/proc/self/fd/{fd}", "r")
     except OSError:
-        raise Invalid(f"not an HDF5 file: {os.fspath(path).rsplit('/', 1)[-1]}") from None
+        raise Invalid("not an HDF5 file: %(file)s", file=os.fspath(path).rsplit('/', 1)[-1]) from None
     finally:
         os.close(fd)
     with h5:
@@ -47,7 +47,7 @@ def open_h5(path: os.PathLike[str]) -> Iterator[h5py.File]:
 def locate(h5: h5py.File, path: str, resolve: str = "only_valid") -> Entity:
     """The object at `path`; a soft link's target unless `resolve` is "none" (or it dangles and is "only_valid")."""
     if resolve not in LINK_RESOLUTIONS:
-        raise Invalid(f"resolve_links must be one of {', '.join(LINK_RESOLUTIONS)}")
+        raise Invalid("resolve_links must be one of %(link_resolutions)s", link_resolutions=', '.join(LINK_RESOLUTIONS))
     return _walk(h5, h5["/"], _parts(path), path, resolve, [0])
 
 
@@ -62,11 +62,11 @@ def _walk(h5: h5py.File, node: Entity, parts: list[str], path: str, resolve: str
         last = index == len(parts) - 1
         link = node.get(name, getlink=True) if isinstance(node, h5py.Group) else None
         if link is None:
-            raise NotFound(f"{path} is not a valid path in this file")
+            raise NotFound("%(path)s is not a valid path in this file", path=path)
         if isinstance(link, h5py.ExternalLink):
             if last and resolve != "all":
                 return link
-            raise NotFound(f"Cannot resolve {path}: external links are not followed")
+            raise NotFound("Cannot resolve %(path)s: external links are not followed", path=path)
         if isinstance(link, h5py.SoftLink):
             if last and resolve == "none":
                 return link
@@ -83,7 +83,7 @@ def _soft_target(h5: h5py.File, group: h5py.Group, link: h5py.SoftLink, path: st
     """What a soft link names, walked from the root or from its group; the link itself if it dangles and may."""
     hops[0] += 1
     if hops[0] > MAX_SOFT_LINKS:
-        raise NotFound(f"Cannot resolve {path}: too many soft links")
+        raise NotFound("Cannot resolve %(path)s: too many soft links", path=path)
     start = h5["/"] if link.path.startswith("/") else group
     try:
         return _walk(h5, start, _parts(link.path), path, "all", hops)
@@ -121,14 +121,14 @@ def attributes(entity: Entity, keys: list[str] | None) -> dict[str, Any]:
         raise Invalid("a link that is not resolved has no attributes")
     missing = [key for key in keys or () if key not in entity.attrs]
     if missing:
-        raise NotFound(f"no attribute {', '.join(missing)}")
+        raise NotFound("no attribute %(missing)s", missing=', '.join(missing))
     return {key: entity.attrs[key] for key in (keys if keys is not None else entity.attrs)}
 
 
 def link_paths(group: Entity, base: str) -> list[str]:
     """`base` and the path of every link below it, as h5grove's /paths (links listed, none followed)."""
     if not isinstance(group, h5py.Group):
-        raise Invalid(f"{base} is not a group")
+        raise Invalid("%(base)s is not a group", base=base)
     prefix = base.rstrip("/")
     names = [base]
     group.id.links.visit(lambda name: names.append(f"{prefix}/{name.decode()}"))
@@ -138,10 +138,10 @@ def link_paths(group: Entity, base: str) -> list[str]:
 def readable_dataset(entity: Entity, path: str) -> h5py.Dataset:
     """The dataset at `path` if its values lie in this file."""
     if not isinstance(entity, h5py.Dataset):
-        raise Invalid(f"{path} is not a dataset")
+        raise Invalid("%(path)s is not a dataset", path=path)
     if entity.is_virtual or entity.external:
-        raise Forbidden(f"{path} keeps its values in other files (virtual or external storage): "
-                        "beamhub reads only the file asked for")
+        raise Forbidden("%(path)s keeps its values in other files (virtual or external storage): beamhub reads only "
+                        "the file asked for", path=path)
     return entity
 
 

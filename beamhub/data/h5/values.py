@@ -38,7 +38,7 @@ class Body:
 def encode_values(dataset: h5py.Dataset, text: str | None, fmt: str, dtype: str, flatten: bool) -> Body:
     """The values `text` selects of `dataset`, converted per `dtype` (origin|safe), encoded as `fmt`."""
     if fmt not in FORMATS:
-        raise Invalid(f"format must be one of {', '.join(FORMATS)}")
+        raise Invalid("format must be one of %(formats)s", formats=', '.join(FORMATS))
     out = _converted_dtype(dataset.dtype, dtype)
     if dataset.shape is None:
         if fmt != "json":
@@ -49,17 +49,17 @@ def encode_values(dataset: h5py.Dataset, text: str | None, fmt: str, dtype: str,
     if fmt == "json":
         return Body("application/json", orjson_encode(_whole(dataset, selection, dtype, flatten, fmt)))
     if out.hasobject:
-        raise Invalid(f"format {fmt} is for fixed-size values; ask json for variable-length ones")
+        raise Invalid("format %(fmt)s is for fixed-size values; ask json for variable-length ones", fmt=fmt)
     blocks = (_convert(block, dtype) for block in read_blocks(dataset, selection))
     if fmt == "bin":
         return Body("application/octet-stream", (block.tobytes() for block in blocks),
                     {"content-length": str(selection.size * out.itemsize)})
     if not is_numeric_data(np.empty(0, out)):
-        raise Invalid(f"Unsupported encoding {fmt} for non-numeric content")
+        raise Invalid("Unsupported encoding %(fmt)s for non-numeric content", fmt=fmt)
     if fmt == "npy":
         return _download("npy", _npy(out, shape, blocks))
     if not shape:
-        raise Invalid(f"Unsupported encoding {fmt} for empty and scalar datasets")
+        raise Invalid("Unsupported encoding %(fmt)s for empty and scalar datasets", fmt=fmt)
     if fmt == "csv":
         if len(shape) > 2 or out.kind == "c":
             raise Invalid("format csv takes one or two dimensions of real numbers")
@@ -82,8 +82,9 @@ def _convert(array: np.ndarray, dtype: str) -> np.ndarray:
 def _whole(dataset: h5py.Dataset, selection: Selection, dtype: str, flatten: bool, fmt: str) -> object:
     """All the selected values at once, if they are at most WHOLE_BYTES."""
     if selection.size * dataset.dtype.itemsize > WHOLE_BYTES:
-        raise Invalid(f"{selection.size * dataset.dtype.itemsize} bytes selected: format {fmt} answers at most "
-                      f"{WHOLE_BYTES}; select less, or ask bin, npy or csv (streamed)")
+        raise Invalid("%(size)s bytes selected: format %(fmt)s answers at most %(whole_bytes)s; select less, or ask "
+                      "bin, npy or csv (streamed)",
+                      size=selection.size * dataset.dtype.itemsize, fmt=fmt, whole_bytes=WHOLE_BYTES)
     values = dataset[selection.whole()]
     if not isinstance(values, np.ndarray | np.generic):
         return values

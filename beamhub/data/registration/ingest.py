@@ -99,8 +99,8 @@ def register_tree(database: Database, target: Target, access: AccessList, progre
         try:
             walker.run()
         except IntegrityError as exc:
-            raise Conflict(f"another registration of {target.proposal_id} ran at the same time; "
-                           "run this one again") from exc
+            raise Conflict("another registration of %(proposal)s ran at the same time; run this one again",
+                           proposal=target.proposal_id) from exc
     refresh_datasets(database, target, touched(target))
     return result
 
@@ -131,8 +131,8 @@ def register_paths(database: Database, target: Target, paths: Iterable[Path], ac
             walker.forget(gone - {""})
             walker.run_files(files)
         except IntegrityError as exc:
-            raise Conflict(f"another registration of {target.proposal_id} ran at the same time; "
-                           "run this one again") from exc
+            raise Conflict("another registration of %(proposal)s ran at the same time; run this one again",
+                           proposal=target.proposal_id) from exc
     refresh_datasets(database, target, datasets - {""})
     return result
 

@@ -30,7 +30,8 @@ class RegistrationService:
         proposal = self.data.load(proposal_id)
         root = self.data.proposal_dir(proposal, self.data.check_tier(tier or proposal.tier))
         if not root.is_dir():
-            raise NotFound(f"proposal {proposal_id} has no folder on tier {tier or proposal.tier}")
+            raise NotFound("proposal %(proposal)s has no folder on tier %(tier)s",
+                           proposal=proposal_id, tier=tier or proposal.tier)
         return self._register(principal, proposal, Target(proposal.id, root, resolve_inside(root, relative),
                                                           tier or proposal.tier), progress)
 
@@ -48,8 +49,9 @@ class RegistrationService:
             root = Path(os.path.realpath(self.data.proposal_dir(proposal, tier)))
             if real == root or root in real.parents:
                 return Target(proposal.id, root, real, tier)
-        raise Invalid(f"{path} is not inside a folder of proposal {proposal_id} "
-                      f"({self.settings.storage_root}/<tier>/{proposal.beamline}/{proposal.id})")
+        folders = f"{self.settings.storage_root}/<tier>/{proposal.beamline}/{proposal.id}"
+        raise Invalid("%(path)s is not inside a folder of proposal %(proposal)s (%(folders)s)", path=path,
+                      proposal=proposal_id, folders=folders)
 
     def register_files(self, principal: Principal, proposal_id: str, tier: str, paths: list[Path]) -> RegisterResult:
         """Set the ACLs of these folders and files of the proposal and catalogue the files (the watcher's way)."""
@@ -58,7 +60,7 @@ class RegistrationService:
         root = Path(os.path.realpath(self.data.proposal_dir(proposal, self.data.check_tier(tier))))
         outside = [str(p) for p in paths if root not in p.parents]
         if outside:
-            raise Invalid(f"not inside {root}: {', '.join(outside[:3])}")
+            raise Invalid("not inside %(root)s: %(outside)s", root=root, outside=', '.join(outside[:3]))
         with self.data.acl_lock(proposal.id):
             access = self.data.access_list(proposal)
             return register_paths(self.db, Target(proposal.id, root, root, tier), paths, access)

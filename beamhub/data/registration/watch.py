@@ -102,7 +102,7 @@ class ProposalWatcher:
         self.principal = principal
         self.target = service.locate(proposal_id, root)
         if not self.target.start.is_dir():
-            raise NotFound(f"{self.target.start} is not a folder")
+            raise NotFound("%(folder)s is not a folder", folder=self.target.start)
         self.report = report or (lambda kind, result: None)
         self.window = window
         self.batch = batch
@@ -175,7 +175,7 @@ class ProposalWatcher:
             return
         if mask & flags.IGNORED:  # the folder was deleted (a watch we removed is no longer in the map)
             if self._watches.pop(wd, None) == self.target.start:
-                raise NotFound(f"{self.target.start} was removed: nothing is left to watch")
+                raise NotFound("%(folder)s was removed: nothing is left to watch", folder=self.target.start)
             return
         directory = self._watches.get(wd)
         if directory is None or self._overflowed:
@@ -241,12 +241,11 @@ class ProposalWatcher:
             wd = self._inotify.add_watch(directory, MASK)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise InsufficientResources(
-                    f"cannot watch {directory}: the inotify watch limit is reached; raise fs.inotify.max_user_watches"
-                ) from exc
+                raise InsufficientResources("cannot watch %(directory)s: the inotify watch limit is reached; raise "
+                                            "fs.inotify.max_user_watches", directory=directory) from exc
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return False
-            raise Invalid(f"cannot watch {directory}: {exc.strerror}") from exc
+            raise Invalid("cannot watch %(directory)s: %(reason)s", directory=directory, reason=exc.strerror) from exc
         self._watches[wd] = directory
         return True
 

@@ -35,7 +35,7 @@ from beamhub.data.current import point_current
 from beamhub.data.fsmeta import CHUNK, O_READ, FileMeta, copy_meta, opened
 from beamhub.data.models import DataFile, Proposal
 from beamhub.data.registration.scan import sha256_of, sha256_of_fd
-from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
+from beamhub.errors import N_, Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
 if TYPE_CHECKING:
@@ -75,8 +75,9 @@ class MigrationRefused(Conflict):
         self.report = report
         self.failures = failures
         listed = "; ".join(f"{path}: {why}" for path, why in sorted(failures.items())[:20])
-        super().__init__(f"{report.proposal_id} stays on tier {report.from_tier}: {len(failures)} files do not "
-                         f"verify: {listed}{'; ...' if len(failures) > 20 else ''}")
+        super().__init__(N_("%(proposal)s stays on tier %(tier)s: %(count)s files do not verify: %(failures)s"),
+                         proposal=report.proposal_id, tier=report.from_tier, count=len(failures),
+                         failures=listed + ("; ..." if len(failures) > 20 else ""))
 
 
 class _Unverified(Exception):
@@ -96,7 +97,8 @@ def move_proposal(service: DataService, principal: Principal, proposal_id: str, 
     """Move a proposal's data to another tier for a caller who may (the caller decides: prefetch lets members)."""
     started = time.monotonic()
     if to_tier not in service.settings.storage_tiers:
-        raise Invalid(f"unknown tier {to_tier!r}; configured: {', '.join(service.settings.storage_tiers)}")
+        raise Invalid("unknown tier %(tier)r; configured: %(storage_tiers)s",
+                      tier=to_tier, storage_tiers=', '.join(service.settings.storage_tiers))
     with _exclusive(service.settings.storage_root, proposal_id):
         proposal = service.get(principal, proposal_id)
         switched = proposal.tier == to_tier
@@ -104,7 +106,7 @@ def move_proposal(service: DataService, principal: Principal, proposal_id: str, 
         sources = ([(tier, folder) for tier, folder in service.tier_dirs(proposal) if tier != to_tier] if switched
                    else [(proposal.tier, service.proposal_dir(proposal))])
         if not sources:
-            raise Invalid(f"proposal {proposal_id} is already on tier {to_tier}")
+            raise Invalid("proposal %(proposal)s is already on tier %(tier)s", proposal=proposal_id, tier=to_tier)
         mover = _Mover(service, MigrationReport(proposal_id, sources[0][0], to_tier, switched=switched), progress)
         if not switched:
             mover.copy_and_switch(principal, proposal)
@@ -126,7 +128,7 @@ def _exclusive(storage_root: Path, proposal_id: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Conflict(f"another migration of {proposal_id} is running") from None
+            raise Conflict("another migration of %(proposal)s is running", proposal=proposal_id) from None
         yield
 
 
@@ -145,7 +147,8 @@ class _Mover:
         """Copy and verify everything, then switch the catalogue; MigrationRefused if anything fails."""
         source = self.service.proposal_dir(proposal)
         if not source.is_dir() or source.is_symlink():
-            raise NotFound(f"proposal {self.proposal_id} has no folder on tier {proposal.tier}")
+            raise NotFound("proposal %(proposal)s has no folder on tier %(tier)s",
+                           proposal=self.proposal_id, tier=proposal.tier)
         destination = self.service.proposal_dir(proposal, self.report.to_tier)
         destination.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         acl_before = self._acl_versions()
@@ -168,7 +171,8 @@ class _Mover:
             moved = db.execute(update(Proposal).where(Proposal.id == self.proposal_id, Proposal.tier == old)
                                .values(tier=new))
             if moved.rowcount != 1:
-                raise Conflict(f"proposal {self.proposal_id} left tier {old} during the migration")
+                raise Conflict("proposal %(proposal)s left tier %(old)s during the migration",
+                               proposal=self.proposal_id, old=old)
             db.execute(update(DataFile).where(DataFile.proposal_id == self.proposal_id, DataFile.tier == old)
                        .values(tier=new))
             self.service.audit.add_as(db, principal, "data.migrate", self.proposal_id, from_tier=old, to_tier=new,
