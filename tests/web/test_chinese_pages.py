@@ -101,6 +101,7 @@ def launch(client: httpx.Client, **fields: str) -> httpx.Response:
 def test_every_page_of_a_user_is_chinese(hub: Any, chinese: Any, people: dict[str, str]) -> None:
     client = chinese(people["member"])
     running = launch(client).headers["location"]
+    assert "申请0.1个 CPU 核、64Mi 内存、0个 GPU，时长3600秒" in client.get(running).text  # a stored event
     failed = launch(client, command="sh", args="-c 'exit 3'").headers["location"]
     hub.wait_for_state(failed.rsplit("/", 1)[1], {"failed"}, timeout=30)
     hub.wait_for_state(running.rsplit("/", 1)[1], {"running"}, timeout=30)
@@ -139,7 +140,7 @@ def test_a_bad_ssh_key_is_refused_in_chinese(chinese: Any, people: dict[str, str
 
 def test_a_launch_the_node_cannot_give_is_refused_in_chinese(chinese: Any, people: dict[str, str]) -> None:
     client = chinese(people["stranger"])
-    in_chinese(launch(client, ncores="64"), 409, "空闲资源不足")
+    in_chinese(launch(client, ncores="64"), 409, "空闲资源不足", "请求了64个 CPU 核，但本节点总共只有4个")
     in_chinese(launch(client, hours="1000"), 422, "一个会话最长可运行")
     in_chinese(launch(client, ncores="many"), 422)
 
@@ -150,8 +151,8 @@ def test_another_users_session_and_proposal_are_refused_in_chinese(chinese: Any,
     in_chinese(post(stranger, f"{session}/stop"), 403, "此会话属于其他用户")
     in_chinese(stranger.get(session), 403, "此会话属于其他用户")
     for path in (f"/data/{people['proposal']}", f"/data/{people['proposal']}/files?prefix=scan1"):
-        in_chinese(stranger.get(path), 404, "未找到")
-    in_chinese(member.get(f"/data/{people['proposal']}/files?prefix=../x"), 422)
+        in_chinese(stranger.get(path), 404, "未找到", f"没有课题 {people['proposal']}")
+    in_chinese(member.get(f"/data/{people['proposal']}/files?prefix=../x"), 422, "路径不能包含 &#39;..&#39;")
 
 
 def test_a_bad_job_and_a_bad_token_are_refused_in_chinese(chinese: Any, people: dict[str, str]) -> None:
@@ -174,5 +175,6 @@ def test_an_administrators_refusals_are_chinese(hub: Any, chinese: Any, people: 
                     username="nobody-" + secrets.token_hex(3), role="member"), 404)
     address = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
     assert post(client, "/admin/workstations", "/admin/workstations", ip=address, beamline="b7").status_code == 303
-    in_chinese(post(client, "/admin/workstations", "/admin/workstations", ip=address, beamline="b7"), 409)
+    in_chinese(post(client, "/admin/workstations", "/admin/workstations", ip=address, beamline="b7"), 409,
+               f"工作站 {address} 已登记")
     assert re.search(r"工作站", client.get("/admin/workstations").text)

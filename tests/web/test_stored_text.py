@@ -23,6 +23,13 @@ def test_a_refusal_inside_a_refusal_is_translated_too() -> None:
     assert translated("key 2 of 3: give one key per line", "zh_CN") == "第2个密钥（共3个）：请每行提供一个密钥"
 
 
+def test_a_jobs_events_are_translated_and_slurms_reason_code_kept() -> None:
+    assert translated("submitted as Slurm job 42", "zh_CN") == "已作为 Slurm 作业 42 提交"
+    assert translated("waiting (Priority)", "zh_CN") == "等待中 (Priority)"
+    assert translated("failed with exit code 2 (NonZeroExitCode)", "zh_CN") == "失败，退出码2 (NonZeroExitCode)"
+    assert translated("completed (exit code 0)", "zh_CN") == "已完成（退出码0）"
+
+
 def test_text_no_template_made_is_shown_as_it_is() -> None:
     assert translated("the cluster is on fire", "zh_CN") == "the cluster is on fire"
     assert translated("the program finished successfully", "en") == "the program finished successfully"
