@@ -31,10 +31,12 @@ class LaunchForm(BaseModel):
     hours: str = Field("", max_length=32)
     command: str = Field("", max_length=4096)
     args: str = Field("", max_length=16384)
+    partition: str = Field("", max_length=64)
 
     @classmethod
     def defaults(cls, settings: Settings, kind: str) -> LaunchForm:
-        return cls(kind=kind, image=settings.default_image, hours=f"{settings.default_runtime / 3600:g}")
+        return cls(kind=kind, image=settings.default_image, hours=f"{settings.default_runtime / 3600:g}",
+                   partition=settings.slurm_partition or "")
 
     def values(self) -> dict[str, str]:
         return self.model_dump()
@@ -59,7 +61,7 @@ class LaunchForm(BaseModel):
             raise Invalid(_("The arguments have an unclosed quote.")) from None
         return SessionSpec(kind=self.kind, name=self.name.strip() or None, image=self.image or None, ncores=ncores,
                            memory=int(memory * GIB), gpus=int(gpus), command=self.command.strip() or None,
-                           args=args, runtime=max(int(hours * 3600), 1))
+                           args=args, runtime=max(int(hours * 3600), 1), partition=self.partition.strip() or None)
 
 
 def _number(text: str, message: str, above: float) -> float:
