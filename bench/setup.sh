@@ -10,6 +10,9 @@ set -euo pipefail
 prefix=${BEAMHUB_PREFIX:-/opt/beamhub}
 image="$prefix/images/default"
 JUPYTERHUB_VERSION=6.1.1
+# batchspawner for the Slurm case (e): 1.3.0 is its newest release; its singleuser wrapper and hub API handler
+# work with JupyterHub 6.1.1's APIs.
+BATCHSPAWNER_VERSION=1.3.0
 # 5.1.0: newest whose dependencies accept Debian 12's Node 18 (5.2+ need Node 20, 5.3 pulls commander 15 = Node 22).
 CHP_VERSION=5.1.0
 BENCH_USERS="benchhub benchlab"
@@ -43,10 +46,18 @@ if [ "$("$image/bin/python" -c 'import jupyterhub; print(jupyterhub.__version__)
   chmod -R a+rX "$image"
 fi
 
+# batchspawner (SlurmSpawner) into the same env: the hub loads it, the job runs its batchspawner-singleuser.
+if [ "$("$image/bin/python" -c 'import batchspawner; print(batchspawner.__version__)' 2>/dev/null || true)" \
+     != "$BATCHSPAWNER_VERSION" ]; then
+  "$image/bin/pip" install -q "batchspawner==$BATCHSPAWNER_VERSION"
+  chmod -R a+rX "$image"
+fi
+
 # Unprivileged system accounts: benchlab for plain JupyterLab, benchhub for LocalProcessSpawner.
 for u in $BENCH_USERS; do
   id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
   home=$(getent passwd "$u" | cut -d: -f6)
   mkdir -p "$home" && chown "$u:" "$home"
 done
-echo "bench setup done: jupyterhub $JUPYTERHUB_VERSION in $image, configurable-http-proxy $CHP_VERSION"
+echo "bench setup done: jupyterhub $JUPYTERHUB_VERSION and batchspawner $BATCHSPAWNER_VERSION in $image," \
+     "configurable-http-proxy $CHP_VERSION"

@@ -1,6 +1,8 @@
-"""Median time from request to a JupyterLab that answers HTTP: plain lab, beamhub, JupyterHub.
+"""Median time from request to a JupyterLab that answers HTTP: plain lab, beamhub, JupyterHub; and on the Slurm test
+cluster, beamhub's Slurm backend against JupyterHub's batchspawner (bench/spawn_slurm.py).
 
 Run as root: /opt/beamhub/venv/bin/python bench/spawn.py [--runs 7] [--cases lab,beamhub,jupyterhub]
+  Slurm cases (scripts/slurm-cluster.sh start first): --cases lab,beamhub-slurm,batchspawner
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, suppre
 from pathlib import Path
 
 import httpx
+import spawn_slurm
 
 IMAGE = Path(os.environ.get("BENCH_IMAGE", "/opt/beamhub/images/default"))
 BEAMHUB = Path(os.environ.get("BENCH_BEAMHUB", "/opt/beamhub/venv/bin/beamhub"))
@@ -103,7 +106,10 @@ def check_prereqs(cases: list[str]) -> list[str]:
             "beamhub": [(BEAMHUB, exe, install)],
             "jupyterhub": [(IMAGE / "bin/jupyterhub", exe, SETUP),
                            (IMAGE / "bin/jupyterhub-singleuser", exe, SETUP),
-                           ("configurable-http-proxy", shutil.which, SETUP), (HUB_USER, account, SETUP)]}
+                           ("configurable-http-proxy", shutil.which, SETUP), (HUB_USER, account, SETUP)],
+            "beamhub-slurm": [(BEAMHUB, exe, install), *spawn_slurm.NEEDS],
+            "batchspawner": [(IMAGE / "bin/batchspawner-singleuser", exe, SETUP), (HUB_USER, account, SETUP),
+                             ("configurable-http-proxy", shutil.which, SETUP), *spawn_slurm.NEEDS]}
     missing = [] if os.geteuid() == 0 else ["run the benchmark as root (it starts servers as other users)"]
     for case in cases:
         missing += [f"{case}: {what} missing: {how}" for what, ok, how in need[case] if not ok(what)]
@@ -141,32 +147,33 @@ def _alive(proc: subprocess.Popen, what: str, log: Path) -> bool:
 
 
 @contextmanager
-def beamhub_case(tmp: Path) -> Iterator[Callable[[], float]]:
-    """(b) beamhub's local backend: POST a session, until /s/{id}/api/status answers 200."""
+def beamhub_case(tmp: Path, extra_env: dict[str, str] | None = None, username: str = BEAMHUB_USER
+                 ) -> Iterator[Callable[[], float]]:
+    """(b) beamhub's local backend (or, with extra_env, another): POST a session, until /s/{id}/api/status
+    answers 200."""
     port, admin = free_port(), secrets.token_hex(24)
-    base, state = f"http://127.0.0.1:{port}", tmp / "beamhub-state"
+    base, state = f"http://127.0.0.1:{port}", tmp / f"beamhub-state-{port}"
     state.mkdir()
     env = {**os.environ, "BEAMHUB_STATE_DIR": str(state), "BEAMHUB_BIND": f"127.0.0.1:{port}",
-           "BEAMHUB_ADMIN_TOKEN": admin}
-    log = tmp / "beamhub.log"
+           "BEAMHUB_ADMIN_TOKEN": admin, **(extra_env or {})}
+    log = tmp / f"beamhub-{port}.log"
     with process_group([str(BEAMHUB), "serve"], env, tmp, log) as proc, \
             httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {admin}"}) as api:
         wait_until(lambda: _alive(proc, "beamhub serve", log) and api.get("/api/v1/users").status_code < 500,
                    "beamhub serve to answer", 60)
-        user = {"username": BEAMHUB_USER}
-        with suppress(KeyError):  # a fresh state dir would pick another UID than an earlier run's account
-            user["uid"] = pwd.getpwnam(BEAMHUB_USER).pw_uid
-        _expect(api.post("/api/v1/users", json=user), 201, 409)
-        r = api.post(f"/api/v1/users/{BEAMHUB_USER}/tokens", json={"name": "bench"})
+        # beamhub adopts no host account: the one an earlier run made goes, and a fresh state dir makes it anew
+        subprocess.run(["userdel", "--remove", username], capture_output=True)
+        _expect(api.post("/api/v1/users", json={"username": username}), 201)
+        r = api.post(f"/api/v1/users/{username}/tokens", json={"name": "bench"})
         token = _expect(r, 201).json()["token"]
         names = (f"bench-{n}" for n in itertools.count())
-        yield lambda: _beamhub_run(api, {"Authorization": f"Bearer {token}"}, next(names))
+        yield lambda: _beamhub_run(api, {"Authorization": f"Bearer {token}"}, next(names), username)
 
 
-def _beamhub_run(api: httpx.Client, user: dict[str, str], name: str) -> float:
+def _beamhub_run(api: httpx.Client, user: dict[str, str], name: str, username: str) -> float:
     """One timed session start; the session is then deleted, also when the start fails."""
     # The whole node, as the directly started JupyterLab has it: the same resources for both.
-    body = {"user": BEAMHUB_USER, "name": name, "kind": "jupyter", "ncores": os.cpu_count() or 1, "memory": "2G",
+    body = {"user": username, "name": name, "kind": "jupyter", "ncores": os.cpu_count() or 1, "memory": "2G",
             "runtime": 600}
     t0 = time.perf_counter()
     session = _expect(api.post("/api/v1/sessions", json=body), 201).json()
@@ -221,14 +228,17 @@ c.JupyterHub.load_roles = [{{"name": "bench", "services": ["bench"],
 
 
 @contextmanager
-def jupyterhub_case(tmp: Path) -> Iterator[Callable[[], float]]:
-    """(c) JupyterHub + LocalProcessSpawner: POST the server until /user/{name}/api/status answers 200."""
-    hub_dir = tmp / "jupyterhub"
-    hub_dir.mkdir(mode=0o700)
+def jupyterhub_case(tmp: Path, spawner_config: str = "", extra_env: dict[str, str] | None = None
+                    ) -> Iterator[Callable[[], float]]:
+    """(c) JupyterHub + LocalProcessSpawner (or the spawner spawner_config sets): POST the server until
+    /user/{name}/api/status answers 200."""
     port, admin = free_port(), secrets.token_hex(24)
+    hub_dir = tmp / f"jupyterhub-{port}"
+    hub_dir.mkdir(mode=0o700)
     (hub_dir / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
-        port=port, hub_port=free_port(), proxy_api_port=free_port(), image=IMAGE, admin=admin, user=HUB_USER))
-    env = {**os.environ, "PATH": f"{IMAGE}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        port=port, hub_port=free_port(), proxy_api_port=free_port(), image=IMAGE, admin=admin, user=HUB_USER)
+        + spawner_config.format(image=IMAGE))
+    env = {**os.environ, "PATH": f"{IMAGE}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}", **(extra_env or {})}
     log, base = tmp / "jupyterhub.log", f"http://127.0.0.1:{port}"
     argv = [f"{IMAGE}/bin/jupyterhub", "-f", str(hub_dir / "jupyterhub_config.py")]
     with process_group(argv, env, hub_dir, log) as proc, \
@@ -259,7 +269,12 @@ CASES: dict[str, tuple[str, Callable[[Path], AbstractContextManager[Callable[[],
     "lab": ("(a) jupyter-lab directly", lab_case),
     "beamhub": ("(b) beamhub local backend", beamhub_case),
     "jupyterhub": ("(c) JupyterHub 6 LocalProcessSpawner", jupyterhub_case),
+    "beamhub-slurm": ("(d) beamhub on Slurm", lambda tmp: beamhub_case(tmp, spawn_slurm.beamhub_env(), "benchslurm")),
+    "batchspawner": ("(e) JupyterHub 6 + SlurmSpawner",
+                     lambda tmp: jupyterhub_case(tmp, spawn_slurm.SLURM_SPAWNER, spawn_slurm.slurm_env())),
 }
+PAIRS = [("beamhub-slurm", "batchspawner"), ("beamhub", "jupyterhub")]
+"""Cases also compared with each other, run by run."""
 
 
 def print_table(results: dict[str, list[float]]) -> None:
@@ -273,13 +288,18 @@ def print_table(results: dict[str, list[float]]) -> None:
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
         print(f"{CASES[case][0]:<40}{len(times):>5}{statistics.median(times):>10.2f}{min(times):>8.2f}"
               f"{max(times):>8.2f}{ratio:>8}{spread:>13}")
+    for ours, theirs in PAIRS:
+        if results.get(ours) and results.get(theirs):
+            ratios = [a / b for a, b in zip(results[ours], results[theirs], strict=False)]
+            print(f"{CASES[ours][0]} / {CASES[theirs][0]}: median of per-run ratios {statistics.median(ratios):.2f} "
+                  f"(range {min(ratios):.2f}-{max(ratios):.2f})")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """--runs N (>= 5), --cases, --keep-logs."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7, help="timed runs per case (at least 5, default 7)")
-    p.add_argument("--cases", default="lab,beamhub,jupyterhub", help="comma-separated: lab,beamhub,jupyterhub")
+    p.add_argument("--cases", default="lab,beamhub,jupyterhub", help=f"comma-separated, of: {','.join(CASES)}")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with every server's log")
     args = p.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
