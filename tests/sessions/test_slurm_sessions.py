@@ -25,6 +25,7 @@ from helpers.waiting import wait_for
 from tests.jobs import conftest as jobs_fixtures
 
 slurm_cluster = jobs_fixtures.slurm_cluster
+IMAGE = Path("/opt/beamhub/images/default")
 
 WHOAMI = textwrap.dedent("""
     import json, os, socket, socketserver
@@ -265,3 +266,19 @@ def test_a_job_slurm_ends_at_its_time_limit_fails_the_session_saying_so(
     ended = hub.wait_for_state(session["id"], {"failed"}, timeout=150)
     assert ended["reason"] == "Slurm ended the job at its time limit of 1 min (TimeLimit)"
     assert "Slurm ended the job at its time limit" in messages(hub, session["id"])
+
+
+def test_jupyterlab_runs_on_a_node_as_its_user_and_its_kernel_answers_through_the_proxy(
+        hub: Any, people: dict[str, tuple[str, str]], kit: Any) -> None:
+    """The default image's JupyterLab as a Slurm job: HTTP and the kernel's websocket go over the agent's TLS
+    endpoint, and the code runs as the session's user on the node Slurm chose."""
+    if not (IMAGE / "bin" / "jupyter-lab").exists():
+        pytest.skip(f"no JupyterLab image at {IMAGE}: run scripts/install.sh")
+    username, token = people["alice"]
+    session = kit(hub).running(token, kind="jupyter", memory="1Gi")
+    try:
+        code = "import os; print(os.getuid(), os.environ['SLURM_JOB_ID'])"
+        uid, job = kit(hub).execute(session["id"], token, code).split()
+        assert int(uid) == pwd.getpwnam(username).pw_uid and int(job) == job_id_of(hub, session["id"])
+    finally:
+        hub.admin.delete(f"/api/v1/sessions/{session['id']}")
