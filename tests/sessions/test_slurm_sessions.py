@@ -282,3 +282,37 @@ def test_jupyterlab_runs_on_a_node_as_its_user_and_its_kernel_answers_through_th
         assert int(uid) == pwd.getpwnam(username).pw_uid and int(job) == job_id_of(hub, session["id"])
     finally:
         hub.admin.delete(f"/api/v1/sessions/{session['id']}")
+
+
+SEED_IMAGE = "dockerhub.ihep.ac.cn/opendata/cumopy:db61750"
+
+
+def seed_payload(username: str, **changes: object) -> dict[str, object]:
+    """The seed's example request to /userpod/ (its image name mapped to the default image here)."""
+    return {"username": username, "sourceip": "192.0.2.10", "description": "HEPSCT_jupyter_B7", "podname": "default",
+            "userimage": SEED_IMAGE, "ncores": 48, "memory": "200G", "sshpubkeys": "",
+            "extra_resource": {"nvidia.com/gpu": 1}, "single_cmd": "start.sh",
+            "single_cmd_args": "jupyterhub-singleuser; --ip=0.0.0.0; --port=8888", "scriptenv": "",
+            "expireruntime": 86400, **changes}
+
+
+def test_the_seeds_example_payload_starts_jupyterlab_as_a_slurm_job_of_its_user(
+        slurm_cluster: Path, beamhub_factory: Any, uid_range_env: dict[str, str], kit: Any) -> None:
+    """As written it asks for more than a node of the test cluster has (48 cores, 200G, a GPU): Slurm refuses the
+    job and the session fails saying so; sized to the cluster, it runs JupyterLab as its user on a node."""
+    if not (IMAGE / "bin" / "jupyter-lab").exists():
+        pytest.skip(f"no JupyterLab image at {IMAGE}: run scripts/install.sh")
+    images = json.dumps({"default": str(IMAGE), SEED_IMAGE: str(IMAGE)})
+    server = beamhub_factory({**slurm_env(slurm_cluster, uid_range_env), "BEAMHUB_IMAGES": images})
+    username, token = server.create_user()
+    refused = server.admin.post("/userpod/", json=seed_payload(username))
+    assert refused.status_code == 201, refused.text
+    failed = server.wait_for_state(refused.json()["sessionid"], {"failed"}, timeout=30)
+    assert failed["reason"].startswith("Slurm refused the session's job")
+    pod = server.admin.post("/userpod/", json=seed_payload(username, podname="small", ncores=1, memory="1G",
+                                                            extra_resource={}))
+    assert pod.status_code == 201, pod.text
+    session = server.wait_for_state(pod.json()["sessionid"], {"running"}, timeout=90)
+    uid, job = kit(server).execute(session["id"], token, "import os; print(os.getuid(), os.environ['SLURM_JOB_ID'])"
+                                   ).split()
+    assert int(uid) == pwd.getpwnam(username).pw_uid and int(job) == job_id_of(server, session["id"])
