@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
+import zmq
+
 from beamhub.metrics import STREAM_FRAMES_DROPPED, STREAM_FRAMES_RELAYED
 from beamhub.streams.frames import Header
 
 Policy = Literal["drop", "block"]
-Frame = tuple[str, memoryview | bytes]
-"""A frame as subscribers get it: its encoded header and its bytes."""
+Payload = memoryview | bytes | zmq.Frame
+Frame = tuple[str, Payload]
+"""A frame as subscribers get it: its encoded header and its bytes (the DAQ's ZeroMQ message itself)."""
 
 
 class Subscription:
@@ -107,7 +110,7 @@ class Relay:
     def subscribers(self, proposal: str) -> int:
         return len(self._subscribers.get(proposal, ()))
 
-    async def publish(self, header: Header, data: memoryview | bytes) -> int:
+    async def publish(self, header: Header, data: Payload) -> int:
         """Hand a frame to every subscriber of its proposal; how many got it (none: the frame is not kept)."""
         subscribers = self._subscribers.get(header.proposal)
         if not subscribers:

@@ -1,15 +1,18 @@
-"""/api/v1/proposals/{id}/stream: a proposal's live frames over a websocket, for whoever may read its data."""
+"""Live frames for subscribers: the websocket /api/v1/proposals/{id}/stream for whoever may read the proposal's
+data, and /api/v1/streams, where to read them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Annotated
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+import zmq
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from beamhub.deps import SESSION_COOKIE, authenticate, get_services, has_bearer, principal_if_valid
+from beamhub.deps import SESSION_COOKIE, authenticate, current_principal, get_services, has_bearer, principal_if_valid
 from beamhub.errors import BeamhubError, Forbidden
 from beamhub.identity.principal import Principal
 from beamhub.streams.frames import control_message, with_gap
@@ -19,6 +22,15 @@ router = APIRouter(tags=["streams"])
 
 RECHECK_SECONDS = 2.0
 """How often an open subscription asks again whether its credential stands and may still read the proposal."""
+
+
+@router.get("/api/v1/streams")
+def endpoints(request: Request, _: Annotated[Principal, Depends(current_principal)]) -> dict[str, str | None]:
+    """Where live frames are read: `subscribe`, the ZeroMQ endpoint of Python subscribers (null when off; a
+    wildcard host means beamhub's own), and `websocket`, the route for every other client."""
+    egress = request.app.state.egress
+    return {"subscribe": egress.endpoint if egress is not None else None,
+            "websocket": "/api/v1/proposals/{proposal_id}/stream"}
 
 
 @router.websocket("/api/v1/proposals/{proposal_id}/stream")
@@ -83,7 +95,8 @@ async def _send_frames(websocket: WebSocket, subscription: Subscription) -> None
         while True:
             missed, (header, data) = await subscription.get()
             await websocket.send_text(with_gap(header, missed))
-            await websocket.send_bytes(data)  # type: ignore[arg-type]  # ZeroMQ's buffer, sent without a copy
+            buffer = data.buffer if isinstance(data, zmq.Frame) else data
+            await websocket.send_bytes(buffer)  # type: ignore[arg-type]  # ZeroMQ's buffer, sent without a copy
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:
