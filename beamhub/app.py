@@ -45,6 +45,7 @@ from beamhub.sessions.origin_routes import console_router as session_console_rou
 from beamhub.sessions.proxy import Upstreams
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
+from beamhub.streams.egress import Egress
 from beamhub.streams.ingress import Ingress
 from beamhub.streams.relay import Relay
 from beamhub.streams.routes import router as streams_router
@@ -103,6 +104,9 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         if ingress is not None:
             ingress.bind()  # an endpoint that is taken stops the start, with its reason
             tasks.append(asyncio.create_task(ingress.run_forever()))
+        if app.state.egress is not None:
+            app.state.egress.bind()
+            tasks.append(asyncio.create_task(app.state.egress.run_forever()))
         if run_reconciler:
             tasks += [asyncio.create_task(reconciler.run_forever()),
                       asyncio.create_task(release_embargoes_forever(services.data)),
@@ -134,6 +138,8 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
                if settings.stream_bind else None)
     if ingress is not None:
         services.identity.on_revoke.append(ingress.decisions.clear)
+    app.state.egress = (Egress(settings.stream_subscribe_bind, app.state.relay, services.streams)
+                        if settings.stream_subscribe_bind else None)
     SESSIONS.db = services.db
 
     add_error_handlers(app)
