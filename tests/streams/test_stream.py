@@ -1,4 +1,5 @@
-"""Live frames through a real beamhub: the DAQ publishes over ZeroMQ, members subscribe with beamhub_stream.
+"""Live frames through a real beamhub: the DAQ publishes over ZeroMQ, members subscribe with beamhub_stream, over
+ZeroMQ (stream_subscribe_bind) and over the websocket, each test on both.
 
 1,000 frames reach two members complete and in order with their metadata; a non-member and an anonymous caller
 are refused; so is a DAQ without a data:ingest token of a service account; a slow subscriber of a dropping relay
@@ -40,11 +41,17 @@ class World:
     server: Any
     proposal: str
     endpoint: str
+    subscribers: str
     tokens: dict[str, str]
     names: dict[str, str]
 
-    def subscribe(self, who: str) -> Any:
-        return subscribe(self.proposal, url=self.server.url, token=self.tokens[who])
+    def subscribe(self, who: str, via: str = "auto", token: str | None = None) -> Any:
+        subscription = subscribe(self.proposal, url=self.server.url, token=token or self.tokens[who], via=via)
+        assert via == "auto" or subscription.via == via
+        return subscription
+
+
+VIAS = pytest.mark.parametrize("via", ["zeromq", "websocket"])
 
 
 def frame_of(number: int, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
@@ -53,8 +60,9 @@ def frame_of(number: int, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
 
 
 def _world(factory: Any, uid_env: dict[str, str], storage: Path, **env: str) -> World:
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    server = factory(env={**uid_env, "BEAMHUB_STORAGE_ROOT": str(storage), "BEAMHUB_STREAM_BIND": endpoint, **env})
+    endpoint, subscribers = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    server = factory(env={**uid_env, "BEAMHUB_STORAGE_ROOT": str(storage), "BEAMHUB_STREAM_BIND": endpoint,
+                          "BEAMHUB_STREAM_SUBSCRIBE_BIND": subscribers, **env})
     names, tokens = {}, {}
     for who in ("pi", "member", "stranger"):
         names[who], tokens[who] = server.create_user(username=f"st{secrets.token_hex(3)}")
@@ -68,7 +76,7 @@ def _world(factory: Any, uid_env: dict[str, str], storage: Path, **env: str) -> 
         "beamtime_end": (now + timedelta(hours=8)).isoformat(),
         "members": [{"username": names["pi"], "role": "pi"}, {"username": names["member"]}]})
     assert created.status_code == 201, created.text
-    return World(server, created.json()["id"], endpoint, tokens, names)
+    return World(server, created.json()["id"], endpoint, subscribers, tokens, names)
 
 
 def _half(uid_env: dict[str, str], second: bool) -> dict[str, str]:
@@ -113,8 +121,9 @@ def _read_all(subscription: Any, count: int) -> list[tuple[int, int, int]]:
     return seen
 
 
-def test_a_thousand_frames_reach_two_member_subscribers_complete_and_in_order(blocking: World) -> None:
-    subscribers = [blocking.subscribe("pi"), blocking.subscribe("member")]
+@VIAS
+def test_a_thousand_frames_reach_two_member_subscribers_complete_and_in_order(blocking: World, via: str) -> None:
+    subscribers = [blocking.subscribe("pi", via), blocking.subscribe("member", via)]
     with ThreadPoolExecutor(2) as pool:
         readers = [pool.submit(_read_all, s, 1000) for s in subscribers]
         with Publisher(blocking.endpoint, blocking.tokens["daq"]) as daq:
@@ -129,13 +138,17 @@ def test_a_thousand_frames_reach_two_member_subscribers_complete_and_in_order(bl
         assert not any(gap for _, _, gap in frames)
 
 
-def test_a_non_member_is_refused_as_for_the_proposal_s_files(blocking: World) -> None:
+@VIAS
+def test_a_non_member_is_refused_as_for_the_proposal_s_files(blocking: World, via: str) -> None:
     with pytest.raises(StreamRefused) as refused:
-        blocking.subscribe("stranger")
+        blocking.subscribe("stranger", via)
     assert refused.value.status == 404 and blocking.proposal in refused.value.detail
     with pytest.raises(StreamRefused) as unknown:
-        subscribe("2099-00000", url=blocking.server.url, token=blocking.tokens["pi"])
+        subscribe("2099-00000", url=blocking.server.url, token=blocking.tokens["pi"], via=via)
     assert unknown.value.status == 404
+    with pytest.raises(StreamRefused) as anonymous:
+        subscribe(blocking.proposal, url=blocking.server.url, endpoint=blocking.subscribers, token="nope", via=via)
+    assert anonymous.value.status == 401
 
 
 def test_an_anonymous_subscriber_is_refused_with_401(blocking: World) -> None:
@@ -169,11 +182,12 @@ def test_only_the_daq_publishes_and_only_to_a_proposal_that_exists(blocking: Wor
             watcher.next(timeout=1)
 
 
+@VIAS
 def test_a_slow_subscriber_gets_the_newest_frames_with_every_gap_reported_and_memory_stays_bounded(
-        dropping: World) -> None:
+        dropping: World, via: str) -> None:
     big = (512, 1024)  # 1 MiB a frame
     pid = dropping.server.process.pid
-    with dropping.subscribe("member") as slow:
+    with dropping.subscribe("member", via) as slow:
         peak_before = int(proc_status(pid)["VmHWM"].split()[0]) * 1024
         with Publisher(dropping.endpoint, dropping.tokens["daq"]) as daq:
             for number in range(300):
@@ -195,10 +209,11 @@ def test_a_slow_subscriber_gets_the_newest_frames_with_every_gap_reported_and_me
     assert peak_after - peak_before < 64 * MiB, f"the server grew by {(peak_after - peak_before) / MiB:.0f} MiB"
 
 
-def test_a_revoked_token_ends_its_subscription_within_seconds(dropping: World) -> None:
+@VIAS
+def test_a_revoked_token_ends_its_subscription_within_seconds(dropping: World, via: str) -> None:
     name = dropping.names["member"]
     created = dropping.server.admin.post(f"/api/v1/users/{name}/tokens", json={"name": "notebook"}).json()
-    with subscribe(dropping.proposal, url=dropping.server.url, token=created["token"]) as watching:
+    with dropping.subscribe("member", via, token=created["token"]) as watching:
         revoked = dropping.server.admin.delete(f"/api/v1/users/{name}/tokens/{created['id']}")
         assert revoked.status_code == 200, revoked.text
         started = time.monotonic()
@@ -207,18 +222,19 @@ def test_a_revoked_token_ends_its_subscription_within_seconds(dropping: World) -
         assert time.monotonic() - started < 6
 
 
-def test_a_member_removed_from_the_proposal_stops_watching_within_seconds(dropping: World) -> None:
+@VIAS
+def test_a_member_removed_from_the_proposal_stops_watching_within_seconds(dropping: World, via: str) -> None:
     name, token = dropping.server.create_user(username=f"st{secrets.token_hex(3)}")
     members = f"/api/v1/proposals/{dropping.proposal}/members/{name}"
     assert dropping.server.admin.put(members, json={"role": "member"}).status_code == 200
-    with subscribe(dropping.proposal, url=dropping.server.url, token=token) as watching:
+    with dropping.subscribe("member", via, token=token) as watching:
         assert dropping.server.admin.delete(members).status_code == 200
         started = time.monotonic()
         with pytest.raises(StreamEnded, match="refused"):
             watching.next(timeout=15)
         assert time.monotonic() - started < 6
     with pytest.raises(StreamRefused):
-        subscribe(dropping.proposal, url=dropping.server.url, token=token)
+        dropping.subscribe("member", via, token=token)
 
 
 def test_subscribe_takes_beamhub_s_address_and_the_token_from_the_environment(
@@ -226,8 +242,13 @@ def test_subscribe_takes_beamhub_s_address_and_the_token_from_the_environment(
     monkeypatch.setenv("BEAMHUB_URL", dropping.server.url)
     monkeypatch.setenv("BEAMHUB_TOKEN", dropping.tokens["pi"])
     with subscribe(dropping.proposal) as frames:
+        assert frames.via == "zeromq"  # the endpoint beamhub names at /api/v1/streams
         assert frames.hello["user"] == dropping.names["pi"]
         assert frames.hello["policy"] == "drop" and frames.hello["queue"] == 8
+    monkeypatch.delenv("BEAMHUB_URL")
+    monkeypatch.setenv("BEAMHUB_STREAM", dropping.subscribers)
+    with subscribe(dropping.proposal) as frames:
+        assert frames.via == "zeromq" and frames.hello["user"] == dropping.names["pi"]
 
 
 def test_the_default_image_has_the_client_library() -> None:

@@ -9,6 +9,9 @@ In a session (beamhub's address in $BEAMHUB_URL, the user's API token in $BEAMHU
                 print(f"{frame.gap} frames missed before frame {frame.number}")
             image = frame.array()          # numpy, shape and dtype as the DAQ sent them
 
+Frames come over ZeroMQ where beamhub offers it (its stream_subscribe_bind: endpoint=, $BEAMHUB_STREAM, or asked of
+beamhub at /api/v1/streams), else over beamhub's websocket.
+
 The DAQ's side, with a data:ingest token of its service account:
 
     from beamhub_stream import Publisher
@@ -20,59 +23,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import re
+import urllib.error
+import urllib.request
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from beamhub_stream._websocket import Closed, HandshakeRefused, WebSocket
+from beamhub_stream.publisher import Publisher, PublishRefused
+from beamhub_stream.subscription import Frame, StreamEnded, StreamRefused, Subscription
+from beamhub_stream.transports import WebSocket, ZeroMQ
 
 __all__ = ["Frame", "PublishRefused", "Publisher", "StreamEnded", "StreamRefused", "Subscription", "subscribe"]
 
 URL_ENV = "BEAMHUB_URL"
 TOKEN_ENV = "BEAMHUB_TOKEN"
-
-
-class StreamRefused(PermissionError):
-    """beamhub refused the subscription (401: no valid token, 404: not a proposal this user may read)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"{status}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
-class StreamEnded(ConnectionError):
-    """beamhub ended the subscription, e.g. its token was revoked or the user left the proposal."""
-
-
-class PublishRefused(PermissionError):
-    """beamhub refused a frame the DAQ published (a bad token, an unknown proposal, a malformed frame)."""
-
-    def __init__(self, answer: Mapping[str, Any]) -> None:
-        super().__init__(f"{answer.get('status')}: {answer.get('error')} (frame {answer.get('frame')})")
-        self.status = answer.get("status")
-        self.frame = answer.get("frame")
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One frame: its number from the DAQ, the relay's sequence number, how to read its bytes, and how many frames
-    this subscriber missed just before it (`gap`, never hidden: dropped for a slow reader)."""
-
-    number: int
-    seq: int
-    shape: tuple[int, ...]
-    dtype: str
-    data: memoryview
-    gap: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def array(self) -> Any:
-        """The frame as a numpy array (no copy)."""
-        import numpy
-
-        return numpy.frombuffer(self.data, dtype=self.dtype).reshape(self.shape)
+STREAM_ENV = "BEAMHUB_STREAM"
+VIAS = ("auto", "zeromq", "websocket")
+WILDCARD = re.compile(r"^tcp://(\*|0\.0\.0\.0|\[::\]|::):(\d+)$")
 
 
 def stream_url(base: str, proposal: str) -> str:
@@ -85,138 +51,42 @@ def stream_url(base: str, proposal: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-def subscribe(proposal: str, url: str | None = None, token: str | None = None,
-              open_timeout: float = 10) -> Subscription:
-    """Subscribe to a proposal's live frames, as the user whose token this is ($BEAMHUB_URL, $BEAMHUB_TOKEN)."""
-    url = url or os.environ.get(URL_ENV)
-    token = token or os.environ.get(TOKEN_ENV)
-    if not url or not token:
-        raise ValueError(f"beamhub's address and an API token are needed: pass url= and token=, or set {URL_ENV} "
-                         f"and {TOKEN_ENV}")
+def discover(base: str, token: str, timeout: float) -> str | None:
+    """beamhub's ZeroMQ endpoint for subscribers, asked of its API (None: it offers only the websocket)."""
+    request = urllib.request.Request(f"{base.rstrip('/')}/api/v1/streams",
+                                     headers={"Authorization": f"Bearer {token}"})
     try:
-        connection = WebSocket(stream_url(url, proposal), {"Authorization": f"Bearer {token}"}, open_timeout)
-    except HandshakeRefused as exc:
-        raise StreamRefused(exc.status, exc.detail) from exc
-    subscription = Subscription(connection)
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 (beamhub's own address)
+            endpoint = json.load(answer).get("subscribe")
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise StreamRefused(exc.code, json.loads(exc.read() or b"{}").get("detail", "")) from exc
+        return None  # a beamhub without the route: the websocket
+    if not isinstance(endpoint, str):
+        return None
+    wildcard = WILDCARD.match(endpoint)
+    return f"tcp://{urlsplit(base).hostname}:{wildcard.group(2)}" if wildcard else endpoint
+
+
+def subscribe(proposal: str, url: str | None = None, token: str | None = None, endpoint: str | None = None,
+              via: str = "auto", open_timeout: float = 10, window: int = 4) -> Subscription:
+    """Subscribe to a proposal's live frames, as the user whose token this is ($BEAMHUB_URL, $BEAMHUB_TOKEN,
+    $BEAMHUB_STREAM). `via`: "zeromq", "websocket", or "auto" (ZeroMQ when its endpoint is known or beamhub
+    offers one); `window`: frames ZeroMQ brings ahead of the reader."""
+    url, token = url or os.environ.get(URL_ENV), token or os.environ.get(TOKEN_ENV)
+    if via not in VIAS:
+        raise ValueError(f"via is one of {', '.join(VIAS)}, not {via!r}")
+    if not token:
+        raise ValueError(f"an API token is needed: pass token= or set {TOKEN_ENV}")
+    if via != "websocket":
+        endpoint = endpoint or os.environ.get(STREAM_ENV) or (discover(url, token, open_timeout) if url else None)
+    if via != "websocket" and endpoint:
+        subscription = Subscription(ZeroMQ(endpoint, token, proposal, max(1, window)), "zeromq")
+    elif via == "zeromq":
+        raise ValueError(f"no ZeroMQ endpoint: pass endpoint= or set {STREAM_ENV} (or beamhub offers none)")
+    elif not url:
+        raise ValueError(f"beamhub's address is needed: pass url= or set {URL_ENV}")
+    else:
+        subscription = Subscription(WebSocket(stream_url(url, proposal), token, open_timeout), "websocket")
     subscription.greeted(open_timeout)
     return subscription
-
-
-class Subscription:
-    """An open subscription: iterate for frames; `missed` counts every frame dropped for this subscriber."""
-
-    def __init__(self, connection: WebSocket) -> None:
-        self.connection = connection
-        self.hello: dict[str, Any] = {}
-        self.received = 0
-        self.missed = 0
-        self._header: dict[str, Any] | None = None
-        self._last_seq: int | None = None
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[Frame]:
-        while (frame := self.next()) is not None:
-            yield frame
-
-    def close(self) -> None:
-        self.connection.close()
-
-    def greeted(self, timeout: float | None) -> None:
-        """Take beamhub's hello: from then on, every frame published for the proposal reaches this subscriber."""
-        try:
-            message = self._receive(timeout)
-        except TimeoutError:
-            message = None
-        self.hello = json.loads(message) if isinstance(message, str) else {}
-        if self.hello.get("type") != "hello":
-            self.close()
-            raise ConnectionError("beamhub did not open the subscription")
-
-    def next(self, timeout: float | None = None) -> Frame | None:
-        """The next frame (TimeoutError after `timeout` s); None once beamhub closed the stream normally."""
-        while (message := self._receive(timeout)) is not None:
-            if isinstance(message, str):
-                self._control(json.loads(message))
-            elif self._header is not None:
-                return self._frame(self._header, message)
-        return None
-
-    def _receive(self, timeout: float | None) -> str | bytearray | None:
-        try:
-            return self.connection.recv(timeout)
-        except Closed:
-            return None
-
-    def _control(self, message: dict[str, Any]) -> None:
-        """A text message: the header of the frame whose bytes come next, or the end of the subscription."""
-        if message.get("type") == "frame":
-            self._header = message
-        elif message.get("type") == "end":
-            self.connection.close()
-            raise StreamEnded(message.get("reason", "beamhub ended the subscription"))
-
-    def _frame(self, header: dict[str, Any], data: bytearray) -> Frame:
-        seq, gap = int(header["seq"]), int(header.get("gap", 0))
-        if self._last_seq is not None and seq - self._last_seq - 1 > gap:
-            gap = seq - self._last_seq - 1  # the sequence numbers know better than the headers
-        self._header, self._last_seq = None, seq
-        self.received += 1
-        self.missed += gap
-        return Frame(number=header["frame"], seq=seq, shape=tuple(header["shape"]), dtype=header["dtype"],
-                     data=memoryview(data), gap=gap, meta=header.get("meta") or {})
-
-
-class Publisher:
-    """The DAQ's side: frames to beamhub's ZeroMQ endpoint (stream_bind) with a data:ingest token."""
-
-    def __init__(self, endpoint: str, token: str | None = None, copy: bool = True, queue: int = 16,
-                 linger: float | None = 30.0) -> None:
-        """`queue`: frames ZeroMQ holds for beamhub before send() waits; `linger`: seconds close() waits for them
-        to be delivered (None: until they are)."""
-        import zmq
-
-        token = token or os.environ.get(TOKEN_ENV)
-        if not token:
-            raise ValueError(f"a data:ingest token is needed: pass token= or set {TOKEN_ENV}")
-        self._zmq = zmq
-        self._token = token.encode()
-        self._copy = copy
-        self._context = zmq.Context()
-        self.socket = self._context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.SNDHWM, queue)
-        self.socket.setsockopt(zmq.LINGER, -1 if linger is None else int(linger * 1000))
-        self.socket.connect(endpoint)
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def send(self, proposal: str, number: int, data: Any, shape: tuple[int, ...] | None = None,
-             dtype: str | None = None, meta: Mapping[str, Any] | None = None) -> None:
-        """Publish frame `number` of the proposal: a numpy array, or bytes with their shape and dtype. Raises
-        PublishRefused if beamhub refused an earlier frame."""
-        self.check()
-        if hasattr(data, "__array_interface__"):
-            shape, dtype = tuple(data.shape), data.dtype.str
-            data = memoryview(data if data.flags.c_contiguous else data.copy()).cast("B")
-        if shape is None or dtype is None:
-            raise ValueError("bytes need their shape and dtype (e.g. shape=(512, 1024), dtype='<u2')")
-        header = json.dumps({"proposal": proposal, "frame": number, "shape": list(shape), "dtype": dtype,
-                             "meta": dict(meta or {})}).encode()
-        self.socket.send_multipart([self._token, header, data], copy=self._copy)
-
-    def check(self) -> None:
-        """Raise PublishRefused for the first refusal beamhub sent back, if any."""
-        if self.socket.poll(0, self._zmq.POLLIN):
-            raise PublishRefused(json.loads(self.socket.recv()))
-
-    def close(self) -> None:
-        self.socket.close()
-        self._context.term()
