@@ -31,31 +31,31 @@ ENDING = {"COMPLETING"}
 """Slurm is ending the job: its final state (and why) comes next."""
 
 WAITING = {
-    "Resources": "waiting for cores, memory or GPUs to become free",
-    "Priority": "waiting behind jobs of higher priority",
-    "PartitionDown": "its partition is down",
-    "PartitionInactive": "its partition is inactive",
-    "PartitionNodeLimit": "it asks for more nodes than its partition allows",
-    "PartitionTimeLimit": "it asks for more time than its partition allows",
-    "ReqNodeNotAvail": "the nodes it needs are not available (down, drained or reserved)",
-    "NodeDown": "a node it needs is down",
-    "BeginTime": "its start time has not come yet",
-    "Dependency": "waiting for another job to finish",
-    "JobHeldAdmin": "held by an administrator",
-    "JobHeldUser": "held by its user",
-    "Reservation": "waiting for its reservation",
-    "QOSMaxJobsPerUserLimit": "the user already runs as many jobs as allowed",
-    "AssocGrpCpuLimit": "the account's core limit is reached",
-    "AssocGrpMemLimit": "the account's memory limit is reached",
-    "InvalidAccount": "its account is not valid",
-    "InvalidQOS": "its quality of service is not valid",
-    "None": "waiting to be scheduled",
+    "Resources": N_("waiting for cores, memory or GPUs to become free"),
+    "Priority": N_("waiting behind jobs of higher priority"),
+    "PartitionDown": N_("its partition is down"),
+    "PartitionInactive": N_("its partition is inactive"),
+    "PartitionNodeLimit": N_("it asks for more nodes than its partition allows"),
+    "PartitionTimeLimit": N_("it asks for more time than its partition allows"),
+    "ReqNodeNotAvail": N_("the nodes it needs are not available (down, drained or reserved)"),
+    "NodeDown": N_("a node it needs is down"),
+    "BeginTime": N_("its start time has not come yet"),
+    "Dependency": N_("waiting for another job to finish"),
+    "JobHeldAdmin": N_("held by an administrator"),
+    "JobHeldUser": N_("held by its user"),
+    "Reservation": N_("waiting for its reservation"),
+    "QOSMaxJobsPerUserLimit": N_("the user already runs as many jobs as allowed"),
+    "AssocGrpCpuLimit": N_("the account's core limit is reached"),
+    "AssocGrpMemLimit": N_("the account's memory limit is reached"),
+    "InvalidAccount": N_("its account is not valid"),
+    "InvalidQOS": N_("its quality of service is not valid"),
+    "None": N_("waiting to be scheduled"),
 }
 
 
 def waiting_reason(code: str) -> str:
     """Slurm's pending reason in words, its own code after it."""
-    words = WAITING.get(code, "waiting")
+    words = WAITING.get(code, N_("waiting"))
     return words if code in ("None", "") else f"{words} ({code})"
 
 
@@ -149,10 +149,12 @@ class SlurmBackend:
             return PollResult(alive=False, reason=N_("Slurm no longer knows job %(job)s") % {"job": handle["job_id"]})
         state = seen.state.split()[0] if seen.state else ""
         if state in QUEUED:
-            return PollResult(alive=True, progress=f"queued as Slurm job {seen.slurm_id}: "
-                                                   f"{waiting_reason(seen.reason)}")
+            progress = N_("queued as Slurm job %(job)s: %(reason)s") % {"job": seen.slurm_id,
+                                                                       "reason": waiting_reason(seen.reason)}
+            return PollResult(alive=True, progress=progress)
         if state in RUNNING:
-            return PollResult(alive=True, progress=f"running on {seen.nodes} as Slurm job {seen.slurm_id}")
+            progress = N_("running on %(nodes)s as Slurm job %(job)s") % {"nodes": seen.nodes, "job": seen.slurm_id}
+            return PollResult(alive=True, progress=progress)
         if state in ENDING:
             return PollResult(alive=True)
         return PollResult(alive=False, reason=ended_reason(seen, handle.get("memory", 0)), status=seen.exit_code)

@@ -362,12 +362,13 @@ class SessionService(SessionReader):
     def _ready(self, db: Session, record: SessionRecord, report: AgentReport) -> None:
         """The agent says the program answers: on its socket, or (a session on another host) on the endpoint it
         opened, which the proxy reaches with the session's certificate pinned."""
-        where = "answers on its socket"
+        where = N_("answers on its socket")
         if record.tls_cert is not None:
             if report.host is None or report.port is None:
                 raise Invalid("a session on another host reports the host and port it answers on")
             record.host, record.port = report.host, report.port
-            where = f"answers on {report.host}:{report.port} (TLS, the session's own certificate)"
+            where = N_("answers on %(host)s:%(port)s (TLS, the session's own certificate)") % {"host": report.host,
+                                                                                              "port": report.port}
         record.url = kinds.proxy_prefix(record.id)
         self._transition(db, record, S.running, where)
         SPAWN_SECONDS.labels(record.kind, record.backend).observe((utcnow() - record.created_at).total_seconds())

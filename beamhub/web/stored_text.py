@@ -77,5 +77,6 @@ def _lookup(text: str, locale: str) -> str | None:
     for pattern, translation in _templates(locale):
         match = pattern.fullmatch(text)
         if match:
-            return translation % {name: gettext(value) for name, value in match.groupdict().items()}
+            # a value may be a text a template made too (a reason inside a refusal): each is shorter than `text`
+            return translation % {name: translated(value, locale) for name, value in match.groupdict().items()}
     return None

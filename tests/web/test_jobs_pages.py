@@ -60,7 +60,7 @@ def test_a_job_submitted_through_the_form_runs_is_listed_and_its_output_opens(hu
     assert "finished without errors (exit code 0)" in row.group(0) and done["node"] in row.group(0)
     assert client.get(f"/api/v1/jobs/{job_id}/output").text == "hello-from-the-form\n"
     page = client.get(f"/jobs/{job_id}", headers={"Accept-Language": "zh-CN"}).text
-    assert "顺利完成（退出码 0）" in page and "submitted as Slurm job" in page
+    assert "顺利完成（退出码 0）" in page and "已作为 Slurm 作业" in page  # its events in Chinese too
 
 
 def test_an_active_job_is_cancelled_from_the_list(hub: Any, browser: Any, new_user: Callable[[], str]) -> None:

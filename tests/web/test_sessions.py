@@ -92,13 +92,16 @@ def test_a_session_is_extended_with_the_dashboard_form(hub: Any, running: tuple[
     assert after - before == timedelta(hours=4)
 
 
-@pytest.mark.parametrize(("language", "title"), [("en", "Not enough free resources"), ("zh-CN", "空闲资源不足")])
+@pytest.mark.parametrize(("language", "title", "why"), [
+    ("en", "Not enough free resources", "100 cores requested, but this node has only 4 in all"),
+    ("zh-CN", "空闲资源不足", "请求了100个 CPU 核，但本节点总共只有4个"),
+])
 def test_an_over_capacity_request_is_explained_on_the_form(browser: Any, new_user: Any, language: str,
-                                                           title: str) -> None:
+                                                           title: str, why: str) -> None:
     client = browser(new_user(), language=language)
     page = launch(client, ncores="100", name="big-one")
     assert page.status_code == 409 and page.headers["content-type"].startswith("text/html")
-    assert title in page.text and "100 cores requested, but this node has only 4 in all" in page.text
+    assert title in page.text and why in page.text
     assert 'value="big-one"' in page.text and 'value="100"' in page.text  # the form comes back as typed
     assert not page.text.lstrip().startswith("{")
 

@@ -28,6 +28,8 @@ def test_a_jobs_events_are_translated_and_slurms_reason_code_kept() -> None:
     assert translated("waiting (Priority)", "zh_CN") == "等待中 (Priority)"
     assert translated("failed with exit code 2 (NonZeroExitCode)", "zh_CN") == "失败，退出码2 (NonZeroExitCode)"
     assert translated("completed (exit code 0)", "zh_CN") == "已完成（退出码0）"
+    queued = "queued as Slurm job 7: waiting behind jobs of higher priority (Priority)"  # a session on Slurm
+    assert translated(queued, "zh_CN") == "已作为 Slurm 作业 7 排队：正在等待优先级更高的作业 (Priority)"
 
 
 def test_text_no_template_made_is_shown_as_it_is() -> None:
