@@ -30,10 +30,10 @@ import urllib.error
 import urllib.request
 
 from beamhub.compute import relay
-from beamhub.compute.relay import CERT_ENV, KEY_ENV
+from beamhub.compute.relay import CERT_ENV, KEY_ENV, PROXY_CERT_ENV
 
 SECRET_ENV = "BEAMHUB_AGENT_SECRET"
-PRIVATE_ENV = (SECRET_ENV, KEY_ENV, CERT_ENV)
+PRIVATE_ENV = (SECRET_ENV, KEY_ENV, CERT_ENV, PROXY_CERT_ENV)
 """What the agent alone gets: never passed on to the session's program."""
 PROPOSALS_ENV = "BEAMHUB_PROPOSALS"
 """JSON {proposal id: its data folder} of the proposals the user may read, linked into ~/proposals."""
@@ -193,7 +193,7 @@ def open_endpoint(args: argparse.Namespace) -> dict[str, object]:
     if not args.listen:
         return {}
     context = relay.server_context(os.path.dirname(args.socket), os.environ.get(KEY_ENV, ""),
-                                   os.environ.get(CERT_ENV, ""))
+                                   os.environ.get(CERT_ENV, ""), os.environ.get(PROXY_CERT_ENV, ""))
     endpoint = relay.Relay(relay.facing_address(args.callback), args.socket, context)
     endpoint.serve_in_background()
     return {"host": endpoint.host, "port": endpoint.port}

@@ -16,8 +16,9 @@ import urllib.parse
 
 KEY_ENV = "BEAMHUB_TLS_KEY"
 CERT_ENV = "BEAMHUB_TLS_CERT"
-"""The environment variables that carry the PEM key and certificate to the agent (it removes them before it starts
-the session's program)."""
+PROXY_CERT_ENV = "BEAMHUB_PROXY_CERT"
+"""The environment variables that carry the session's PEM key and certificate, and the certificate of beamhub's
+proxy (the only client the endpoint serves), to the agent; it removes them before it starts the session's program."""
 HANDSHAKE_TIMEOUT = 10.0
 CHUNK = 65536
 
@@ -31,9 +32,12 @@ def facing_address(callback: str) -> str:
         return probe.getsockname()[0]
 
 
-def server_context(runtime_dir: str, key_pem: str, cert_pem: str) -> ssl.SSLContext:
+def server_context(runtime_dir: str, key_pem: str, cert_pem: str, proxy_cert_pem: str) -> ssl.SSLContext:
     """A server context with the session's key and certificate, written 0600 into the private runtime directory
-    (OpenSSL loads them from files)."""
+    (OpenSSL loads them from files), that completes a handshake only with a client presenting the proxy's
+    certificate."""
+    if not proxy_cert_pem:
+        raise ValueError(f"no certificate of beamhub's proxy in ${PROXY_CERT_ENV}: the endpoint would serve anyone")
     paths = {}
     for name, pem in (("tls.key", key_pem), ("tls.crt", cert_pem)):
         path = os.path.join(runtime_dir, name)
@@ -44,6 +48,8 @@ def server_context(runtime_dir: str, key_pem: str, cert_pem: str) -> ssl.SSLCont
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(paths["tls.crt"], paths["tls.key"])
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=proxy_cert_pem)
     return context
 
 

@@ -6,13 +6,19 @@ may bind a port. What stands in for the 0700 runtime directory is the key: the p
 a peer that proves it holds the private key of the certificate recorded for the session, and that key exists only in
 beamhub's memory during the launch and in the agent's private runtime directory (written from the job's environment,
 readable by the session's user alone).
+
+The other way round, the agent serves only beamhub's proxy: it requires a client certificate, and accepts only the
+proxy's own (made once in beamhub's state directory, its certificate handed to each agent with the session's), so no
+other process that reaches the node's port talks to the session's program.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,10 +34,31 @@ class SessionCredentials:
     cert_pem: str
 
 
+PROXY_LIFETIME = timedelta(days=3650)
+
+
 def make_credentials(session_id: str, lifetime: timedelta) -> SessionCredentials:
     """A fresh P-256 key and a self-signed certificate naming the session, valid for the session's longest life."""
+    return _self_signed(f"beamhub-session-{session_id}", lifetime)
+
+
+def proxy_identity(state_dir: Path) -> tuple[str, str]:
+    """The paths of the proxy's client certificate and key (made once, 0600, in beamhub's state directory; replicas
+    share it with the state directory)."""
+    cert, key = state_dir / "proxy-client.crt", state_dir / "proxy-client.key"
+    if not (cert.exists() and key.exists()):
+        made = _self_signed("beamhub-proxy", PROXY_LIFETIME)
+        for path, pem in ((key, made.key_pem), (cert, made.cert_pem)):
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(pem)
+            temporary.chmod(0o600)
+            temporary.replace(path)
+    return str(cert), str(key)
+
+
+def _self_signed(common_name: str, lifetime: timedelta) -> SessionCredentials:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"beamhub-session-{session_id}")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
@@ -43,12 +70,14 @@ def make_credentials(session_id: str, lifetime: timedelta) -> SessionCredentials
     return SessionCredentials(key_pem=key_pem, cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode())
 
 
-def pinned_context(cert_pem: str) -> ssl.SSLContext:
+def pinned_context(cert_pem: str, client: tuple[str, str] | None = None) -> ssl.SSLContext:
     """A client context that trusts exactly this self-signed certificate (no system CA, no host name: the session's
-    certificate is its identity, wherever the scheduler put it)."""
+    certificate is its identity, wherever the scheduler put it), presenting the proxy's `client` certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=cert_pem)
+    if client is not None:
+        context.load_cert_chain(*client)
     return context

@@ -93,7 +93,7 @@ def new_transport(endpoint: Endpoint) -> httpx.AsyncHTTPTransport:
     """A transport to the session's socket, or over TLS to its node, trusting its own certificate and no other."""
     if endpoint.socket is not None:
         return httpx.AsyncHTTPTransport(uds=str(endpoint.socket))
-    return httpx.AsyncHTTPTransport(verify=pinned_context(endpoint.cert or ""))
+    return httpx.AsyncHTTPTransport(verify=pinned_context(endpoint.cert or "", endpoint.client))
 
 
 class Upstreams:
@@ -206,7 +206,8 @@ async def forward_websocket(websocket: WebSocket, endpoint: Endpoint, token: str
         if endpoint.socket is not None:
             upstream = await websockets.unix_connect(str(endpoint.socket), uri=uri, **options)
         else:
-            upstream = await websockets.connect(uri, ssl=pinned_context(endpoint.cert or ""), **options)
+            upstream = await websockets.connect(uri, ssl=pinned_context(endpoint.cert or "", endpoint.client),
+                                                **options)
     except (TimeoutError, OSError, websockets.InvalidHandshake) as exc:
         await websocket.close(code=1011, reason=f"session does not answer: {type(exc).__name__}")
         return

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from beamhub.broadcast import notify
 from beamhub.compute.backend import Backend, BackendError, Endpoint, Held
+from beamhub.compute.tls import proxy_identity
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import N_, Conflict, Forbidden, Invalid, NotFound, NotReady, Unauthenticated
@@ -92,7 +93,8 @@ class SessionService(SessionReader):
         its agent's endpoint on a node with the certificate the proxy pins."""
         record = self.entered(principal, session_id)
         if record.tls_cert is not None:
-            return Endpoint(host=record.host, port=record.port, cert=record.tls_cert), record.token
+            return Endpoint(host=record.host, port=record.port, cert=record.tls_cert,
+                            client=proxy_identity(self.settings.state_dir)), record.token
         return Endpoint(socket=self.upstream_socket(record.id)), record.token
 
     # --- creating ----------------------------------------------------------------------

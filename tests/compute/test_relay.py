@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from beamhub.compute.relay import Relay, facing_address, server_context
-from beamhub.compute.tls import make_credentials, pinned_context
+from beamhub.compute.tls import make_credentials, pinned_context, proxy_identity
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -49,29 +49,63 @@ def program(tmp_path: Path) -> Iterator[Path]:
     server.server_close()
 
 
-def relay_with(runtime: Path, program: Path, session_id: str) -> tuple[Relay, str]:
+@pytest.fixture
+def proxy(tmp_path: Path) -> tuple[str, str]:
+    """beamhub's proxy identity (client certificate and key), as a state directory holds it."""
+    return identity_in(tmp_path / "state")
+
+
+def identity_in(directory: Path) -> tuple[str, str]:
+    """A proxy identity made in a new state directory."""
+    directory.mkdir()
+    return proxy_identity(directory)
+
+
+def relay_with(runtime: Path, program: Path, session_id: str, proxy: tuple[str, str]) -> tuple[Relay, str]:
     """An agent's endpoint with fresh credentials of a session; the certificate the proxy would pin."""
     credentials = make_credentials(session_id, timedelta(hours=1))
-    relay = Relay("127.0.0.1", str(program), server_context(str(runtime), credentials.key_pem, credentials.cert_pem))
+    context = server_context(str(runtime), credentials.key_pem, credentials.cert_pem, Path(proxy[0]).read_text())
+    relay = Relay("127.0.0.1", str(program), context)
     relay.serve_in_background()
     return relay, credentials.cert_pem
 
 
-def test_the_pinned_certificate_reaches_the_program_through_the_relay(tmp_path: Path, program: Path) -> None:
-    relay, cert = relay_with(tmp_path, program, "s1")
-    with httpx.Client(verify=pinned_context(cert)) as client:
+def test_the_pinned_certificate_reaches_the_program_through_the_relay(tmp_path: Path, program: Path,
+                                                                      proxy: tuple[str, str]) -> None:
+    relay, cert = relay_with(tmp_path, program, "s1", proxy)
+    with httpx.Client(verify=pinned_context(cert, proxy)) as client:
         response = client.get(f"https://127.0.0.1:{relay.port}/anything")
     assert response.status_code == 200 and response.text == "hello from the session"
     assert relay.port > 0 and (tmp_path / "tls.key").stat().st_mode & 0o777 == 0o600
 
 
-def test_an_endpoint_with_another_certificate_is_refused_before_any_request(tmp_path: Path, program: Path) -> None:
+def test_an_endpoint_with_another_certificate_is_refused_before_any_request(tmp_path: Path, program: Path,
+                                                                           proxy: tuple[str, str]) -> None:
     """An endpoint of another session, or one whose certificate names the same subject but was made with another
     key (anyone can make one), fails the handshake: no request, no token is sent to it."""
-    other, _ = relay_with(tmp_path, program, "s1")
-    with httpx.Client(verify=pinned_context(make_credentials("s1", timedelta(hours=1)).cert_pem)) as client:
+    other, _ = relay_with(tmp_path, program, "s1", proxy)
+    pinned = pinned_context(make_credentials("s1", timedelta(hours=1)).cert_pem, proxy)
+    with httpx.Client(verify=pinned) as client:
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             client.get(f"https://127.0.0.1:{other.port}/anything")
+
+
+def test_the_endpoint_serves_no_client_but_beamhubs_proxy(tmp_path: Path, program: Path,
+                                                          proxy: tuple[str, str]) -> None:
+    """Another process on the network that reaches the agent's port, with no client certificate or one of its own,
+    never gets through to the program (which, on one host, only its Unix socket's 0700 directory protected)."""
+    relay, cert = relay_with(tmp_path, program, "s1", proxy)
+    stranger = identity_in(tmp_path / "stranger")
+    for client_cert in (None, stranger):
+        with httpx.Client(verify=pinned_context(cert, client_cert)) as client, \
+                pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            client.get(f"https://127.0.0.1:{relay.port}/anything")
+
+
+def test_an_agent_without_the_proxys_certificate_opens_no_endpoint(tmp_path: Path) -> None:
+    credentials = make_credentials("s1", timedelta(hours=1))
+    with pytest.raises(ValueError, match="would serve anyone"):
+        server_context(str(tmp_path), credentials.key_pem, credentials.cert_pem, "")
 
 
 def test_a_plain_listener_on_the_port_never_gets_the_request(tmp_path: Path) -> None:
