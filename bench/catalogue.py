@@ -90,7 +90,7 @@ def build(root: Path, pg: str, rows: int, proposals: int) -> Catalogue:
     services = build_services(Settings(state_dir=root / "state", storage_root=root / "storage", database_url=url,
                                        manage_system_accounts=False, uid_min=152000, uid_max=152100))
     user = services.identity.create_user("benchcat", by=ADMIN)
-    member = Principal(username=user.username, user_id=user.id, roles=frozenset())
+    member = services.identity.principal_of(user)  # as a credential of theirs is resolved
     now = datetime.now(UTC)
     proposal = services.data.create(ADMIN, ProposalCreate(
         id=QUERIED, title="bench", beamline="b1", beamtime_start=now - timedelta(days=1), beamtime_end=now,

@@ -36,6 +36,12 @@ class Principal:
     login_id: int | None = field(default=None, compare=False)
     expires_at: datetime | None = field(default=None, compare=False)
     """When the credential this request came with ends (a token's or login session's expiry)."""
+    uid: int | None = field(default=None, compare=False)
+    """The UID the kernel knows the user by, read with the credential (None: no UID, as the bootstrap admin)."""
+    gids: frozenset[int] = field(default=frozenset(), compare=False)
+    """The user's primary and supplementary GIDs, as the kernel would check them."""
+    groups: frozenset[str] = field(default=frozenset(), compare=False)
+    """The names of the user's supplementary groups in beamhub (`<beamline>-staff` makes staff of a beamline)."""
 
     @property
     def is_admin(self) -> bool:

@@ -12,7 +12,6 @@ from beamhub.data.current import current_path
 from beamhub.data.models import Proposal
 from beamhub.data.proposals.service import DataService
 from beamhub.identity.accounts.models import User
-from beamhub.identity.accounts.service import principal_of
 
 MAX_LINKS = 1000
 """Links one session gets at most (the list travels in one environment variable, which may hold 128 KiB)."""
@@ -24,7 +23,7 @@ MAX_EXAMINED = 10 * PAGE
 def readable_proposals(data: DataService, user: User) -> dict[str, str]:
     """Proposal id -> its data folder, for each proposal the user may know whose folder their UID and groups may
     list and enter, decided as the kernel (and a download) decides it."""
-    principal = principal_of(user)
+    principal = data.identity.principal_of(user)
     caller = data.caller(principal)
     found: dict[str, str] = {}
     after = None

@@ -20,7 +20,6 @@ from beamhub.data.browsing import service as browse
 from beamhub.data.models import MemberRole
 from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.errors import Forbidden, Invalid, NotFound
-from beamhub.identity.accounts.service import principal_of
 from beamhub.identity.principal import Principal
 from beamhub.services import build_services
 
@@ -53,7 +52,7 @@ def beamline() -> str:
 def new_user(services: Any, system_users: list[str], **fields: Any) -> Principal:
     username = f"dc{secrets.token_hex(3)}"
     system_users.append(username)
-    return principal_of(services.identity.create_user(username, **fields, by=ADMIN))
+    return services.identity.principal_of(services.identity.create_user(username, **fields, by=ADMIN))
 
 
 def write(folder: Path, relpath: str, data: bytes = b"x") -> Path:

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from beamhub.data.acl import read_access
 from beamhub.data.models import DataFile, MemberRole
 from beamhub.errors import NotFound
-from beamhub.identity.accounts.service import principal_of
 from helpers.accounts import read_as
 from helpers.data import ADMIN, new_proposal, new_user, write
 
@@ -76,10 +75,10 @@ def test_registering_a_link_to_another_proposals_file_refuses_it_and_leaves_its_
     assert result.refused == ["scan1/stolen.h5"] and (result.files, result.added) == (1, 1)
     assert catalogued(services, two.p2.id) == {"scan1/own.h5"}
     assert_untouched(two, before)
+    bob = services.identity.principal_of(two.bob)
     with pytest.raises(NotFound):
-        services.browse.readable_file(principal_of(two.bob), two.p2.id, "scan1/stolen.h5")
-    assert [f.relpath for f in services.browse.files(principal_of(two.bob), two.p2.id, "", None, 100)[0]] == [
-        "scan1/own.h5"]
+        services.browse.readable_file(bob, two.p2.id, "scan1/stolen.h5")
+    assert [f.relpath for f in services.browse.files(bob, two.p2.id, "", None, 100)[0]] == ["scan1/own.h5"]
     for relative in ("scan1", "scan1/stolen.h5"):  # a folder, the file itself: still refused
         assert services.registration.register(ADMIN, two.p2.id, relative).refused == ["scan1/stolen.h5"]
     assert_untouched(two, before)

@@ -16,7 +16,6 @@ import time_machine
 from beamhub.config import Settings
 from beamhub.errors import Forbidden, Unauthenticated
 from beamhub.identity.accounts.models import UserState
-from beamhub.identity.accounts.service import principal_of
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.windows.service import sid_for_uid
 from beamhub.services import Services, build_services
@@ -44,7 +43,7 @@ def world_in(state: Path) -> Iterator[World]:
     services.groups.create("team", by=SYSTEM)
     services.groups.set_member("team", "alice", member=True, by=SYSTEM)
     _, token = services.identity.issue_token("alice", "laptop", by=SYSTEM)
-    yield World(services, principal_of(alice), principal_of(bob), token.id)
+    yield World(services, services.identity.principal_of(alice), services.identity.principal_of(bob), token.id)
     services.db.dispose()
 
 

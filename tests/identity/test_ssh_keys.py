@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from beamhub.config import Settings
 from beamhub.errors import Conflict, Forbidden, Invalid, NotFound
-from beamhub.identity.accounts.service import principal_of
 from beamhub.identity.keys.service import DSA_REFUSED, SshKeyService, parse_keys, parse_public_key, split_keys
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.services import build_services
@@ -159,7 +158,7 @@ def service(database_url: str, tmp_path: Path) -> Iterator[SshKeyService]:
 @pytest.fixture
 def holder(service: SshKeyService) -> Principal:
     """keyholder, logged in."""
-    return principal_of(service.identity.get_user("keyholder", by=SYSTEM))
+    return service.identity.principal_of(service.identity.get_user("keyholder", by=SYSTEM))
 
 
 def test_several_keys_are_added_all_or_none(service: SshKeyService, holder: Principal,
@@ -199,7 +198,7 @@ def test_authorized_keys_holds_a_line_per_key(service: SshKeyService, holder: Pr
 def test_deleting_a_key_of_someone_else_is_not_found(service: SshKeyService, holder: Principal,
                                                      keys: dict[str, Path]) -> None:
     key = service.add_key("keyholder", line_of(keys["ed25519"]), by=holder)
-    other = principal_of(service.identity.create_user("other", uid=24243, by=SYSTEM))
+    other = service.identity.principal_of(service.identity.create_user("other", uid=24243, by=SYSTEM))
     with pytest.raises(NotFound):
         service.delete_key("other", key.id, by=other)
     assert service.delete_key("keyholder", key.id, by=holder).fingerprint == key.fingerprint

@@ -71,44 +71,35 @@ class DataService:
     def check_tier(self, tier: str) -> str:
         """The tier, if it is one of storage_tiers; Invalid otherwise."""
         if tier not in self.settings.storage_tiers:
-            raise Invalid("unknown tier %(tier)r; configured: %(storage_tiers)s",
-                          tier=tier, storage_tiers=', '.join(self.settings.storage_tiers))
+            raise Invalid(f"unknown tier {tier!r}; configured: {', '.join(self.settings.storage_tiers)}")
         return tier
 
     # --- who may see and do what -----------------------------------------------------------
-    def user_of(self, principal: Principal) -> User | None:
-        """The user behind a principal; None for the bootstrap administrator."""
-        return None if principal.user_id is None else self.identity.get_user(principal.username, by=principal)
+    @staticmethod
+    def caller(principal: Principal) -> Caller | None:
+        """The UID and GIDs the kernel would check for this principal (read with its credential); None when it has
+        no UID."""
+        return None if principal.uid is None else Caller(uid=principal.uid, gids=principal.gids)
 
-    def caller(self, principal: Principal) -> Caller | None:
-        """The UID and GIDs the kernel would check for this principal; None when it has no UID."""
-        user = self.user_of(principal)
-        if user is None:
-            return None
-        account = self.identity.account(user)
-        return Caller(uid=account.uid, gids=frozenset({account.gid, *account.groups}))
-
-    def staffed_beamlines(self, principal: Principal, user: User | None) -> set[str]:
+    @staticmethod
+    def staffed_beamlines(principal: Principal) -> set[str]:
         """Beamlines whose proposals the principal sees as staff: by role, or by being in `<beamline>-staff`."""
         beamlines = set(principal.beamlines) if principal.is_staff else set()
-        if user is not None:
-            beamlines |= {name.removesuffix("-staff") for name in user.groups if name.endswith("-staff")}
-        return beamlines
+        return beamlines | {name.removesuffix("-staff") for name in principal.groups if name.endswith("-staff")}
 
     def visible(self, principal: Principal, proposal: Proposal) -> bool:
         """Whether the principal may know the proposal: admin, member, its beamline's staff, or it is public."""
         if principal.is_admin or (proposal.embargo_released_at is not None and self.public_group):
             return True
-        user = self.user_of(principal)
-        if proposal.beamline in self.staffed_beamlines(principal, user):
+        if proposal.beamline in self.staffed_beamlines(principal):
             return True
-        return user is not None and any(m.user_id == user.id for m in proposal.members)
+        return principal.user_id is not None and any(m.user_id == principal.user_id for m in proposal.members)
 
     def get(self, principal: Principal, proposal_id: str) -> Proposal:
         """A proposal the principal may know; NotFound otherwise, so its existence is not revealed."""
         proposal = self.load(proposal_id)
         if not self.visible(principal, proposal):
-            raise NotFound("no proposal %(proposal)s", proposal=proposal_id)
+            raise NotFound(f"no proposal {proposal_id}")
         return proposal
 
     def load(self, proposal_id: str) -> Proposal:
@@ -116,7 +107,7 @@ class DataService:
         with self.db.session() as db:
             proposal = db.get(Proposal, proposal_id)
         if proposal is None:
-            raise NotFound("no proposal %(proposal)s", proposal=proposal_id)
+            raise NotFound(f"no proposal {proposal_id}")
         return proposal
 
     def _may_manage(self, principal: Principal, proposal: Proposal) -> bool:
@@ -129,12 +120,11 @@ class DataService:
     def create(self, principal: Principal, body: ProposalCreate) -> Proposal:
         """A new proposal (admin, or staff of its beamline), its folder and its ACLs."""
         if not (principal.is_admin or principal.serves(body.beamline)):
-            raise Forbidden("only administrators and staff of beamline %(beamline)s create its proposals",
-                            beamline=body.beamline)
+            raise Forbidden(f"only administrators and staff of beamline {body.beamline} create its proposals")
         tier = self.check_tier(body.tier or self.settings.storage_tiers[0])
         with self.db.session() as db:
             if db.get(Proposal, body.id) is not None:
-                raise Conflict("proposal %(proposal)s already exists", proposal=body.id)
+                raise Conflict(f"proposal {body.id} already exists")
             proposal = Proposal(id=body.id, title=body.title, beamline=body.beamline, tier=tier,
                                 beamtime_start=body.beamtime_start, beamtime_end=body.beamtime_end,
                                 embargo_until=body.embargo_until, acl_version=1, acl_applied_version=0)
@@ -159,7 +149,7 @@ class DataService:
             folder.mkdir(mode=0o700, exist_ok=True)
             point_current(self.settings.storage_root, proposal.beamline, proposal.id, proposal.tier)
         except OSError as exc:
-            raise Conflict("cannot create %(folder)s: %(reason)s", folder=folder, reason=exc.strerror) from exc
+            raise Conflict(f"cannot create {folder}: {exc.strerror}") from exc
 
     def list(self, principal: Principal, after: str | None, limit: int) -> list[Proposal]:
         """The proposals the principal may know, in id order, after the given id."""
@@ -175,10 +165,10 @@ class DataService:
     def _visible_pages(self, principal: Principal, after: str | None, limit: int) -> list[Select[tuple[str]]]:
         """The ids `visible` lets in, one keyset page from each index that holds them: the principal's memberships,
         their staffed beamlines, the released proposals; combined by UNION, never a filter over the whole table."""
-        user = self.user_of(principal)
+        member = principal.user_id if principal.user_id is not None else -1
         sources: list[tuple[Any, ColumnElement[bool]]] = [
-            (ProposalMember.proposal_id, ProposalMember.user_id == (user.id if user is not None else -1))]
-        staffed = self.staffed_beamlines(principal, user)
+            (ProposalMember.proposal_id, ProposalMember.user_id == member)]
+        staffed = self.staffed_beamlines(principal)
         sources += [(Proposal.id, Proposal.beamline == beamline) for beamline in sorted(staffed)]
         if self.public_group:
             sources.append((Proposal.id, Proposal.embargo_released_at.is_not(None)))
@@ -205,7 +195,7 @@ class DataService:
             current = db.get(ProposalMember, (proposal_id, user.id))
             self._check_member_change(principal, proposal, current, role)
             if role is None and current is None:
-                raise NotFound("%(username)s is not a member of %(proposal)s", username=username, proposal=proposal_id)
+                raise NotFound(f"{username} is not a member of {proposal_id}")
             if role is None:
                 db.delete(current)
             elif current is None:
@@ -224,8 +214,7 @@ class DataService:
         if self._may_manage(principal, proposal):
             return
         if not self._is_pi(principal, proposal):
-            raise Forbidden("only the PI, the beamline staff and administrators change the members of %(proposal)s",
-                            proposal=proposal.id)
+            raise Forbidden(f"only the PI, the beamline staff and administrators change the members of {proposal.id}")
         if role is MemberRole.pi or (current is not None and current.role is MemberRole.pi):
             raise Forbidden("only the beamline staff and administrators name or remove a PI")
 
@@ -233,7 +222,7 @@ class DataService:
     def _user(db: Session, username: str) -> User:
         user = db.scalar(select(User).where(User.username == username))
         if user is None:
-            raise NotFound("no user %(username)s", username=username)
+            raise NotFound(f"no user {username}")
         return user
 
     # --- ACLs ----------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def _whole_on(service: DataService, proposal: Proposal, tier: str) -> bool:
 
 def check_may_prefetch(service: DataService, principal: Principal, proposal: Proposal) -> None:
     """Administrators, the beamline's staff and the proposal's members; not whoever merely sees public data."""
-    if principal.is_admin or proposal.beamline in service.staffed_beamlines(principal, service.user_of(principal)):
+    if principal.is_admin or proposal.beamline in service.staffed_beamlines(principal):
         return
     if principal.user_id is not None and any(m.user_id == principal.user_id for m in proposal.members):
         return

@@ -22,7 +22,7 @@ from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import N_, Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
 from beamhub.identity.accounts.models import User, UserState
-from beamhub.identity.accounts.service import IdentityService, principal_of
+from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.login.models import LoginSession
 from beamhub.identity.principal import SYSTEM, Principal
@@ -222,14 +222,13 @@ class LoginService:
         with self.db.session() as db:
             return self._live(db.get(LoginSession, login_id))
 
-    @staticmethod
-    def _live(record: LoginSession | None) -> Principal:
+    def _live(self, record: LoginSession | None) -> Principal:
         """The principal of a login session that still stands; 401 if ended or expired, 403 if disabled."""
         if record is None or record.ended_at is not None or record.expires_at <= utcnow():
             raise Unauthenticated("the login session is unknown, ended or expired; log in again")
         if record.user.state is not UserState.active:
             raise Forbidden("account disabled")
-        return replace(principal_of(record.user), login_id=record.id, expires_at=record.expires_at)
+        return replace(self.identity.principal_of(record.user), login_id=record.id, expires_at=record.expires_at)
 
     def principal_for_cookie(self, value: str | None) -> Principal:
         """The principal of a live session cookie."""
