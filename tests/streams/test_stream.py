@@ -10,9 +10,11 @@ subscription within seconds.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from helpers.http import free_port
 from helpers.processes import proc_status
 
 IMAGE = Path("/opt/beamhub/images/default")
+CLIENT = Path(__file__).resolve().parents[2] / "clients" / "beamhub-stream"
 SHAPE = (64, 64)
 MiB = 1024 * 1024
 
@@ -136,6 +139,30 @@ def test_a_thousand_frames_reach_two_member_subscribers_complete_and_in_order(bl
         first = frames[0][1]
         assert [seq for _, seq, _ in frames] == list(range(first, first + 1000))
         assert not any(gap for _, _, gap in frames)
+
+
+def test_a_zeromq_subscriber_that_vanishes_is_dropped_and_holds_up_the_daq_no_longer(blocking: World) -> None:
+    program = ("import sys, time; from beamhub_stream import subscribe; "
+               "s = subscribe(sys.argv[1], endpoint=sys.argv[2], token=sys.argv[3], via='zeromq'); "
+               "print(s.hello['type'], flush=True); time.sleep(300)")
+    silent = subprocess.Popen([sys.executable, "-c", program, blocking.proposal, blocking.subscribers,
+                               blocking.tokens["member"]], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(CLIENT)})
+    try:
+        assert silent.stdout is not None and silent.stdout.readline().strip() == "hello"
+        with blocking.subscribe("pi", "zeromq") as watcher, ThreadPoolExecutor(2) as pool, \
+                Publisher(blocking.endpoint, blocking.tokens["daq"]) as daq:
+            reading = pool.submit(lambda: [frame.number for _, frame in zip(range(100), watcher, strict=False)])
+            sending = pool.submit(lambda: [daq.send(blocking.proposal, n, np.zeros((512, 1024), "<u2"))
+                                           for n in range(100)])
+            time.sleep(2)
+            assert not sending.done(), "the DAQ did not wait for a subscriber that reads nothing (block policy)"
+            silent.kill()
+            sending.result(timeout=20)
+            assert reading.result(timeout=20) == list(range(100))
+    finally:
+        silent.kill()
+        silent.wait()
 
 
 @VIAS
