@@ -57,8 +57,8 @@ class Endpoint:
     host: str | None = None
     port: int | None = None
     cert: str | None = None
-    client: tuple[str, str] | None = None
-    """The proxy's own certificate and key files, which the agent requires of its clients."""
+    client: str | None = None
+    """The file of the proxy's own key and certificate, which the agent requires of its clients."""
 
 
 @dataclass(frozen=True)

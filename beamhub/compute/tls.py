@@ -42,18 +42,29 @@ def make_credentials(session_id: str, lifetime: timedelta) -> SessionCredentials
     return _self_signed(f"beamhub-session-{session_id}", lifetime)
 
 
-def proxy_identity(state_dir: Path) -> tuple[str, str]:
-    """The paths of the proxy's client certificate and key (made once, 0600, in beamhub's state directory; replicas
-    share it with the state directory)."""
-    cert, key = state_dir / "proxy-client.crt", state_dir / "proxy-client.key"
-    if not (cert.exists() and key.exists()):
+def proxy_identity(state_dir: Path) -> str:
+    """The file of the proxy's client key and certificate (one PEM file, 0600, in beamhub's state directory, made
+    once: the first process to link it in wins, so replicas sharing the directory share it)."""
+    path = state_dir / "proxy-client.pem"
+    if not path.exists():
         made = _self_signed("beamhub-proxy", PROXY_LIFETIME)
-        for path, pem in ((key, made.key_pem), (cert, made.cert_pem)):
-            temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(pem)
-            temporary.chmod(0o600)
-            temporary.replace(path)
-    return str(cert), str(key)
+        temporary = state_dir / f".proxy-client.{os.getpid()}.pem"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(made.key_pem + made.cert_pem)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return str(path)
+
+
+def certificate_of(identity: str) -> str:
+    """The certificate (PEM) in an identity file of key and certificate."""
+    text = Path(identity).read_text()
+    return text[text.index("-----BEGIN CERTIFICATE-----"):]
 
 
 def _self_signed(common_name: str, lifetime: timedelta) -> SessionCredentials:
@@ -70,7 +81,7 @@ def _self_signed(common_name: str, lifetime: timedelta) -> SessionCredentials:
     return SessionCredentials(key_pem=key_pem, cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode())
 
 
-def pinned_context(cert_pem: str, client: tuple[str, str] | None = None) -> ssl.SSLContext:
+def pinned_context(cert_pem: str, client: str | None = None) -> ssl.SSLContext:
     """A client context that trusts exactly this self-signed certificate (no system CA, no host name: the session's
     certificate is its identity, wherever the scheduler put it), presenting the proxy's `client` certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -79,5 +90,5 @@ def pinned_context(cert_pem: str, client: tuple[str, str] | None = None) -> ssl.
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=cert_pem)
     if client is not None:
-        context.load_cert_chain(*client)
+        context.load_cert_chain(client)
     return context

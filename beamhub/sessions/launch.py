@@ -8,7 +8,7 @@ from pathlib import Path
 
 from beamhub.compute.backend import Account, Backend, LaunchSpec
 from beamhub.compute.relay import CERT_ENV, KEY_ENV, PROXY_CERT_ENV
-from beamhub.compute.tls import make_credentials, proxy_identity
+from beamhub.compute.tls import certificate_of, make_credentials, proxy_identity
 from beamhub.config import Settings
 from beamhub.db import utcnow
 from beamhub.sessions import kinds, logs
@@ -46,7 +46,7 @@ def build_launch(settings: Settings, backend: Backend, record: SessionRecord, ac
     cert = None
     if backend.remote:
         credentials = make_credentials(record.id, timedelta(seconds=settings.max_runtime))
-        proxy_cert = Path(proxy_identity(settings.state_dir)[0]).read_text()
+        proxy_cert = certificate_of(proxy_identity(settings.state_dir))
         env |= {KEY_ENV: credentials.key_pem, CERT_ENV: credentials.cert_pem, PROXY_CERT_ENV: proxy_cert}
         cert = credentials.cert_pem
     spec = LaunchSpec(session_id=record.id, account=account,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from beamhub.compute.relay import Relay, facing_address, server_context
-from beamhub.compute.tls import make_credentials, pinned_context, proxy_identity
+from beamhub.compute.tls import certificate_of, make_credentials, pinned_context, proxy_identity
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -50,37 +50,38 @@ def program(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def proxy(tmp_path: Path) -> tuple[str, str]:
+def proxy(tmp_path: Path) -> str:
     """beamhub's proxy identity (client certificate and key), as a state directory holds it."""
     return identity_in(tmp_path / "state")
 
 
-def identity_in(directory: Path) -> tuple[str, str]:
+def identity_in(directory: Path) -> str:
     """A proxy identity made in a new state directory."""
     directory.mkdir()
     return proxy_identity(directory)
 
 
-def relay_with(runtime: Path, program: Path, session_id: str, proxy: tuple[str, str]) -> tuple[Relay, str]:
+def relay_with(runtime: Path, program: Path, session_id: str, proxy: str) -> tuple[Relay, str]:
     """An agent's endpoint with fresh credentials of a session; the certificate the proxy would pin."""
     credentials = make_credentials(session_id, timedelta(hours=1))
-    context = server_context(str(runtime), credentials.key_pem, credentials.cert_pem, Path(proxy[0]).read_text())
+    context = server_context(str(runtime), credentials.key_pem, credentials.cert_pem, certificate_of(proxy))
     relay = Relay("127.0.0.1", str(program), context)
     relay.serve_in_background()
     return relay, credentials.cert_pem
 
 
 def test_the_pinned_certificate_reaches_the_program_through_the_relay(tmp_path: Path, program: Path,
-                                                                      proxy: tuple[str, str]) -> None:
+                                                                      proxy: str) -> None:
     relay, cert = relay_with(tmp_path, program, "s1", proxy)
     with httpx.Client(verify=pinned_context(cert, proxy)) as client:
         response = client.get(f"https://127.0.0.1:{relay.port}/anything")
     assert response.status_code == 200 and response.text == "hello from the session"
     assert relay.port > 0 and (tmp_path / "tls.key").stat().st_mode & 0o777 == 0o600
+    assert Path(proxy).stat().st_mode & 0o777 == 0o600 and proxy_identity(Path(proxy).parent) == proxy
 
 
 def test_an_endpoint_with_another_certificate_is_refused_before_any_request(tmp_path: Path, program: Path,
-                                                                           proxy: tuple[str, str]) -> None:
+                                                                           proxy: str) -> None:
     """An endpoint of another session, or one whose certificate names the same subject but was made with another
     key (anyone can make one), fails the handshake: no request, no token is sent to it."""
     other, _ = relay_with(tmp_path, program, "s1", proxy)
@@ -91,7 +92,7 @@ def test_an_endpoint_with_another_certificate_is_refused_before_any_request(tmp_
 
 
 def test_the_endpoint_serves_no_client_but_beamhubs_proxy(tmp_path: Path, program: Path,
-                                                          proxy: tuple[str, str]) -> None:
+                                                          proxy: str) -> None:
     """Another process on the network that reaches the agent's port, with no client certificate or one of its own,
     never gets through to the program (which, on one host, only its Unix socket's 0700 directory protected)."""
     relay, cert = relay_with(tmp_path, program, "s1", proxy)
