@@ -26,6 +26,7 @@ import zmq.asyncio
 
 from beamhub.errors import BeamhubError, Invalid
 from beamhub.streams.frames import control_message, with_gap
+from beamhub.streams.ingress import SOCKET_BUFFER
 from beamhub.streams.relay import Relay, Subscription
 from beamhub.streams.service import StreamService
 
@@ -82,8 +83,8 @@ class Egress:
         self.context = zmq.asyncio.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         for option, value in ((zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MAX_WINDOW + 64), (zmq.RCVHWM, 64),
-                              (zmq.MAXMSGSIZE, 64 * 1024), (zmq.LINGER, 0), (zmq.HEARTBEAT_IVL, 5000),
-                              (zmq.HEARTBEAT_TIMEOUT, 15000)):
+                              (zmq.MAXMSGSIZE, 64 * 1024), (zmq.LINGER, 0), (zmq.SNDBUF, SOCKET_BUFFER),
+                              (zmq.HEARTBEAT_IVL, 5000), (zmq.HEARTBEAT_TIMEOUT, 15000)):
             self.socket.setsockopt(option, value)
         try:
             self.socket.bind(self.endpoint)

@@ -31,6 +31,8 @@ DECISION_SECONDS = 2.0
 """How long a publish token's decision is kept: a revoked token stops publishing within it."""
 RECEIVE_QUEUE = 4
 """Messages ZeroMQ keeps for beamhub per DAQ connection before the DAQ's sends wait."""
+SOCKET_BUFFER = 4 * 2**20
+"""The kernel's buffer of each TCP connection (capped by net.core.rmem_max): fewer, larger reads of a big frame."""
 
 Decision = BeamhubError | None
 
@@ -52,6 +54,7 @@ class Ingress:
         self.socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         self.socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.RCVBUF, SOCKET_BUFFER)
         try:
             self.socket.bind(self.endpoint)
         except zmq.ZMQError:

@@ -15,6 +15,8 @@ from beamhub_stream.subscription import Message, StreamRefused
 
 SILENCE_SECONDS = 15.0
 """beamhub probes a ZeroMQ subscriber every 2 s: this long without a message, it is gone."""
+SOCKET_BUFFER = 4 * 2**20
+"""The kernel's buffer of the TCP connection (capped by net.core.rmem_max): fewer, larger reads of a big frame."""
 MAX_MESSAGE = 2**30
 """The largest websocket message taken (beamhub's own limit on a frame is stream_max_frame_bytes)."""
 
@@ -27,7 +29,8 @@ class ZeroMQ:
         self.window = window
         self._taken = 0
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
-        for option, value in ((zmq.LINGER, 1000), (zmq.HEARTBEAT_IVL, 5000), (zmq.HEARTBEAT_TIMEOUT, 15000)):
+        for option, value in ((zmq.LINGER, 1000), (zmq.RCVBUF, SOCKET_BUFFER), (zmq.HEARTBEAT_IVL, 5000),
+                              (zmq.HEARTBEAT_TIMEOUT, 15000)):
             self.socket.setsockopt(option, value)
         self.socket.connect(endpoint)
         self.socket.send_multipart([b"subscribe", token.encode(), proposal.encode(), str(window).encode()])
