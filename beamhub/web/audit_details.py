@@ -29,6 +29,9 @@ VALUE_NAMES = {
               "service": N_("service account")},
     "role": {"pi": N_("principal investigator"), "member": N_("member")},
     "method": {"password": N_("password"), "oidc": N_("single sign-on")},
+    "kind": {"jupyter": N_("JupyterLab"), "command": N_("Command"), "desktop": N_("Linux desktop"),
+             "terminal": N_("Web terminal"), "ssh": N_("SSH (VS Code Remote)"), "raycluster": N_("Ray cluster")},
+    "state": {"active": N_("active"), "disabled": N_("disabled")},
     "reason": {"credentials": N_("wrong username or password"), "disabled": N_("account disabled"),
                "no such user": N_("no such user")},
 }

@@ -71,7 +71,8 @@ class DataService:
     def check_tier(self, tier: str) -> str:
         """The tier, if it is one of storage_tiers; Invalid otherwise."""
         if tier not in self.settings.storage_tiers:
-            raise Invalid(f"unknown tier {tier!r}; configured: {', '.join(self.settings.storage_tiers)}")
+            raise Invalid("unknown tier %(tier)r; configured: %(storage_tiers)s",
+                          tier=tier, storage_tiers=', '.join(self.settings.storage_tiers))
         return tier
 
     # --- who may see and do what -----------------------------------------------------------
@@ -99,7 +100,7 @@ class DataService:
         """A proposal the principal may know; NotFound otherwise, so its existence is not revealed."""
         proposal = self.load(proposal_id)
         if not self.visible(principal, proposal):
-            raise NotFound(f"no proposal {proposal_id}")
+            raise NotFound("no proposal %(proposal)s", proposal=proposal_id)
         return proposal
 
     def load(self, proposal_id: str) -> Proposal:
@@ -107,7 +108,7 @@ class DataService:
         with self.db.session() as db:
             proposal = db.get(Proposal, proposal_id)
         if proposal is None:
-            raise NotFound(f"no proposal {proposal_id}")
+            raise NotFound("no proposal %(proposal)s", proposal=proposal_id)
         return proposal
 
     def _may_manage(self, principal: Principal, proposal: Proposal) -> bool:
@@ -120,11 +121,12 @@ class DataService:
     def create(self, principal: Principal, body: ProposalCreate) -> Proposal:
         """A new proposal (admin, or staff of its beamline), its folder and its ACLs."""
         if not (principal.is_admin or principal.serves(body.beamline)):
-            raise Forbidden(f"only administrators and staff of beamline {body.beamline} create its proposals")
+            raise Forbidden("only administrators and staff of beamline %(beamline)s create its proposals",
+                            beamline=body.beamline)
         tier = self.check_tier(body.tier or self.settings.storage_tiers[0])
         with self.db.session() as db:
             if db.get(Proposal, body.id) is not None:
-                raise Conflict(f"proposal {body.id} already exists")
+                raise Conflict("proposal %(proposal)s already exists", proposal=body.id)
             proposal = Proposal(id=body.id, title=body.title, beamline=body.beamline, tier=tier,
                                 beamtime_start=body.beamtime_start, beamtime_end=body.beamtime_end,
                                 embargo_until=body.embargo_until, acl_version=1, acl_applied_version=0)
@@ -149,7 +151,7 @@ class DataService:
             folder.mkdir(mode=0o700, exist_ok=True)
             point_current(self.settings.storage_root, proposal.beamline, proposal.id, proposal.tier)
         except OSError as exc:
-            raise Conflict(f"cannot create {folder}: {exc.strerror}") from exc
+            raise Conflict("cannot create %(folder)s: %(reason)s", folder=folder, reason=exc.strerror) from exc
 
     def list(self, principal: Principal, after: str | None, limit: int) -> list[Proposal]:
         """The proposals the principal may know, in id order, after the given id."""
@@ -195,7 +197,7 @@ class DataService:
             current = db.get(ProposalMember, (proposal_id, user.id))
             self._check_member_change(principal, proposal, current, role)
             if role is None and current is None:
-                raise NotFound(f"{username} is not a member of {proposal_id}")
+                raise NotFound("%(username)s is not a member of %(proposal)s", username=username, proposal=proposal_id)
             if role is None:
                 db.delete(current)
             elif current is None:
@@ -214,7 +216,8 @@ class DataService:
         if self._may_manage(principal, proposal):
             return
         if not self._is_pi(principal, proposal):
-            raise Forbidden(f"only the PI, the beamline staff and administrators change the members of {proposal.id}")
+            raise Forbidden("only the PI, the beamline staff and administrators change the members of %(proposal)s",
+                            proposal=proposal.id)
         if role is MemberRole.pi or (current is not None and current.role is MemberRole.pi):
             raise Forbidden("only the beamline staff and administrators name or remove a PI")
 
@@ -222,7 +225,7 @@ class DataService:
     def _user(db: Session, username: str) -> User:
         user = db.scalar(select(User).where(User.username == username))
         if user is None:
-            raise NotFound(f"no user {username}")
+            raise NotFound("no user %(username)s", username=username)
         return user
 
     # --- ACLs ----------------------------------------------------------------------------
