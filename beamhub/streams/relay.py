@@ -2,9 +2,9 @@
 
 Every subscriber has a queue of at most `limit` frames. A frame's header is encoded once and its bytes (as ZeroMQ
 received them) are shared by all queues, so the relay holds at most (subscribers x limit) frames of at most
-stream_max_frame_bytes (and a ZeroMQ subscriber's window in flight, see egress.py). When a queue is full, the `drop` policy drops its oldest frame and counts it against the
-next one the subscriber gets (a gap, always reported); the `block` policy makes the publisher wait until every
-subscriber has room.
+stream_max_frame_bytes (and a ZeroMQ subscriber's window in flight, see egress.py). When a queue is full, the
+`drop` policy drops its oldest frame and counts it against the next one the subscriber gets (a gap, always
+reported); the `block` policy makes the publisher wait until every subscriber has room.
 """
 
 from __future__ import annotations
