@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from beamhub_stream import Publisher, PublishRefused, StreamEnded, StreamRefused, stream_url, subscribe
@@ -272,6 +273,7 @@ def test_subscribe_takes_beamhub_s_address_and_the_token_from_the_environment(
         assert frames.via == "zeromq"  # the endpoint beamhub names at /api/v1/streams
         assert frames.hello["user"] == dropping.names["pi"]
         assert frames.hello["policy"] == "drop" and frames.hello["queue"] == 8
+    assert httpx.get(f"{dropping.server.url}/api/v1/streams").status_code == 401
     monkeypatch.delenv("BEAMHUB_URL")
     monkeypatch.setenv("BEAMHUB_STREAM", dropping.subscribers)
     with subscribe(dropping.proposal) as frames:

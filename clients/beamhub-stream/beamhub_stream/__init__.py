@@ -32,7 +32,8 @@ from beamhub_stream.publisher import Publisher, PublishRefused
 from beamhub_stream.subscription import Frame, StreamEnded, StreamRefused, Subscription
 from beamhub_stream.transports import WebSocket, ZeroMQ
 
-__all__ = ["Frame", "PublishRefused", "Publisher", "StreamEnded", "StreamRefused", "Subscription", "subscribe"]
+__all__ = ["Frame", "PublishRefused", "Publisher", "StreamEnded", "StreamRefused", "Subscription", "reachable",
+           "subscribe"]
 
 URL_ENV = "BEAMHUB_URL"
 TOKEN_ENV = "BEAMHUB_TOKEN"
@@ -62,8 +63,11 @@ def discover(base: str, token: str, timeout: float) -> str | None:
         if exc.code in (401, 403):
             raise StreamRefused(exc.code, json.loads(exc.read() or b"{}").get("detail", "")) from exc
         return None  # a beamhub without the route: the websocket
-    if not isinstance(endpoint, str):
-        return None
+    return reachable(endpoint, base) if isinstance(endpoint, str) else None
+
+
+def reachable(endpoint: str, base: str) -> str:
+    """The endpoint beamhub binds as a subscriber reaches it: a wildcard host is beamhub's own (from `base`)."""
     wildcard = WILDCARD.match(endpoint)
     return f"tcp://{urlsplit(base).hostname}:{wildcard.group(2)}" if wildcard else endpoint
 
