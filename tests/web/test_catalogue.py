@@ -3,6 +3,7 @@ untranslated one fails here."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -53,6 +54,22 @@ def test_every_error_class_is_an_extraction_keyword() -> None:
             importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"))
     names = {cls.__name__ for cls in subclasses(BeamhubError) | {BeamhubError}}
     assert names == set(ERROR_KEYWORDS), f"ERROR_KEYWORDS (beamhub/errors.py) must name exactly {sorted(names)}"
+
+
+def built_in_place(message: ast.expr) -> bool:
+    """An f-string with values or a concatenation: a message babel cannot extract, so no page can translate it."""
+    return isinstance(message, ast.BinOp) and isinstance(message.op, ast.Add) or any(
+        isinstance(node, ast.FormattedValue) for node in ast.walk(message))
+
+
+def test_no_error_message_is_built_in_place() -> None:
+    found = []
+    for path in sorted((ROOT / "beamhub").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and node.args and getattr(node.func, "id", None) in ERROR_KEYWORDS
+                    and built_in_place(node.args[0])):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"write these messages as templates with keyword fields (beamhub/errors.py): {found}"
 
 
 def test_every_console_message_has_a_chinese_translation() -> None:
