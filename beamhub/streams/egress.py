@@ -113,13 +113,12 @@ class Egress:
         identity, verb, args = parts[0].bytes, parts[1].bytes if len(parts) > 1 else b"", parts[2:]
         peer = self.peers.get(identity)
         if verb == b"subscribe" and len(args) == 3 and peer is None:
-            window = int(args[2].bytes) if args[2].bytes.isdigit() else 1
-            peer = self.peers[identity] = Peer(identity, max(1, min(window, MAX_WINDOW)))
+            peer = self.peers[identity] = Peer(identity, max(1, min(_count(args[2].bytes) or 1, MAX_WINDOW)))
             address = parts[1].get("Peer-Address") or ""
             peer.task = asyncio.create_task(self._subscription(peer, args[0].bytes.decode(errors="replace"),
                                                                args[1].bytes.decode(errors="replace"), address))
-        elif verb == b"credit" and len(args) == 1 and peer is not None and args[0].bytes.isdigit():
-            peer.grant(int(args[0].bytes))
+        elif verb == b"credit" and peer is not None and len(args) == 1 and (taken := _count(args[0].bytes)) is not None:
+            peer.grant(taken)
         elif verb == b"cancel" and peer is not None and peer.task is not None:
             peer.task.cancel()
         else:
@@ -198,6 +197,11 @@ class Egress:
             if exc.errno == zmq.EHOSTUNREACH:
                 raise Gone from exc
             raise
+
+
+def _count(raw: bytes) -> int | None:
+    """A count a subscriber sent (a few decimal digits), or None."""
+    return int(raw) if raw.isdigit() and len(raw) <= 6 else None
 
 
 def _refusal(error: BeamhubError) -> bytes:

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import zmq
 from beamhub_stream import Publisher, PublishRefused, StreamEnded, StreamRefused, stream_url, subscribe
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -177,6 +178,20 @@ def test_a_non_member_is_refused_as_for_the_proposal_s_files(blocking: World, vi
     with pytest.raises(StreamRefused) as anonymous:
         subscribe(blocking.proposal, url=blocking.server.url, endpoint=blocking.subscribers, token="nope", via=via)
     assert anonymous.value.status == 401
+
+
+def test_the_zeromq_endpoint_answers_nonsense_with_422_and_goes_on(blocking: World) -> None:
+    context = zmq.Context.instance()
+    with context.socket(zmq.DEALER) as odd:
+        odd.setsockopt(zmq.LINGER, 0)
+        odd.connect(blocking.subscribers)
+        for message in ([b"hello"], [b"credit", b"9" * 5000], [b"subscribe", b"t", b"2024-00001", b"9" * 5000, b"x"]):
+            odd.send_multipart(message)
+            assert odd.poll(10_000), "no answer"
+            answer = json.loads(odd.recv())
+            assert answer["type"] == "refused" and answer["status"] == 422
+    with blocking.subscribe("member", "zeromq") as watcher:
+        assert watcher.hello["type"] == "hello"
 
 
 def test_an_anonymous_subscriber_is_refused_with_401(blocking: World) -> None:

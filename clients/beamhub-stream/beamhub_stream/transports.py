@@ -81,7 +81,7 @@ class WebSocket:
             fields = json.loads(message)
             if fields.get("type") != "frame":
                 return fields, None
-            data = self.connection.recv(timeout)
+            data = self.connection.recv()  # the bytes follow their header at once: never split a frame
         except ConnectionClosed:
             return None
         return fields, memoryview(data if isinstance(data, bytes) else data.encode())
