@@ -299,7 +299,7 @@ def test_the_default_image_has_the_client_library() -> None:
     python = IMAGE / "bin" / "python"
     if not python.exists():
         pytest.skip(f"no default image at {IMAGE}: run scripts/install.sh")
-    program = "import beamhub_stream, numpy, zmq; print(beamhub_stream.__file__)"
+    program = "import beamhub_stream, numpy, websockets, zmq; print(beamhub_stream.__file__)"
     found = subprocess.run([str(python), "-c", program], capture_output=True, text=True)
     assert found.returncode == 0, found.stderr
     assert str(IMAGE) in found.stdout
