@@ -9,9 +9,10 @@ import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from beamhub.broadcast import notify
@@ -26,6 +27,7 @@ from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.metrics import SPAWN_SECONDS
 from beamhub.sessions import broadcast, kinds, reasons
+from beamhub.sessions.credentials import end_session_credentials, session_credentials
 from beamhub.sessions.launch import build_launch
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
@@ -200,8 +202,9 @@ class SessionService(SessionReader):
         return self.backend.place(spec.ncores, spec.memory, spec.gpus, held)
 
     def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str, by: Principal) -> None:
+        env = self.user_env(user) | session_credentials(self.identity, self.settings, user, record.id)
         launch = build_launch(self.settings, self.backend, record, self.identity.account(user), image_path,
-                              self.runtime_dir(record.id), secret, self.user_env(user))
+                              self.runtime_dir(record.id), secret, env)
         try:
             handle = self.backend.start(launch.spec)
         except BackendError as exc:
@@ -249,6 +252,8 @@ class SessionService(SessionReader):
             record.started_at = now
         if not state.is_active:
             record.ended_at = now
+            ended = partial(end_session_credentials, self.identity, record.user_id, record.id)
+            event.listen(db, "after_commit", lambda _db: ended(), once=True)  # its own unit of work, after this one
         if state in (S.completed, S.failed, S.expired) or (state is S.stopped and message):
             record.reason = message or record.reason
         self._event(db, record, message)

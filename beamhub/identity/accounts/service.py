@@ -306,6 +306,18 @@ class IdentityService:
         self.revoked()
         return record
 
+    def revoke_tokens_named(self, user_id: int, name: str, *, by: Principal) -> None:
+        """End every live token of a user that has this name (what beamhub issued for one purpose): administrators
+        and beamhub itself."""
+        by.require_admin()
+        with self.db.session() as db:
+            query = select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.name == name,
+                                           ApiToken.revoked_at.is_(None))
+            for record in db.scalars(query):
+                record.revoked_at = utcnow()
+                self.audit.add_as(db, by, "token.revoke", record.user.username, token_id=record.id, token_name=name)
+        self.revoked()
+
     def revoked(self) -> None:
         """Tell on_revoke's listeners that some credential or right may have ended."""
         for hook in self.on_revoke:
