@@ -11,6 +11,7 @@ from beamhub.config import Settings
 from beamhub.data.browsing.service import DataBrowser
 from beamhub.data.proposals.service import DataService
 from beamhub.data.registration.service import RegistrationService
+from beamhub.data.tiers.prefetch import prefetch_for_session
 from beamhub.db import Database, migrate
 from beamhub.identity.accounts.groups import GroupService
 from beamhub.identity.accounts.service import IdentityService
@@ -64,6 +65,7 @@ def build_services(settings: Settings) -> Services:
     identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
     data = DataService(db, settings, identity, groups, audit)
     sessions.user_env = partial(proposal_links.session_env, data)
+    sessions.select_proposal = partial(prefetch_for_session, data)
     login = LoginService(db, settings, identity, audit)
     oidc = OidcLogin(settings) if "oidc" in settings.login_methods else None
     return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 URL_ENV = "BEAMHUB_URL"
 TOKEN_ENV = "BEAMHUB_TOKEN"
+PROPOSAL_ENV = "BEAMHUB_PROPOSAL"
+"""The proposal the session works on, if its user chose one."""
 SCOPES = ["data:read"]
 
 

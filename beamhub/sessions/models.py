@@ -69,6 +69,8 @@ class SessionRecord(Base):
     """The session's own certificate: the proxy accepts no other from host:port."""
     placement: Mapped[str | None] = mapped_column(Text, nullable=True)
     """What the backend last said of where the session stands ("queued: ...", "running on node2")."""
+    proposal: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The proposal whose data the session works on, if its user chose one."""
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

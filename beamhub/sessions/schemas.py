@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from beamhub.data.proposals.schemas import PROPOSAL_PATTERN
 from beamhub.identity.fields import MAX_ITEMS, MAX_SECONDS, USERNAME_PATTERN, Line, NoNul, UtcDatetime, no_nul
 from beamhub.units import parse_size
 
@@ -47,6 +48,7 @@ class SessionSpec:
     description: str = ""
     partition: str | None = None
     nodes: int = 1
+    proposal: str | None = None
 
 
 def check_ip(value: str | None) -> str | None:
@@ -90,6 +92,9 @@ class SessionCreate(BaseModel):
     partition: str | None = Field(None, pattern=PARTITION_PATTERN,
                                   description="the scheduler's partition (queue); default: the site's")
     nodes: int = Field(1, ge=1, le=MAX_NODES, description="nodes the session spans (a scheduler's backend)")
+    proposal: str | None = Field(None, pattern=PROPOSAL_PATTERN,
+                                 description="the proposal whose data the session works on: its data is copied to "
+                                             "the fast tier ahead of use, and $BEAMHUB_PROPOSAL names it")
 
     _memory = field_validator("memory", mode="before")(check_size)
     _ip = field_validator("source_ip")(check_ip)
@@ -122,6 +127,7 @@ class SessionOut(BaseModel):
     description: str
     partition: str | None
     nodes: int
+    proposal: str | None
     host: str | None = Field(description="the node a session on another host answers on")
     placement: str | None = Field(description="what the backend last said of it (queued and why, its node)")
     created_at: datetime

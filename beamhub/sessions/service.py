@@ -27,7 +27,7 @@ from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.metrics import SPAWN_SECONDS
 from beamhub.sessions import broadcast, kinds, reasons
-from beamhub.sessions.credentials import end_session_credentials, session_credentials
+from beamhub.sessions.credentials import PROPOSAL_ENV, end_session_credentials, session_credentials
 from beamhub.sessions.launch import build_launch
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
@@ -70,6 +70,8 @@ class SessionService(SessionReader):
         self.on_leaving_running: list[Callable[[], None]] = []
         """Called when a session stops running: the proxy forgets who it let in (it keeps that for seconds)."""
         self.user_env: Callable[[User], dict[str, str]] = lambda _user: {}  # what other domains tell its agents
+        self.select_proposal: Callable[[Principal, str], None] = lambda _user, _proposal: None
+        """Refuses a proposal the session's user may not know, and starts copying its data to the fast tier."""
 
     def runtime_dir(self, session_id: str) -> Path:
         """The session's private directory on its node, where its program's socket lives."""
@@ -110,6 +112,8 @@ class SessionService(SessionReader):
         if runtime > self.settings.max_runtime:
             raise Invalid("runtime %(runtime)s s exceeds the maximum of %(maximum)s s",
                           runtime=runtime, maximum=self.settings.max_runtime)
+        if spec.proposal:
+            self.select_proposal(self.identity.principal_of(user), spec.proposal)
         if spec.source_ip:
             self._check_claim(principal, spec.source_ip)
             self._release_workstation(spec.source_ip)
@@ -124,7 +128,7 @@ class SessionService(SessionReader):
                 id=secrets.token_hex(8), user_id=user.id, name=name, kind=spec.kind, image=image,
                 ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus, gpu_ids=gpu_ids, command=spec.command,
                 args=list(spec.args), env=dict(spec.env), source_ip=spec.source_ip, description=spec.description,
-                nodes=spec.nodes, partition=spec.partition or self.settings.slurm_partition,
+                nodes=spec.nodes, partition=spec.partition or self.settings.slurm_partition, proposal=spec.proposal,
                 state=S.pending, token=secrets.token_hex(24), agent_secret=_digest(secret),
                 backend=self.backend.name, created_at=now, expires_at=now + timedelta(seconds=runtime),
             )
@@ -203,6 +207,8 @@ class SessionService(SessionReader):
 
     def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str, by: Principal) -> None:
         env = self.user_env(user) | session_credentials(self.identity, self.settings, user, record.id)
+        if record.proposal:
+            env[PROPOSAL_ENV] = record.proposal
         launch = build_launch(self.settings, self.backend, record, self.identity.account(user), image_path,
                               self.runtime_dir(record.id), secret, env)
         try:

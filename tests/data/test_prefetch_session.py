@@ -117,3 +117,36 @@ def test_prefetch_moves_a_warm_proposal_to_hot_while_a_session_reads_it(server: 
     assert snapshot(hot) == before and not warm.exists()
     assert client.get(f"/api/v1/proposals/{proposal}").json()["tier"] == "hot"
     assert os.path.realpath(home / "proposals" / proposal) == str(hot)
+
+
+def test_a_session_started_for_a_proposal_brings_its_data_to_the_fast_tier(server: Any) -> None:
+    member, token = server.create_user()
+    _, stranger_token = server.create_user()
+    now = datetime.now(UTC)
+    proposal = f"2025-{secrets.randbelow(10**5):05d}"
+    created = server.admin.post("/api/v1/proposals", json={
+        "id": proposal, "title": "a session's proposal", "beamline": "b7", "tier": "warm",
+        "beamtime_start": (now - timedelta(days=3)).isoformat(), "beamtime_end": (now - timedelta(days=2)).isoformat(),
+        "members": [{"username": member, "role": "pi"}]})
+    assert created.status_code == 201, created.text
+    (Path(created.json()["path"]) / "scan.h5").write_bytes(os.urandom(4096))
+    assert server.admin.post(f"/api/v1/proposals/{proposal}/register", json={}).status_code == 200
+    body = {"kind": "command", "command": "sh", "args": ["-c", 'echo "proposal=$BEAMHUB_PROPOSAL"; sleep 60'],
+            "memory": "64Mi", "ncores": 0.1, "proposal": proposal}
+    with server.client(stranger_token) as stranger:
+        refused = stranger.post("/api/v1/sessions", json=body)
+    assert refused.status_code == 404, refused.text  # a proposal the user may not know: no session, nothing moved
+    client = server.client(token)
+    started = client.post("/api/v1/sessions", json=body)
+    assert started.status_code == 201, started.text
+    session = started.json()
+    assert session["proposal"] == proposal
+
+    def hot() -> bool:
+        return client.get(f"/api/v1/proposals/{proposal}").json()["tier"] == "hot"
+
+    deadline = time.monotonic() + 60
+    while not (hot() and f"proposal={proposal}" in log_of(client, session["id"])):
+        assert time.monotonic() < deadline, (log_of(client, session["id"]), hot())
+        time.sleep(0.2)
+    assert client.delete(f"/api/v1/sessions/{session['id']}").status_code == 200

@@ -252,6 +252,13 @@ def prefetch_in_background(service: DataService, principal: Principal, proposal_
     return thread
 
 
+def prefetch_for_session(service: DataService, principal: Principal, proposal_id: str) -> None:
+    """A session about to start works on this proposal: NotFound if its user may not know it, else its data starts
+    moving to the fast tier (a user who may not ask for that, or a full tier, only logs why)."""
+    service.get(principal, proposal_id)
+    prefetch_in_background(service, principal, proposal_id)
+
+
 def beamtimes_due(service: DataService, now: datetime | None = None) -> list[str]:
     """Proposals off the fast tier whose beamtime begins within prefetch_lead seconds (or began in the last few
     minutes: the server may have been down then), not yet fetched for it."""
