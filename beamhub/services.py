@@ -13,6 +13,7 @@ from beamhub.data.proposals.service import DataService
 from beamhub.data.registration.service import RegistrationService
 from beamhub.data.tiers.prefetch import prefetch_for_session
 from beamhub.db import Database, migrate
+from beamhub.errors import N_
 from beamhub.identity.accounts.groups import GroupService
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
@@ -62,7 +63,8 @@ def build_services(settings: Settings) -> Services:
     groups = GroupService(db, settings, audit)
     identity = IdentityService(db, settings, groups, audit)
     sessions = SessionService(db, settings, backend, identity, audit)
-    identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, f"user {user.username} was disabled"))
+    identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, N_("user %(username)s was disabled")
+                                                                 % {"username": user.username}))
     data = DataService(db, settings, identity, groups, audit)
     sessions.user_env = partial(proposal_links.session_env, data)
     sessions.select_proposal = partial(prefetch_for_session, data)

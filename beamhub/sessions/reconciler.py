@@ -58,7 +58,8 @@ class Reconciler:
             return
         started_for = (now - record.created_at).total_seconds()
         if record.state in (S.pending, S.starting) and started_for > self.settings.start_timeout:
-            self.sessions.fail(record.id, f"did not become ready within {self.settings.start_timeout} s")
+            self.sessions.fail(record.id, N_("did not become ready within %(seconds)s s")
+                               % {"seconds": self.settings.start_timeout})
             return
         if self._warning_due(record, now):
             self.sessions.warn_expiry(record.id)

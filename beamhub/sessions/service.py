@@ -220,7 +220,8 @@ class SessionService(SessionReader):
             live = self._locked(db, record.id)
             if live.state is S.pending:
                 live.handle, live.tls_cert = handle, launch.tls_cert
-                self._transition(db, live, S.starting, f"started on backend {self.backend.name}", by)
+                started = N_("started on backend %(backend)s") % {"backend": self.backend.name}
+                self._transition(db, live, S.starting, started, by)
                 return
         self.backend.stop(handle)  # it was stopped while it launched
 
@@ -304,7 +305,8 @@ class SessionService(SessionReader):
         record = self.get(principal, session_id)
         if not record.state.is_active:
             return record
-        record = self.transition(session_id, S.stopping, reason or f"stop requested by {principal.username}",
+        asked = N_("stop requested by %(username)s") % {"username": principal.username}
+        record = self.transition(session_id, S.stopping, reason or asked,
                                  only_from=LIVE_STATES, by=principal)
         if record.state is not S.stopping:
             return record

@@ -89,6 +89,14 @@ def in_chinese(page: httpx.Response, status: int = 200, *said: str) -> str:
     return page.text
 
 
+def events_in_chinese(page: str) -> None:
+    """Every event a session's page lists says it in Chinese (its words are stored in English)."""
+    events = re.search(r"<ol class=\"events\" data-events>(.*?)</ol>", page, re.S)
+    assert events, page
+    for item in re.findall(r"<li>(.*?)</li>", events.group(1), re.S):
+        assert re.search(r"[\u4e00-\u9fff]", re.sub(r"<time>.*?</time>", "", item)), item
+
+
 def post(client: httpx.Client, path: str, form: str = "/", **fields: str) -> httpx.Response:
     """A form's post with the CSRF token of the page at `form`."""
     return client.post(path, data={**fields, "csrf_token": csrf_of(client.get(form))})
@@ -110,7 +118,10 @@ def test_every_page_of_a_user_is_chinese(hub: Any, chinese: Any, people: dict[st
                  f"/data/{proposal}/files", f"/data/{proposal}/files?prefix=scan1", "/jobs", "/keys",
                  "/keys/tokens/new", "/help"):
         in_chinese(client.get(path))
-    in_chinese(client.get(failed), 200, "程序出错停止（退出状态3）")
+    events_in_chinese(in_chinese(client.get(failed), 200, "程序出错停止（退出状态3）"))
+    events_in_chinese(in_chinese(client.get(running)))
+    assert post(client, f"{running}/stop").status_code == 303
+    events_in_chinese(in_chinese(client.get(running), 200, "请求停止"))
     in_chinese(client.get("/no/such/page"), 404, "未找到")
     in_chinese(chinese(None).get("/login"))
 

@@ -47,6 +47,16 @@ function confirmForms() {
   });
 }
 
+// The API's events speak English; a page in another language shows an event's words by reloading, since the
+// server renders them translated (a change of state reloads or moves on anyway).
+const ENGLISH = document.documentElement.lang.startsWith("en");
+let reloading = null;
+
+function reloadSoon() {
+  clearTimeout(reloading);
+  reloading = setTimeout(() => window.location.reload(), 400);
+}
+
 // Show a session's new state and latest message in its row or page.
 function showEvent(holder, event) {
   const label = holder.querySelector("[data-state-label]");
@@ -64,6 +74,7 @@ function liveDashboard(section) {
   let reload = null;
   const onEvent = (raw) => {
     const event = JSON.parse(raw.data);
+    if (!ENGLISH && event.message) return reloadSoon();
     const row = document.querySelector(`tr[data-session="${CSS.escape(event.session_id)}"]`);
     if (row) showEvent(row, event);
     if (!row || row.dataset.state !== event.state) {
@@ -85,6 +96,7 @@ function liveSession(page) {
   const source = new EventSource(`/api/v1/sessions/${encodeURIComponent(id)}/events?after=${page.dataset.after}`);
   const onEvent = (raw) => {
     const event = JSON.parse(raw.data);
+    if (!ENGLISH && event.message && event.state === page.dataset.state) return reloadSoon();
     const item = document.createElement("li");
     const when = document.createElement("time");
     when.textContent = new Date(event.at).toLocaleString();
@@ -113,6 +125,7 @@ function liveJob(page) {
   const source = new EventSource(`/api/v1/jobs/${encodeURIComponent(page.dataset.job)}/events?after=${page.dataset.after}`);
   const onEvent = (raw) => {
     const event = JSON.parse(raw.data);
+    if (!ENGLISH && event.message && event.state === page.dataset.state) return reloadSoon();
     const item = document.createElement("li");
     const when = document.createElement("time");
     when.textContent = new Date(event.at).toLocaleString();
