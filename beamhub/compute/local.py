@@ -88,7 +88,7 @@ def _node_memory() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
-    raise BackendError("cannot read MemTotal from /proc/meminfo")
+    raise BackendError(N_("cannot read MemTotal from /proc/meminfo"))
 
 
 class LocalBackend:
@@ -132,7 +132,8 @@ class LocalBackend:
         try:
             make_private_dir(spec.runtime_dir, spec.account)
         except OSError as exc:
-            raise BackendError(f"cannot create the session's runtime directory {spec.runtime_dir}: {exc}") from exc
+            raise BackendError(N_("cannot create the session's runtime directory %(folder)s: %(reason)s")
+                               % {"folder": spec.runtime_dir, "reason": exc}) from exc
         try:
             return self._start_in_cgroups(spec)
         except BackendError:
@@ -147,8 +148,9 @@ class LocalBackend:
             return self.cgroups.create(spec.session_id, spec.ncores, spec.memory)
         except OSError as exc:
             cgroups.kill_and_remove(self.cgroups.paths(spec.session_id))
-            raise BackendError(f"the kernel refused the session's limits ({spec.ncores:g} cores, "
-                               f"{spec.memory} bytes): {exc.strerror or exc}") from exc
+            raise BackendError(N_("the kernel refused the session's limits (%(cores)s cores, %(memory)s bytes): "
+                                  "%(reason)s") % {"cores": f"{spec.ncores:g}", "memory": spec.memory,
+                                                   "reason": exc.strerror or exc}) from exc
 
     def _start_in_cgroups(self, spec: LaunchSpec) -> Handle:
         dirs = self._limited_groups(spec)
@@ -167,7 +169,7 @@ class LocalBackend:
         except (OSError, ValueError) as exc:
             os.close(gate_write)
             cgroups.kill_and_remove(dirs)
-            raise BackendError(f"cannot start session process: {exc}") from exc
+            raise BackendError(N_("cannot start session process: %(reason)s") % {"reason": exc}) from exc
         finally:
             os.close(gate_read)
         try:
@@ -175,7 +177,7 @@ class LocalBackend:
         except OSError as exc:
             child.wait()
             cgroups.kill_and_remove(dirs)
-            raise BackendError(f"cannot place the session in its cgroups: {exc}") from exc
+            raise BackendError(N_("cannot place the session in its cgroups: %(reason)s") % {"reason": exc}) from exc
         self._children[child.pid] = child
         # Read even if it already exited (a zombie until reaped): a handle needs its start time.
         start_time = process_start_time(child.pid, zombies=True)

@@ -135,7 +135,7 @@ class SlurmBackend:
         try:
             job_id = self.slurm.submit(spec.account, submission)
         except SlurmError as exc:
-            raise BackendError(f"Slurm refused the session's job: {exc}") from exc
+            raise BackendError(N_("Slurm refused the session's job: %(reason)s") % {"reason": exc}) from exc
         return {"session_id": spec.session_id, "job_id": job_id, "memory": spec.memory}
 
     # --- following ---------------------------------------------------------------------
@@ -176,7 +176,8 @@ class SlurmBackend:
             self.slurm.cancel(handle["job_id"])
         except SlurmError as exc:
             if "already completing or completed" not in str(exc) and "Invalid job id" not in str(exc):
-                raise BackendError(f"Slurm did not cancel job {handle['job_id']}: {exc}") from exc
+                raise BackendError(N_("Slurm did not cancel job %(job)s: %(reason)s")
+                                   % {"job": handle["job_id"], "reason": exc}) from exc
 
     def extend(self, handle: Handle, seconds: int) -> None:
         """The job's time limit follows the session's new expiry."""

@@ -26,7 +26,9 @@ from beamhub.errors import (
     Unauthenticated,
 )
 from beamhub.identity.principal import Principal
+from beamhub.web.i18n import request_locale
 from beamhub.web.pages import LoginRequired, login_redirect, message_of, render, translator
+from beamhub.web.stored_text import translated
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -55,11 +57,11 @@ async def signed_in(request: Request) -> Principal | None:
 
 
 async def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
-    """The error page: a translated heading, the reason (translated where the catalogue knows it), what next;
-    the menu too, when someone is signed in."""
+    """The error page: a translated heading, the reason (translated where the catalogue knows it or the template
+    that made it), what next; the menu too, when someone is signed in."""
     _ = translator(request)
     return render(request, "error.html", status_code, code=status_code, title=_(title),
-                  detail=_(detail) if detail else "", principal=await signed_in(request))
+                  detail=translated(detail, request_locale(request)), principal=await signed_in(request))
 
 
 async def page_error(request: Request, exc: Exception) -> Response:
