@@ -12,7 +12,15 @@ from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from beamhub.deps import SESSION_COOKIE, authenticate, current_principal, get_services, has_bearer, principal_if_valid
+from beamhub.deps import (
+    SESSION_COOKIE,
+    authenticate,
+    current_principal,
+    get_services,
+    has_bearer,
+    principal_if_valid,
+    read_cookie,
+)
 from beamhub.errors import BeamhubError, Forbidden
 from beamhub.identity.principal import Principal
 from beamhub.streams.frames import control_message, with_gap
@@ -54,7 +62,7 @@ async def stream(websocket: WebSocket, proposal_id: str) -> None:
 async def _subscriber(websocket: WebSocket, proposal_id: str) -> Principal:
     """The caller, if they may read the proposal's data. A browser's login cookie counts only from beamhub's own
     pages (a session's page is same-site and would carry it too)."""
-    if not has_bearer(websocket) and SESSION_COOKIE in websocket.cookies:
+    if not has_bearer(websocket) and read_cookie(websocket, SESSION_COOKIE) is not None:
         origin = websocket.headers.get("origin", "")
         if origin.partition("://")[2].lower() != websocket.headers.get("host", "").lower():
             raise Forbidden("cross-origin subscription refused: open it from beamhub's pages or with a token")
