@@ -99,7 +99,10 @@ class Egress:
         try:
             while True:
                 parts = await self.socket.recv_multipart(copy=False)
-                await self._request(parts)
+                try:
+                    await self._request(parts)
+                except Exception:  # one bad message never stops the subscribers' endpoint
+                    log.exception("stream relay: a message from a subscriber failed")
         finally:
             tasks = [peer.task for peer in self.peers.values() if peer.task is not None]
             for task in tasks:
@@ -144,6 +147,8 @@ class Egress:
                 await self._serve(peer, subscription, token, proposal)
         except Gone:
             log.info("stream relay: a subscriber of %s is gone", proposal)
+        except zmq.Again:
+            log.warning("stream relay: a subscriber of %s is dropped: its pipe is full", proposal)
         finally:
             self.peers.pop(peer.identity, None)
 
@@ -190,13 +195,16 @@ class Egress:
         return None
 
     async def _send(self, identity: bytes, *parts: bytes | memoryview | zmq.Frame) -> None:
-        """Send without waiting; Gone if the subscriber is not connected (zmq.Again if its pipe is full)."""
+        """Send without waiting; Gone if the subscriber is not connected or ZeroMQ fails otherwise (logged), zmq.Again
+        if its pipe is full."""
         try:
             await self.socket.send_multipart([identity, *parts], flags=zmq.NOBLOCK, copy=False)
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                raise Gone from exc
+        except zmq.Again:
             raise
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                log.warning("stream relay: sending to a subscriber failed, it is dropped: %s", exc)
+            raise Gone from exc
 
 
 def _count(raw: bytes) -> int | None:

@@ -24,6 +24,8 @@ from beamhub.data.proposals.schemas import PROPOSAL_PATTERN
 PROPOSAL = re.compile(PROPOSAL_PATTERN)
 MAX_HEADER_BYTES = 64 * 1024
 NUMERIC_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex: what a detector frame may hold
+MAX_META_DEPTH = 32
+"""How deeply a frame's meta may nest objects and lists."""
 
 
 class BadFrame(ValueError):
@@ -57,9 +59,9 @@ def parse_header(raw: bytes, size: int) -> Header:
     if len(raw) > MAX_HEADER_BYTES:
         raise BadFrame(f"header of {len(raw)} bytes (at most {MAX_HEADER_BYTES})")
     try:
-        fields = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadFrame(f"header is not JSON: {exc}") from exc
+        fields = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, NaN or Infinity, a huge number, deep nesting
+        raise BadFrame(f"header is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(fields, dict):
         raise BadFrame("header is not a JSON object")
     proposal, frame, shape, meta = fields.get("proposal"), fields.get("frame"), fields.get("shape"), fields.get("meta")
@@ -67,16 +69,33 @@ def parse_header(raw: bytes, size: int) -> Header:
         raise BadFrame("header needs proposal, a proposal id")
     if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
         raise BadFrame("header needs frame, a number >= 0")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63
                                               for n in shape) or len(shape) > 32:
-        raise BadFrame("header needs shape, a list of at most 32 sizes >= 0")
+        raise BadFrame("header needs shape, a list of at most 32 sizes >= 0 (and < 2**63)")
     if meta is not None and not isinstance(meta, dict):
         raise BadFrame("meta, if given, is a JSON object")
+    if _depth(meta) > MAX_META_DEPTH:
+        raise BadFrame(f"meta nests more than {MAX_META_DEPTH} levels deep")
     dtype = _dtype(fields.get("dtype"))
     if math.prod(shape) * dtype.itemsize != size:
         raise BadFrame(f"shape {shape} of {dtype.str} is {math.prod(shape) * dtype.itemsize} bytes, "
                        f"the frame has {size}")
     return Header(proposal, frame, tuple(shape), dtype.str, meta or {})
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _depth(value: object) -> int:
+    """How deeply objects and lists nest in a parsed JSON value (0 for a scalar), without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _dtype(value: object) -> np.dtype[Any]:

@@ -68,12 +68,19 @@ class Ingress:
         try:
             while True:
                 parts = await self.socket.recv_multipart(copy=False)
-                refusal = await self._relay(parts)
-                if refusal is not None:
-                    await self.socket.send_multipart([parts[0].bytes, refusal], flags=zmq.NOBLOCK)
+                try:
+                    await self._answer(parts)
+                except Exception:  # one bad message never stops the DAQ's endpoint
+                    log.exception("stream relay: a message from a DAQ failed")
         finally:
             self.socket.close()
             self.context.term()
+
+    async def _answer(self, parts: list[zmq.Frame]) -> None:
+        """Relay one message from the DAQ, or send its DAQ the refusal."""
+        refusal = await self._relay(parts)
+        if refusal is not None:
+            await self.socket.send_multipart([parts[0].bytes, refusal], flags=zmq.NOBLOCK)
 
     async def _relay(self, parts: list[zmq.Frame]) -> bytes | None:
         """Relay one message from the DAQ; the refusal to send back, if it is refused."""

@@ -80,6 +80,16 @@ def test_a_subscriber_that_leaves_releases_a_blocked_publisher() -> None:
     (b'{"proposal": "2024-00001", "frame": -1, "shape": [2, 2], "dtype": "<u2"}', 8, "frame"),
     (b'{"proposal": "2024-00001", "frame": 0, "shape": [2, 2], "dtype": "O"}', 8, "plain numeric"),
     (b'{"proposal": "2024-00001", "frame": 0, "shape": [2, 2], "dtype": "<u2"}', 9, "the frame has 9"),
+    (b'{"proposal": "2024-00001", "frame": ' + b"9" * 5000 + b', "shape": [2, 2], "dtype": "<u2"}', 8, "not JSON"),
+    (b'{"proposal": "2024-00001", "frame": 0, "shape": [' + b"1" * 4000 + b", " + b"1" * 4000 + b'], "dtype": "<u2"}',
+     8, "shape"),
+    (b'{"proposal": "2024-00001", "frame": 0, "shape": [2, 2], "dtype": "<u2", "meta": {"a": '
+     + b"[" * 30000 + b"]" * 30000 + b"}}", 8, "not JSON"),
+    (b'{"proposal": "2024-00001", "frame": 0, "shape": [2, 2], "dtype": "<u2", "meta": {"a": '
+     + b"[" * 40 + b"]" * 40 + b"}}", 8, "nests more than 32"),
+    (b'{"proposal": "2024-00001", "frame": 0, "shape": [2, 2], "dtype": "<u2", "meta": {"a": NaN}}', 8, "NaN"),
+    (b'{"proposal": "2024-00001", "frame": 0, "shape": [2, 2], "dtype": "<u2", "meta": {"a": -Infinity}}', 8,
+     "Infinity"),
 ])
 def test_a_header_that_does_not_describe_its_bytes_is_refused(raw: bytes, size: int, reason: str) -> None:
     with pytest.raises(BadFrame, match=reason):

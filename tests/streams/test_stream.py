@@ -194,6 +194,26 @@ def test_the_zeromq_endpoint_answers_nonsense_with_422_and_goes_on(blocking: Wor
         assert watcher.hello["type"] == "hello"
 
 
+def test_the_daq_endpoint_refuses_malformed_headers_with_422_and_goes_on(blocking: World) -> None:
+    good = {"proposal": blocking.proposal, "frame": 1, "shape": [2], "dtype": "<u1"}
+    start = json.dumps(good)[:-1].encode()
+    malformed = [start + b', "serial": ' + b"9" * 5000 + b"}",
+                 start + b', "meta": {"a": ' + b"[" * 20000 + b"]" * 20000 + b"}}",
+                 start + b', "meta": {"a": NaN}}']
+    with blocking.subscribe("member") as watcher, zmq.Context.instance().socket(zmq.DEALER) as daq:
+        daq.setsockopt(zmq.LINGER, 0)
+        daq.connect(blocking.endpoint)
+        for header in malformed:
+            daq.send_multipart([blocking.tokens["daq"].encode(), header, b"\x00\x00"])
+            assert daq.poll(10_000), "no answer"
+            answer = json.loads(daq.recv())
+            assert answer["status"] == 422 and answer["code"] == "invalid", answer
+        with Publisher(blocking.endpoint, blocking.tokens["daq"]) as publisher:
+            publisher.send(blocking.proposal, 5, frame_of(5))
+            frame = watcher.next(timeout=30)
+    assert frame is not None and frame.number == 5 and np.array_equal(frame.array(), frame_of(5))
+
+
 def test_an_anonymous_subscriber_is_refused_with_401(blocking: World) -> None:
     with pytest.raises(InvalidStatus) as refused:
         connect(stream_url(blocking.server.url, blocking.proposal), open_timeout=10)
