@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +36,7 @@ from beamhub.identity.windows.routes import router as windows_router
 from beamhub.jobs.broadcast import JobEventBroadcaster
 from beamhub.jobs.poller import follow_jobs_forever
 from beamhub.jobs.routes import router as jobs_router
+from beamhub.leader import EMBARGO_LOCK, lead_forever
 from beamhub.metrics import SESSIONS
 from beamhub.metrics import router as metrics_router
 from beamhub.services import build_services
@@ -63,16 +65,11 @@ def _error_response(status: int, detail: object, code: str) -> JSONResponse:
 EMBARGO_CHECK_INTERVAL = 60.0
 
 
-async def release_embargoes_forever(data: DataService) -> None:
-    """Open each proposal's data to all users once its embargo ends (checked every minute)."""
-    while True:
-        try:
-            released = await asyncio.to_thread(data.release_embargoes)
-            if released:
-                log.info("embargo ended, data now readable by all users: %s", ", ".join(released))
-        except Exception:
-            log.exception("embargo release failed")
-        await asyncio.sleep(EMBARGO_CHECK_INTERVAL)
+def release_embargoes(data: DataService) -> None:
+    """Open each proposal's data to all users once its embargo ends."""
+    released = data.release_embargoes()
+    if released:
+        log.info("embargo ended, data now readable by all users: %s", ", ".join(released))
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -109,7 +106,8 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
             tasks.append(asyncio.create_task(app.state.egress.run_forever()))
         if run_reconciler:
             tasks += [asyncio.create_task(reconciler.run_forever()),
-                      asyncio.create_task(release_embargoes_forever(services.data)),
+                      asyncio.create_task(lead_forever(services.db, EMBARGO_LOCK, EMBARGO_CHECK_INTERVAL,
+                                                       partial(release_embargoes, services.data), "embargo release")),
                       asyncio.create_task(prefetch_beamtimes_forever(services.data)),
                       asyncio.create_task(follow_jobs_forever(services.jobs))]
         try:
@@ -117,8 +115,9 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
         finally:
             for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for ended in await asyncio.gather(*tasks, return_exceptions=True):
+                if not isinstance(ended, asyncio.CancelledError | None):
+                    log.error("a background task had failed: %r", ended)
             reconciler.close()
             await app.state.upstreams.aclose()
             services.db.dispose()

@@ -7,7 +7,9 @@ loses the lead, and another takes it on its next round.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 
 RECONCILER_LOCK = 0x6265616D  # "beam"
 JOB_POLLER_LOCK = 0x6A6F6273  # "jobs"
+EMBARGO_LOCK = 0x656D6267  # "embg"
+BEAMTIME_LOCK = 0x62746D65  # "btme"
 
 
 class LeaderLock:
@@ -59,3 +63,19 @@ class LeaderLock:
             log.warning("lost the connection that held leader lock %#x; trying to take the lead again", self.key)
             return False
         return True
+
+
+async def lead_forever(db: Database, key: int, interval: float, work: Callable[[], object], what: str) -> None:
+    """Run `work` in a thread every `interval` seconds in the one replica that leads with `key`; a failure is
+    logged and the next round comes."""
+    leader = LeaderLock(db, key)
+    try:
+        while True:
+            try:
+                if await asyncio.to_thread(leader.held):
+                    await asyncio.to_thread(work)
+            except Exception:
+                log.exception("%s failed", what)
+            await asyncio.sleep(interval)
+    finally:
+        leader.release()

@@ -11,7 +11,7 @@ from beamhub.config import Settings
 from beamhub.data.browsing.service import DataBrowser
 from beamhub.data.proposals.service import DataService
 from beamhub.data.registration.service import RegistrationService
-from beamhub.data.tiers.prefetch import prefetch_for_session
+from beamhub.data.tiers.prefetch import prefetch_in_background
 from beamhub.db import Database, migrate
 from beamhub.errors import N_
 from beamhub.identity.accounts.groups import GroupService
@@ -67,7 +67,8 @@ def build_services(settings: Settings) -> Services:
                                                                  % {"username": user.username}))
     data = DataService(db, settings, identity, groups, audit)
     sessions.user_env = partial(proposal_links.session_env, data)
-    sessions.select_proposal = partial(prefetch_for_session, data)
+    sessions.check_proposal = data.get
+    sessions.prefetch_proposal = partial(prefetch_in_background, data)
     login = LoginService(db, settings, identity, audit)
     oidc = OidcLogin(settings) if "oidc" in settings.login_methods else None
     return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,

@@ -11,6 +11,7 @@ from beamhub.config import Settings
 from beamhub.identity.accounts.models import User
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.principal import SYSTEM
+from beamhub.sessions.models import SessionRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,14 @@ def token_name(session_id: str) -> str:
     return f"session {session_id}"
 
 
-def session_credentials(identity: IdentityService, settings: Settings, user: User, session_id: str) -> dict[str, str]:
-    """A new token for a session about to start, as the environment its programs get; it lasts at most as long as
-    a session may (max_runtime) and ends with the session (end_session_credentials)."""
-    token, _ = identity.issue_token(user.username, token_name(session_id), expires_in=int(settings.max_runtime),
+def session_credentials(identity: IdentityService, settings: Settings, user: User,
+                        record: SessionRecord) -> dict[str, str]:
+    """A new token for a session about to start, with its proposal, as the environment its programs get; the token
+    lasts at most as long as a session may (max_runtime) and ends with the session (end_session_credentials)."""
+    token, _ = identity.issue_token(user.username, token_name(record.id), expires_in=int(settings.max_runtime),
                                     scopes=SCOPES, by=SYSTEM)
-    return {URL_ENV: settings.callback_url, TOKEN_ENV: token}
+    env = {URL_ENV: settings.callback_url, TOKEN_ENV: token}
+    return env | {PROPOSAL_ENV: record.proposal} if record.proposal else env
 
 
 def end_session_credentials(identity: IdentityService, user_id: int, session_id: str) -> None:

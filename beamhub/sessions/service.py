@@ -27,11 +27,12 @@ from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.metrics import SPAWN_SECONDS
 from beamhub.sessions import broadcast, kinds, reasons
-from beamhub.sessions.credentials import PROPOSAL_ENV, end_session_credentials, session_credentials
+from beamhub.sessions.credentials import end_session_credentials, session_credentials
 from beamhub.sessions.launch import build_launch
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
 from beamhub.sessions.schemas import AgentReport, SessionSpec
+from beamhub.sessions.workstations import check_claim, hold_workstation
 from beamhub.units import format_size
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,10 @@ class SessionService(SessionReader):
         self.on_leaving_running: list[Callable[[], None]] = []
         """Called when a session stops running: the proxy forgets who it let in (it keeps that for seconds)."""
         self.user_env: Callable[[User], dict[str, str]] = lambda _user: {}  # what other domains tell its agents
-        self.select_proposal: Callable[[Principal, str], None] = lambda _user, _proposal: None
-        """Refuses a proposal the session's user may not know, and starts copying its data to the fast tier."""
+        self.check_proposal: Callable[[Principal, str], object] = lambda _user, _proposal: None
+        """Refuses a proposal the session's user may not know (NotFound)."""
+        self.prefetch_proposal: Callable[[Principal, str], object] = lambda _user, _proposal: None
+        """Starts copying a session's proposal's data to the fast tier, in the background."""
 
     def runtime_dir(self, session_id: str) -> Path:
         """The session's private directory on its node, where its program's socket lives."""
@@ -113,9 +116,11 @@ class SessionService(SessionReader):
             raise Invalid("runtime %(runtime)s s exceeds the maximum of %(maximum)s s",
                           runtime=runtime, maximum=self.settings.max_runtime)
         if spec.proposal:
-            self.select_proposal(self.identity.principal_of(user), spec.proposal)
+            principal.require_scope("data:read")  # the session will read it, and its data moves
+            self.check_proposal(self.identity.principal_of(user), spec.proposal)
         if spec.source_ip:
-            self._check_claim(principal, spec.source_ip)
+            with self.db.session() as db:
+                check_claim(db, principal, spec.source_ip)
             self._release_workstation(spec.source_ip)
         secret = secrets.token_urlsafe(32)
         with self._allocation, self.db.session() as db:
@@ -133,7 +138,7 @@ class SessionService(SessionReader):
                 backend=self.backend.name, created_at=now, expires_at=now + timedelta(seconds=runtime),
             )
             db.add(record)
-            self._hold_workstation(db, spec.source_ip, record.id)
+            hold_workstation(db, spec.source_ip, record.id)
             requested = N_("requested %(cores)s cores, %(memory)s memory, %(gpus)s GPU(s) for %(runtime)s s")
             self._event(db, record, requested % {"cores": f"{spec.ncores:g}", "memory": format_size(spec.memory),
                                                  "gpus": spec.gpus, "runtime": runtime})
@@ -141,17 +146,9 @@ class SessionService(SessionReader):
                               kind=spec.kind, ncores=spec.ncores, memory=spec.memory, gpus=spec.gpus,
                               source_ip=spec.source_ip, beamline=record.beamline)
         self._launch(record, user, image_path, secret, principal)
+        if spec.proposal:
+            self.prefetch_proposal(self.identity.principal_of(user), spec.proposal)
         return self.get(SYSTEM, record.id)
-
-    def _check_claim(self, principal: Principal, ip: str) -> None:
-        """Only an admin, its beamline's staff or a caller at that address may take a registered workstation
-        (taking it stops the session it holds, which may be another user's)."""
-        with self.db.session() as db:
-            workstation = db.scalar(select(Workstation).where(Workstation.ip == ip))
-        if workstation is None or principal.is_admin or principal.address == ip:
-            return
-        if not principal.serves(workstation.beamline):
-            raise Forbidden("%(ip)s is a registered workstation: only a session requested from it may take it", ip=ip)
 
     def _release_workstation(self, ip: str) -> None:
         """Stop the session a registered beamline workstation holds before it gets a new one."""
@@ -159,16 +156,6 @@ class SessionService(SessionReader):
             held = db.scalar(select(Workstation.session_id).where(Workstation.ip == ip))
         if held:
             self.stop(SYSTEM, held, reason=N_("workstation %(ip)s started a new session") % {"ip": ip})
-
-    @staticmethod
-    def _hold_workstation(db: Session, ip: str | None, session_id: str) -> None:
-        workstation = db.scalar(select(Workstation).where(Workstation.ip == ip)) if ip else None
-        if workstation is not None:
-            db.flush()
-            workstation.session_id = session_id
-            record = db.get(SessionRecord, session_id)
-            if record is not None:
-                record.beamline = workstation.beamline or None
 
     def _image_path(self, image: str) -> Path:
         path = self.settings.images.get(image)
@@ -206,12 +193,10 @@ class SessionService(SessionReader):
         return self.backend.place(spec.ncores, spec.memory, spec.gpus, held)
 
     def _launch(self, record: SessionRecord, user: User, image_path: Path, secret: str, by: Principal) -> None:
-        env = self.user_env(user) | session_credentials(self.identity, self.settings, user, record.id)
-        if record.proposal:
-            env[PROPOSAL_ENV] = record.proposal
-        launch = build_launch(self.settings, self.backend, record, self.identity.account(user), image_path,
-                              self.runtime_dir(record.id), secret, env)
         try:
+            env = self.user_env(user) | session_credentials(self.identity, self.settings, user, record)
+            launch = build_launch(self.settings, self.backend, record, self.identity.account(user), image_path,
+                                  self.runtime_dir(record.id), secret, env)
             handle = self.backend.start(launch.spec)
         except BackendError as exc:
             self.transition(record.id, S.failed, str(exc), only_from=LIVE_STATES, by=by)

@@ -137,6 +137,9 @@ def test_a_session_started_for_a_proposal_brings_its_data_to_the_fast_tier(serve
         refused = stranger.post("/api/v1/sessions", json=body)
     assert refused.status_code == 404, refused.text  # a proposal the user may not know: no session, nothing moved
     client = server.client(token)
+    limited = client.post(f"/api/v1/users/{member}/tokens", json={"name": "sessions only", "scopes": ["sessions"]})
+    with server.client(limited.json()["token"]) as sessions_only:
+        assert sessions_only.post("/api/v1/sessions", json=body).status_code == 403  # naming data needs data:read
     started = client.post("/api/v1/sessions", json=body)
     assert started.status_code == 201, started.text
     session = started.json()

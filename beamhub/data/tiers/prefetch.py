@@ -11,7 +11,6 @@ room. Sizes are the catalogue's; an administrator's own migration is not held to
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import os
@@ -31,6 +30,7 @@ from beamhub.data.tiers.migrate import LOCK_DIR, MigrationReport, Progress, move
 from beamhub.db import utcnow
 from beamhub.errors import BeamhubError, Conflict, Forbidden, Invalid
 from beamhub.identity.principal import Principal
+from beamhub.leader import BEAMTIME_LOCK, lead_forever
 from beamhub.units import format_size
 
 log = logging.getLogger(__name__)
@@ -252,13 +252,6 @@ def prefetch_in_background(service: DataService, principal: Principal, proposal_
     return thread
 
 
-def prefetch_for_session(service: DataService, principal: Principal, proposal_id: str) -> None:
-    """A session about to start works on this proposal: NotFound if its user may not know it, else its data starts
-    moving to the fast tier (a user who may not ask for that, or a full tier, only logs why)."""
-    service.get(principal, proposal_id)
-    prefetch_in_background(service, principal, proposal_id)
-
-
 def beamtimes_due(service: DataService, now: datetime | None = None) -> list[str]:
     """Proposals off the fast tier whose beamtime begins within prefetch_lead seconds (or began in the last few
     minutes: the server may have been down then), not yet fetched for it."""
@@ -284,17 +277,15 @@ def prefetch_beamtimes(service: DataService, now: datetime | None = None) -> lis
     return fetched
 
 
-async def prefetch_beamtimes_forever(service: DataService,
-                                     interval: float = BEAMTIME_CHECK_INTERVAL) -> None:
-    """Look for beginning beamtimes every minute (a prefetch runs in a worker thread meanwhile)."""
+async def prefetch_beamtimes_forever(service: DataService) -> None:
+    """Look for beginning beamtimes every minute, in one replica (a prefetch runs in a worker thread meanwhile)."""
     if len(service.settings.storage_tiers) < 2:
         return
-    while True:
-        try:
-            fetched = await asyncio.to_thread(prefetch_beamtimes, service)
-            if fetched:
-                log.info("prefetched for their beamtimes: %s", ", ".join(fetched))
-        except Exception:
-            log.exception("prefetch for beamtimes failed")
-        await asyncio.sleep(interval)
+
+    def round_of_beamtimes() -> None:
+        fetched = prefetch_beamtimes(service)
+        if fetched:
+            log.info("prefetched for their beamtimes: %s", ", ".join(fetched))
+
+    await lead_forever(service.db, BEAMTIME_LOCK, BEAMTIME_CHECK_INTERVAL, round_of_beamtimes, "prefetch for beamtimes")
 
