@@ -17,6 +17,15 @@ def test_a_wildcard_endpoint_is_reached_at_beamhub_s_own_host(bound: str, reache
     assert reachable(bound, "https://beamhub.example.org:8443/prefix") == reached
 
 
+@pytest.mark.parametrize(("base", "reached"), [
+    ("http://[::1]:8000", "tcp://[::1]:5561"),
+    ("https://[2001:db8::5]/prefix", "tcp://[2001:db8::5]:5561"),
+    ("http://127.0.0.1:8000", "tcp://127.0.0.1:5561"),
+])
+def test_an_ip_address_of_beamhub_is_reached_as_zeromq_writes_it(base: str, reached: str) -> None:
+    assert reachable("tcp://*:5561", base) == reached
+
+
 def test_subscribe_says_what_it_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("BEAMHUB_URL", "BEAMHUB_TOKEN", "BEAMHUB_STREAM"):
         monkeypatch.delenv(name, raising=False)

@@ -67,9 +67,13 @@ def discover(base: str, token: str, timeout: float) -> str | None:
 
 
 def reachable(endpoint: str, base: str) -> str:
-    """The endpoint beamhub binds as a subscriber reaches it: a wildcard host is beamhub's own (from `base`)."""
+    """The endpoint beamhub binds as a subscriber reaches it: a wildcard host is beamhub's own (from `base`, an IPv6
+    address in brackets)."""
     wildcard = WILDCARD.match(endpoint)
-    return f"tcp://{urlsplit(base).hostname}:{wildcard.group(2)}" if wildcard else endpoint
+    if not wildcard:
+        return endpoint
+    host = urlsplit(base).hostname or ""
+    return f"tcp://{f'[{host}]' if ':' in host else host}:{wildcard.group(2)}"
 
 
 def subscribe(proposal: str, url: str | None = None, token: str | None = None, endpoint: str | None = None,

@@ -30,7 +30,7 @@ class ZeroMQ:
         self._taken = 0
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         for option, value in ((zmq.LINGER, 1000), (zmq.RCVBUF, SOCKET_BUFFER), (zmq.HEARTBEAT_IVL, 5000),
-                              (zmq.HEARTBEAT_TIMEOUT, 15000)):
+                              (zmq.HEARTBEAT_TIMEOUT, 15000), (zmq.IPV6, 1)):
             self.socket.setsockopt(option, value)
         self.socket.connect(endpoint)
         self.socket.send_multipart([b"subscribe", token.encode(), proposal.encode(), str(window).encode()])
