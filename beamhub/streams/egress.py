@@ -22,13 +22,12 @@ import time
 from dataclasses import dataclass, field
 
 import zmq
-import zmq.asyncio
 
 from beamhub.errors import BeamhubError, Invalid
 from beamhub.streams.frames import control_message, with_gap
-from beamhub.streams.ingress import SOCKET_BUFFER
 from beamhub.streams.relay import Relay, Subscription
 from beamhub.streams.service import StreamService
+from beamhub.streams.sockets import SOCKET_BUFFER, bind_router, close
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +79,9 @@ class Egress:
 
     def bind(self) -> None:
         """Bind the subscribers' endpoint (zmq.ZMQError if it cannot be had)."""
-        self.context = zmq.asyncio.Context()
-        self.socket = self.context.socket(zmq.ROUTER)
-        for option, value in ((zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MAX_WINDOW + 64), (zmq.RCVHWM, 64),
-                              (zmq.MAXMSGSIZE, 64 * 1024), (zmq.LINGER, 0), (zmq.SNDBUF, SOCKET_BUFFER),
-                              (zmq.HEARTBEAT_IVL, 5000), (zmq.HEARTBEAT_TIMEOUT, 15000)):
-            self.socket.setsockopt(option, value)
-        try:
-            self.socket.bind(self.endpoint)
-        except zmq.ZMQError:
-            self.socket.close()
-            self.context.term()
-            raise
+        self.context, self.socket = bind_router(self.endpoint, (
+            (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MAX_WINDOW + 64), (zmq.RCVHWM, 64), (zmq.MAXMSGSIZE, 64 * 1024),
+            (zmq.LINGER, 0), (zmq.SNDBUF, SOCKET_BUFFER), (zmq.HEARTBEAT_IVL, 5000), (zmq.HEARTBEAT_TIMEOUT, 15000)))
         log.info("stream relay: subscribers read from %s", self.endpoint)
 
     async def run_forever(self) -> None:
@@ -108,8 +98,7 @@ class Egress:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.socket.close()
-            self.context.term()
+            close(self.context, self.socket)
 
     async def _request(self, parts: list[zmq.Frame]) -> None:
         """One message of a subscriber: subscribe, credit or cancel."""

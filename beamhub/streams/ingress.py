@@ -16,7 +16,6 @@ import json
 import logging
 
 import zmq
-import zmq.asyncio
 
 from beamhub.cache import TtlCache
 from beamhub.errors import BeamhubError, Invalid
@@ -24,6 +23,7 @@ from beamhub.metrics import STREAM_FRAMES_REFUSED
 from beamhub.streams.frames import BadFrame, parse_header
 from beamhub.streams.relay import Relay
 from beamhub.streams.service import StreamService
+from beamhub.streams.sockets import SOCKET_BUFFER, bind_router, close
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ DECISION_SECONDS = 2.0
 """How long a publish token's decision is kept: a revoked token stops publishing within it."""
 RECEIVE_QUEUE = 4
 """Messages ZeroMQ keeps for beamhub per DAQ connection before the DAQ's sends wait."""
-SOCKET_BUFFER = 4 * 2**20
-"""The kernel's buffer of each TCP connection (capped by net.core.rmem_max): fewer, larger reads of a big frame."""
 
 Decision = BeamhubError | None
 
@@ -49,18 +47,9 @@ class Ingress:
 
     def bind(self) -> None:
         """Bind the DAQ's endpoint (zmq.ZMQError if it cannot be had)."""
-        self.context = zmq.asyncio.Context()
-        self.socket = self.context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.RCVBUF, SOCKET_BUFFER)
-        try:
-            self.socket.bind(self.endpoint)
-        except zmq.ZMQError:
-            self.socket.close()
-            self.context.term()
-            raise
+        self.context, self.socket = bind_router(self.endpoint, (
+            (zmq.RCVHWM, RECEIVE_QUEUE), (zmq.MAXMSGSIZE, self.max_frame_bytes), (zmq.LINGER, 0),
+            (zmq.RCVBUF, SOCKET_BUFFER)))
         log.info("stream relay: the DAQ publishes to %s", self.endpoint)
 
     async def run_forever(self) -> None:
@@ -73,8 +62,7 @@ class Ingress:
                 except Exception:  # one bad message never stops the DAQ's endpoint
                     log.exception("stream relay: a message from a DAQ failed")
         finally:
-            self.socket.close()
-            self.context.term()
+            close(self.context, self.socket)
 
     async def _answer(self, parts: list[zmq.Frame]) -> None:
         """Relay one message from the DAQ, or send its DAQ the refusal."""
