@@ -29,6 +29,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "correct horse battery"
 LANGUAGES = ("zh_CN", "en")
+PHONE = {"width": 390, "height": 844}
+"""A phone's viewport (CSS pixels)."""
 """The languages of every screenshot; English last, so that a page is left in English."""
 FILES = {"P1": {"scan1/frame0001.h5": b"\x89HDF\r\n" + bytes(range(256)) * 8, "notes.txt": b"alice's beamtime"},
          "P2": {"tomo/slice0001.tif": b"II*\x00" + b"\x07" * 700, "readme.txt": b"bob's beamtime"}}

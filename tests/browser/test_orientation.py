@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser.conftest import PASSWORD, REPO, in_language, log_in
+from tests.browser.conftest import PASSWORD, PHONE, REPO, in_language, log_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 expect = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: run scripts/install.sh").expect
 
-PHONE = {"width": 390, "height": 844}
 PAGES_AND_TOPICS = {"/": "sessions", "/sessions/new": "launch", "/data": "data", "/jobs": "jobs", "/keys": "keys",
                     "/admin": "admin", "/admin/users": "admin", "/help": "start"}
 
