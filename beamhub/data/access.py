@@ -152,7 +152,7 @@ class FolderWalks:
         caller = self.caller
         if caller.uid == 0 or caller.uid == st.st_uid or not _acl_may_matter(st, os.R_OK):
             return _dac_grant(st, caller, os.R_OK, _no_acl) is not None or caller.uid == 0
-        value = _read_acl(f"{folder.real}/{name}", st,
+        value = _read_acl(f"/proc/self/fd/{folder.fd}/{name}", st,  # through the pinned folder, as the restat
                           lambda: os.stat(name, dir_fd=folder.fd, follow_symlinks=False), follow=False)
         key = (value or b"", st.st_mode, st.st_uid, st.st_gid)
         if key not in self._decided:

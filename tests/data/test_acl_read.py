@@ -88,13 +88,14 @@ def test_the_acl_is_not_read_where_the_mode_alone_decides(shared: Path, monkeypa
     setfacl(data, "u:63001:r--,m::r--,o::---")
     reads: list[str] = []
     real_getxattr = os.getxattr
-    monkeypatch.setattr(access.os, "getxattr", lambda *a, **k: reads.append(a[0]) or real_getxattr(*a, **k))
+    monkeypatch.setattr(access.os, "getxattr",  # by name: a folder's entry is read through its pinned fd
+                        lambda *a, **k: reads.append(os.path.basename(a[0])) or real_getxattr(*a, **k))
     owner, named = Caller(63010, frozenset({64999})), Caller(63001, frozenset({64999}))
-    assert FolderWalks(owner).may_read(data) and str(data) not in reads  # the owner: the owner bits
-    assert FolderWalks(named).may_read(data) and reads.count(str(data)) == 1
+    assert FolderWalks(owner).may_read(data) and "data" not in reads  # the owner: the owner bits
+    assert FolderWalks(named).may_read(data) and reads.count("data") == 1
     setfacl(data, "m::-w-")  # neither the mask nor other grants r: nobody but the owner reads it
     reads.clear()
-    assert not FolderWalks(named).may_read(data) and str(data) not in reads
+    assert not FolderWalks(named).may_read(data) and "data" not in reads
 
 
 def test_each_distinct_acl_of_a_page_is_evaluated_once(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,7 +119,7 @@ def test_a_file_whose_acl_changes_between_stat_and_read_gets_no_stale_answer(
     real_getxattr = os.getxattr
 
     def revoke_first(path: str, *args: object, **kwargs: object) -> bytes:
-        if path == str(data):  # the file's own ACL read, after its stat (not a folder's on the walk)
+        if os.path.basename(path) == "data":  # the file's own ACL read, after its stat (not a folder's)
             setfacl(data, "u:63001:---")
             monkeypatch.setattr(access.os, "getxattr", real_getxattr)
         return real_getxattr(path, *args, **kwargs)  # type: ignore[arg-type]
@@ -138,7 +139,7 @@ def test_a_file_replaced_between_stat_and_read_is_refused(shared: Path, monkeypa
     real_getxattr = os.getxattr
 
     def swap_first(path: str, *args: object, **kwargs: object) -> bytes:
-        if path == str(data):  # the file's own ACL read, after its stat (not a folder's on the walk)
+        if os.path.basename(path) == "data":  # the file's own ACL read, after its stat (not a folder's)
             os.rename(other, data)
             monkeypatch.setattr(access.os, "getxattr", real_getxattr)
         return real_getxattr(path, *args, **kwargs)  # type: ignore[arg-type]
@@ -147,6 +148,25 @@ def test_a_file_replaced_between_stat_and_read_is_refused(shared: Path, monkeypa
     monkeypatch.setattr(access.os, "getxattr", swap_first)
     assert not FolderWalks(member).may_read(data)
     assert FolderWalks(member).may_read(data)  # asked again: the file now there grants
+
+
+def test_a_folder_renamed_after_it_was_walked_judges_its_own_files(shared: Path) -> None:
+    """A page's folder, walked and pinned, then renamed and replaced by another whose file of the same name grants:
+    the file is judged by the pinned folder's file, its stat and its ACL together."""
+    folder = shared / "scan"
+    folder.mkdir()
+    (folder / "first").write_bytes(b"x")
+    (folder / "data").write_bytes(b"x")
+    setfacl(folder / "data", "u:63001:---,m::r--,o::---")
+    member = Caller(63001, frozenset({64999}))
+    walks = FolderWalks(member)
+    assert walks.may_read(folder / "first")  # walks to the folder and pins it
+    folder.rename(shared / "old")
+    folder.mkdir()
+    (folder / "data").write_bytes(b"x")
+    setfacl(folder / "data", "u:63001:r--,m::r--,o::---")
+    assert not walks.may_read(folder / "data")
+    assert FolderWalks(member).may_read(folder / "data")  # a new page walks to the new folder
 
 
 def test_a_symlink_in_a_page_is_walked_in_full(shared: Path) -> None:
