@@ -67,8 +67,9 @@ def who_can_read(path: Path, candidates: Iterable[Reader]) -> list[ReadAccess]:
     found = []
     for reader in candidates:
         caller = Caller(uid=reader.uid, gids=reader.gids)
-        if may_read(path, caller):  # the path as given: a symlink's own folders must be searchable too
-            found.append(ReadAccess(reader.username, reader.uid, granting_entry(target, caller), reader.paths))
+        # the path as given: a symlink's own folders must be searchable too
+        if may_read(path, caller) and (via := granting_entry(target, caller)) is not None:
+            found.append(ReadAccess(reader.username, reader.uid, via, reader.paths))
     return sorted(found, key=lambda entry: entry.username)
 
 
@@ -79,12 +80,16 @@ def acl_groups(path: Path) -> list[GroupAccess]:
             for gid in _acl_groups(target)]
 
 
-def granting_entry(path: Path, caller: Caller) -> str:
+def granting_entry(path: Path, caller: Caller) -> str | None:
     """Which entry of path's ACL (or mode) the kernel reads by for caller; 'root' when only uid 0's override does.
 
-    Meant for a caller may_read has let in: it names the entry, it does not decide.
+    Meant for a caller may_read has let in: it names the entry, it does not decide. None when the file changed or
+    vanished while it was read, or holds an ACL that is none: such a file grants nothing, as may_read would answer.
     """
-    grant = access.granting_entry(path, caller)
+    try:
+        grant = access.granting_entry(path, caller)
+    except (OSError, ValueError):  # access.Changed is an OSError
+        return None
     if grant is None:
         return "root"
     if grant.qualifier is None:
@@ -130,4 +135,8 @@ def _existing(path: Path) -> Path:
 
 def _acl_groups(path: Path) -> list[int]:
     """The GIDs of the named-group entries of path's access ACL."""
-    return sorted({e.qualifier for e in posix1e.ACL(file=os.fspath(path)) if e.tag_type == posix1e.ACL_GROUP})
+    try:
+        acl = posix1e.ACL(file=os.fspath(path))
+    except OSError:  # vanished since it was found: it names nobody
+        return []
+    return sorted({e.qualifier for e in acl if e.tag_type == posix1e.ACL_GROUP})

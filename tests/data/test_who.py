@@ -6,6 +6,8 @@ from __future__ import annotations
 import grp
 import os
 import secrets
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,36 @@ def test_a_missing_path_is_not_found(storage: Path) -> None:
         who_can_read(storage / "nothing", CANDIDATES)
     with pytest.raises(NotFound):
         acl_groups(storage / "nothing")
+
+
+def test_a_file_replaced_again_and_again_while_it_is_asked_about_answers_and_never_fails(storage: Path) -> None:
+    """A file swapped for a new one (a new inode) between the walk and the read of its ACL grants nothing that time:
+    the answer lists its reader or, caught in the swap, nobody; never an error (the route's 500)."""
+    target, fresh = storage / "data", storage / "fresh"
+    acl = AccessList(users=frozenset({MEMBER}), groups=frozenset())
+    target.write_bytes(b"x")
+    set_path_acl(target, acl)
+    done = threading.Event()
+
+    def replace_again_and_again() -> None:
+        while not done.is_set():
+            fresh.write_bytes(b"x")
+            set_path_acl(fresh, acl)
+            os.rename(fresh, target)
+
+    swapper = threading.Thread(target=replace_again_and_again)
+    swapper.start()
+    answers: set[tuple[str, ...]] = set()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            answers.add(tuple(a.via for a in who_can_read(target, [reader("member", MEMBER)])))
+            assert acl_groups(target) == []  # the ACL names no group, whichever file it is read from
+    finally:
+        done.set()
+        swapper.join()
+    assert (f"user:{MEMBER}",) in answers
+    assert answers <= {(f"user:{MEMBER}",), ()}
 
 
 def test_readers_come_from_beamhubs_users_with_their_ways_in(tmp_path: Path) -> None:
