@@ -9,15 +9,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from beamhub.deps import Identity, Keys, clear_cookie, cookie_name, set_cookie
-from beamhub.errors import BeamhubError, Invalid
+from beamhub.errors import N_, BeamhubError, Invalid
 from beamhub.identity.principal import SCOPES, Principal
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PagePrincipal, refusal, see_other
 from beamhub.web.pages import render, translator
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-
-N_ = str
 
 NOTICES = {
     "key-added": N_("The key was added: SSH logins and new sessions accept it from now on."),

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from beamhub.deps import Groups, Identity
-from beamhub.errors import BeamhubError, Invalid
+from beamhub.errors import N_, BeamhubError, Invalid
 from beamhub.identity.accounts.models import Role, UserState
 from beamhub.identity.accounts.schemas import GroupCreate
 from beamhub.identity.principal import Principal
@@ -21,8 +21,6 @@ from beamhub.web.page_deps import PAGE_SIZE, PageAdmin, refusal, see_other
 from beamhub.web.pages import render, translator
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-
-N_ = str
 
 NOTICES = {
     "disabled": N_("The user is disabled: their sessions were stopped and they can no longer sign in."),

@@ -15,15 +15,13 @@ from beamhub.data.models import MemberRole
 from beamhub.data.proposals.presenters import proposal_out
 from beamhub.data.proposals.schemas import ProposalCreate
 from beamhub.deps import Data, get_services
-from beamhub.errors import BeamhubError, Invalid
+from beamhub.errors import N_, BeamhubError, Invalid
 from beamhub.identity.principal import Principal
 from beamhub.web.errors import PageRoute
 from beamhub.web.page_deps import PAGE_SIZE, PageAdmin, refusal, see_other
 from beamhub.web.pages import render, translator
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-
-N_ = str
 
 NOTICES = {
     "created": N_("The proposal was created: its folder exists and its members may read it."),

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from beamhub.errors import N_
 from beamhub.web import stored_text
 from beamhub.web.i18n import Formatter
-
-N_ = str
 
 FIELD_NAMES = {
     "user": N_("user"), "uid": N_("UID"), "gid": N_("GID"), "roles": N_("roles"), "groups": N_("groups"),

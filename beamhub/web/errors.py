@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from beamhub.compute.backend import BackendError
 from beamhub.deps import SESSION_COOKIE, principal_if_valid, read_cookie
 from beamhub.errors import (
+    N_,
     BeamhubError,
     Conflict,
     Forbidden,
@@ -31,8 +32,6 @@ from beamhub.web.pages import LoginRequired, login_redirect, message_of, render,
 from beamhub.web.stored_text import translated
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-
-N_ = str  # marks a message for extraction; it is translated where it is shown
 
 TITLES: list[tuple[type[BeamhubError], str]] = [
     (InsufficientResources, N_("Not enough free resources")),

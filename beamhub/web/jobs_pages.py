@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from beamhub.db import utcnow
 from beamhub.deps import Jobs
-from beamhub.errors import BeamhubError, NotFound
+from beamhub.errors import N_, BeamhubError, NotFound
 from beamhub.identity.login.oidc import local_path
 from beamhub.identity.principal import Principal
 from beamhub.jobs.models import Job, JobState
@@ -26,8 +26,6 @@ from beamhub.web.page_deps import PagePrincipal, refusal, see_other
 from beamhub.web.pages import message_of, render, translator
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-
-N_ = str
 
 LISTED = 200
 """The newest jobs the list shows."""
