@@ -134,6 +134,7 @@ ROUTES = [
       for what in ("meta", "attr", "data", "stats", "paths")),
     # Batch jobs: this server has no Slurm, so a submission is 404 "not set up" and no job exists; who may reach
     # the routes is still decided first (tests/jobs covers ownership against a real cluster).
+    Route("GET", "/api/v1/streams", ANYONE),
     Route("GET", "/api/v1/jobs", ANYONE),
     Route("POST", "/api/v1/jobs", OWNER, body=lambda w: {"command": "hostname", "minutes": 1}),
     Route("GET", "/api/v1/jobs/partitions", ANYONE),
