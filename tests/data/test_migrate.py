@@ -22,7 +22,8 @@ from sqlalchemy import select
 
 from beamhub.data.models import DataFile, MemberRole, Proposal
 from beamhub.data.proposals.schemas import ProposalCreate
-from beamhub.data.tiers.migrate import PARTIAL_PREFIX, MigrationRefused, migrate_proposal
+from beamhub.data.tiers.entries import PARTIAL_PREFIX
+from beamhub.data.tiers.migrate import MigrationRefused, migrate_proposal
 from beamhub.errors import Conflict, Invalid
 from beamhub.identity.principal import Principal
 

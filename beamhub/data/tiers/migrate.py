@@ -24,7 +24,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,14 +35,22 @@ from beamhub.data.current import point_current
 from beamhub.data.fsmeta import CHUNK, O_READ, FileMeta, copy_meta, opened
 from beamhub.data.models import DataFile, Proposal
 from beamhub.data.registration.scan import sha256_of, sha256_of_fd
+from beamhub.data.tiers.entries import (
+    Unverified,
+    copy_symlink,
+    entries,
+    is_real_dir,
+    partial_name,
+    remove_partials,
+    same_entry,
+    unlink_quietly,
+)
 from beamhub.errors import N_, Conflict, Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
 if TYPE_CHECKING:
     from beamhub.data.proposals.service import DataService
 
-PARTIAL_PREFIX = ".beamhub-partial."
-"""A file being copied is named this plus a digest of its name: always a valid name, recognised after a crash."""
 LOCK_DIR = ".beamhub-locks"
 """Under storage_root, so migrations started on any host that mounts the storage exclude each other."""
 _O_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -78,10 +86,6 @@ class MigrationRefused(Conflict):
         super().__init__(N_("%(proposal)s stays on tier %(tier)s: %(count)s files do not verify: %(failures)s"),
                          proposal=report.proposal_id, tier=report.from_tier, count=len(failures),
                          failures=listed + ("; ..." if len(failures) > 20 else ""))
-
-
-class _Unverified(Exception):
-    """One entry cannot be copied faithfully; the message says why."""
 
 
 def migrate_proposal(service: DataService, principal: Principal, proposal_id: str, to_tier: str,
@@ -190,14 +194,14 @@ class _Mover:
 
     def copy_dir(self, source: Path, destination: Path, relative: str) -> None:
         """Copy one folder and everything below it; the folder's metadata is set again, mtime last, after them."""
-        if os.path.lexists(destination) and not _is_real_dir(destination):
+        if os.path.lexists(destination) and not is_real_dir(destination):
             self.failures[relative or "."] = "the destination holds something else of that name"
             return
         destination.mkdir(mode=0o700, exist_ok=True)
         copy_meta(source, destination, directory=True)
-        _remove_partials(destination)
+        remove_partials(destination)
         records = self._records(relative)
-        for entry in _entries(source):
+        for entry in entries(source):
             self.copy_entry(entry, destination / entry.name, f"{relative}/{entry.name}" if relative else entry.name,
                             records)
         copy_meta(source, destination, directory=True, sync=True)
@@ -208,12 +212,12 @@ class _Mover:
             if entry.is_dir(follow_symlinks=False):
                 self.copy_dir(Path(entry.path), destination, relpath)
             elif entry.is_symlink():
-                self._count_file(copied=_copy_symlink(Path(entry.path), destination), verified=False)
+                self._count_file(copied=copy_symlink(Path(entry.path), destination), verified=False)
             elif entry.is_file(follow_symlinks=False):
                 self._copy_file(Path(entry.path), destination, records.get(relpath))
             else:
-                raise _Unverified("not a regular file, folder or symbolic link")
-        except _Unverified as exc:
+                raise Unverified("not a regular file, folder or symbolic link")
+        except Unverified as exc:
             self.failures[relpath] = str(exc)
 
     def _copy_file(self, source: Path, destination: Path, record: Row[Any] | None) -> None:
@@ -223,15 +227,15 @@ class _Mover:
         if self._already_there(source, destination, info, expected):
             self._count_file(copied=False)
             return
-        partial = destination.parent / _partial_name(destination.name)
-        if _is_real_dir(destination):
-            raise _Unverified("the destination holds a folder of that name")
-        _unlink_quietly(partial)
+        partial = destination.parent / partial_name(destination.name)
+        if is_real_dir(destination):
+            raise Unverified("the destination holds a folder of that name")
+        unlink_quietly(partial)
         with opened(source, O_READ) as src, opened(partial, _O_CREATE) as out:
             try:
                 self._write_verified(src, out, expected)
                 FileMeta.read(src).apply(out, directory=False)
-            except _Unverified:
+            except Unverified:
                 os.unlink(partial)
                 raise
         os.rename(partial, destination)
@@ -251,13 +255,13 @@ class _Mover:
             self._tick()
         after = os.fstat(src)
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or done != after.st_size:
-            raise _Unverified("it changed while it was copied")
+            raise Unverified("it changed while it was copied")
         if expected is not None and digest.hexdigest() != expected:
-            raise _Unverified("its content does not match the SHA-256 in the catalogue")
+            raise Unverified("its content does not match the SHA-256 in the catalogue")
         os.fsync(out)
         os.posix_fadvise(out, 0, 0, os.POSIX_FADV_DONTNEED)
         if sha256_of_fd(out, os.fstat(out))[0] != digest.hexdigest():
-            raise _Unverified("the copy reads back different bytes")
+            raise Unverified("the copy reads back different bytes")
 
     def _already_there(self, source: Path, destination: Path, info: os.stat_result, expected: str | None) -> bool:
         """Whether the destination holds this file whole (same size, mtime and checksum); refresh its metadata."""
@@ -284,11 +288,11 @@ class _Mover:
 
     def remove_dir(self, source: Path, destination: Path, relative: str) -> bool:
         """Remove what the destination holds from one source folder; True if the folder itself is gone."""
-        if not _is_real_dir(destination):
+        if not is_real_dir(destination):
             self.copy_dir(source, destination, relative)
         records = self._records(relative)
         empty = True
-        for entry in _entries(source):
+        for entry in entries(source):
             relpath = f"{relative}/{entry.name}" if relative else entry.name
             target = destination / entry.name
             if entry.is_dir(follow_symlinks=False):
@@ -296,7 +300,7 @@ class _Mover:
                 continue
             if not os.path.lexists(target):
                 self.copy_entry(entry, target, relpath, records)
-            if relpath in self.failures or not _same_entry(Path(entry.path), target):
+            if relpath in self.failures or not same_entry(Path(entry.path), target):
                 self.failures.setdefault(relpath, "differs from the copy on the destination")
                 empty = False
                 continue
@@ -346,64 +350,5 @@ def _expected_sha256(record: Row[Any] | None, info: os.stat_result) -> str | Non
     if record is None or record.sha256 is None:
         return None
     if (record.size, record.mtime_ns) != (info.st_size, info.st_mtime_ns):
-        raise _Unverified("it changed since it was registered: register it again first")
+        raise Unverified("it changed since it was registered: register it again first")
     return str(record.sha256)
-
-
-def _copy_symlink(source: Path, destination: Path) -> bool:
-    """Recreate a symbolic link (never followed) with its owner and times, by rename; False if it was there."""
-    info, target = os.lstat(source), os.readlink(source)
-    present = os.path.islink(destination) and os.readlink(destination) == target
-    if present:
-        partial = destination
-    else:
-        if _is_real_dir(destination):
-            raise _Unverified("the destination holds a folder of that name")
-        partial = destination.parent / _partial_name(destination.name)
-        _unlink_quietly(partial)
-        os.symlink(target, partial)
-    os.chown(partial, info.st_uid, info.st_gid, follow_symlinks=False)
-    os.utime(partial, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
-    if not present:
-        os.rename(partial, destination)
-    return not present
-
-
-def _same_entry(source: Path, destination: Path) -> bool:
-    """Whether the destination holds the source's file (same size and mtime) or link (same target)."""
-    try:
-        src, dst = os.lstat(source), os.lstat(destination)
-    except FileNotFoundError:
-        return False
-    if stat.S_ISLNK(src.st_mode):
-        return stat.S_ISLNK(dst.st_mode) and os.readlink(source) == os.readlink(destination)
-    return (stat.S_ISREG(src.st_mode) and stat.S_ISREG(dst.st_mode)
-            and (src.st_size, src.st_mtime_ns) == (dst.st_size, dst.st_mtime_ns))
-
-
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    with os.scandir(folder) as scan:
-        return sorted(scan, key=lambda entry: entry.name)
-
-
-def _partial_name(name: str) -> str:
-    return PARTIAL_PREFIX + hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
-
-
-def _remove_partials(folder: Path) -> None:
-    """Delete what a killed copy left half-written in this folder."""
-    for name in os.listdir(folder):
-        if name.startswith(PARTIAL_PREFIX):
-            _unlink_quietly(folder / name)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _is_real_dir(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
