@@ -11,6 +11,7 @@ from beamhub.compute.relay import CERT_ENV, KEY_ENV, PROXY_CERT_ENV
 from beamhub.compute.tls import certificate_of, make_credentials, proxy_identity
 from beamhub.config import Settings
 from beamhub.db import utcnow
+from beamhub.errors import Invalid
 from beamhub.sessions import kinds, logs
 from beamhub.sessions.models import SessionRecord
 
@@ -21,6 +22,18 @@ class Launch:
 
     spec: LaunchSpec
     tls_cert: str | None
+
+
+def image_folder(settings: Settings, image: str) -> Path:
+    """The folder of a configured image on this node; Invalid for an unknown or missing one."""
+    path = settings.images.get(image)
+    if path is None:
+        raise Invalid("unknown image %(image)r; known: %(images)s",
+                      image=image, images=", ".join(sorted(settings.images)))
+    if not path.is_dir():
+        raise Invalid("image %(image)r is configured at %(path)s, which does not exist on this node",
+                      image=image, path=path)
+    return path
 
 
 def agent_argv(settings: Settings, record: SessionRecord, account: Account, socket: Path,

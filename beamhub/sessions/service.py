@@ -28,7 +28,7 @@ from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.metrics import SPAWN_SECONDS
 from beamhub.sessions import broadcast, kinds, reasons
 from beamhub.sessions.credentials import end_session_credentials, session_credentials
-from beamhub.sessions.launch import build_launch
+from beamhub.sessions.launch import build_launch, image_folder
 from beamhub.sessions.models import ACTIVE_STATES, SessionEvent, SessionRecord, SessionState, Workstation
 from beamhub.sessions.reader import SessionReader
 from beamhub.sessions.schemas import AgentReport, SessionSpec
@@ -109,7 +109,7 @@ class SessionService(SessionReader):
         """Record, place and launch a session; it answers once the agent reports it ready."""
         user = self.identity.resolve_target(principal, username)
         image = spec.image or self.settings.default_image
-        image_path = self._image_path(image)
+        image_path = image_folder(self.settings, image)
         kinds.program_for(spec.kind, image_path, "check", Path(), "", spec.command, spec.args)  # Invalid first
         runtime = spec.runtime or self.settings.default_runtime
         if runtime > self.settings.max_runtime:
@@ -156,16 +156,6 @@ class SessionService(SessionReader):
             held = db.scalar(select(Workstation.session_id).where(Workstation.ip == ip))
         if held:
             self.stop(SYSTEM, held, reason=N_("workstation %(ip)s started a new session") % {"ip": ip})
-
-    def _image_path(self, image: str) -> Path:
-        path = self.settings.images.get(image)
-        if path is None:
-            raise Invalid("unknown image %(image)r; known: %(images)s",
-                          image=image, images=', '.join(sorted(self.settings.images)))
-        if not path.is_dir():
-            raise Invalid("image %(image)r is configured at %(path)s, which does not exist on this node",
-                          image=image, path=path)
-        return path
 
     @staticmethod
     def _active_named(db: Session, user_id: int, name: str) -> bool:
