@@ -18,6 +18,7 @@ import pytest
 
 from helpers.accounts import UserMaker
 from helpers.http import free_port
+from helpers.storage import storage_root
 
 BIN = Path(sys.executable).parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -79,6 +80,13 @@ def _fresh_postgres_database(base_url: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return base_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[Path]:
+    """The data of a module's server (tests/data have one a test)."""
+    with storage_root() as root:
+        yield root
 
 
 @pytest.fixture

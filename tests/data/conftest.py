@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,15 +14,14 @@ from fastapi import FastAPI
 
 from beamhub.config import Settings
 from beamhub.services import build_services
+from helpers.storage import storage_root
 
 
 @pytest.fixture
 def storage() -> Iterator[Path]:
-    """A storage root other UIDs can traverse (pytest's tmp_path is private to root)."""
-    root = Path(tempfile.mkdtemp(prefix="beamhub-data-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    """One a test (tests/data change their storage)."""
+    with storage_root() as root:
+        yield root
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import json
 import os
 import pwd
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,8 @@ from typing import Any
 
 import posix1e
 import pytest
+
+from helpers.storage import storage_root
 
 IMAGE = Path("/opt/beamhub/images/default")
 FILES = {"scan1/big.h5": 24 * 2**20, **{f"scan1/frames/f{i:02d}.tif": 5000 + 131 * i for i in range(30)}}
@@ -51,10 +51,9 @@ file's SHA-256 and noting the tier it was opened on, until ~/stop-reading appear
 
 @pytest.fixture(scope="module")
 def storage() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="beamhub-prefetch-session-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    """Module-scoped here: the module shares one server."""
+    with storage_root() as root:
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,14 +36,6 @@ print(json.dumps(found))
 """A session's program: lists ~/proposals and reads each named proposal's scan.h5 through its link."""
 
 REFUSED = "import sys\ntry:\n    open(sys.argv[1], 'rb')\nexcept PermissionError:\n    print('refused')\n"
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="beamhub-links-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,14 +86,6 @@ def _half(uid_env: dict[str, str], second: bool) -> dict[str, str]:
     low, high = int(uid_env["BEAMHUB_UID_MIN"]), int(uid_env["BEAMHUB_UID_MAX"])
     middle = (low + high) // 2
     return {"BEAMHUB_UID_MIN": str(middle + 1 if second else low), "BEAMHUB_UID_MAX": str(high if second else middle)}
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="beamhub-stream-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,15 +24,6 @@ SLEEP = {"kind": "command", "command": "sleep", "args": "600", "ncores": "0.1", 
          "hours": "1", "image": "default"}
 DSA_KEY = "ssh-dss AAAAB3NzaC1kc3MAAACBAP1/U4EddRIpUt9KnC7s5Of2EbdSPO9EAMMeP4C2USZpRV1AIlH7WT2NWPq/xfW6MPbLm1Vs14E7"
 ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl you@laptop"
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Path]:
-    """A storage root other UIDs can traverse (pytest's temporary folders are private to root)."""
-    root = Path(tempfile.mkdtemp(prefix="beamhub-web-zh-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

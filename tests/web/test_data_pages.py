@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import re
 import secrets
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,15 +18,6 @@ import pytest
 from helpers.data import write
 
 FILES = {"scan1/frames/f0001.h5": b"A" * 5000, "scan1/meta.json": b"{}", "notes.txt": b"beamtime notes"}
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Path]:
-    """A storage root other UIDs can traverse (pytest's temporary folders are private to root)."""
-    root = Path(tempfile.mkdtemp(prefix="beamhub-web-data-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

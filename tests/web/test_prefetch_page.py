@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,6 @@ import pytest
 from helpers.data import write
 
 BUDGET = 4 * 2**20
-
-
-@pytest.fixture(scope="module")
-def storage() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="beamhub-prefetch-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
