@@ -89,6 +89,10 @@ class SessionReader:
         with self.db.session() as db:
             return db.scalar(select(func.max(SessionEvent.id))) or 0
 
+    def partitions(self) -> list[str]:
+        """The partitions (queues) the backend offers for a new session; none where it has no such choice."""
+        return self.backend.partitions()
+
     def room(self) -> tuple[Capacity, Capacity]:
         """The node's capacity, and what of it is free for a new session now (less what active sessions hold)."""
         capacity = self.backend.capacity()

@@ -60,7 +60,7 @@ def launch_page(request: Request, principal: Principal, sessions: Sessions, form
     _ = translator(request)
     return render(request, "launch.html", error.status_code if error else 200, principal=principal,
                   form=form.values(), kinds=kinds.kind_names(), images=sorted(settings.images), total=total,
-                  partitions=sessions.backend.partitions(),
+                  partitions=sessions.partitions(),
                   free=free, overcommit=settings.overcommit, max_hours=settings.max_runtime / 3600,
                   error_title=_(title_of(error)) if error else "", error=message_of(error, request) if error else "")
 
