@@ -44,9 +44,9 @@ from beamhub.sessions.broadcast import EventBroadcaster
 from beamhub.sessions.entry import session_host_pattern
 from beamhub.sessions.origin_routes import ADMISSION_SECONDS, Admissions, session_router
 from beamhub.sessions.origin_routes import console_router as session_console_router
-from beamhub.sessions.proxy import Upstreams
 from beamhub.sessions.reconciler import Reconciler
 from beamhub.sessions.routes import router as sessions_router
+from beamhub.sessions.upstream import Upstreams
 from beamhub.streams.egress import Egress
 from beamhub.streams.ingress import Ingress
 from beamhub.streams.relay import Relay

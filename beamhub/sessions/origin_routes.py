@@ -41,7 +41,8 @@ from beamhub.sessions.origin_access import (
     own_session,
     require_own_pages,
 )
-from beamhub.sessions.proxy import METHODS, Upstreams, forward_http, forward_websocket
+from beamhub.sessions.proxy import METHODS, forward_http, forward_websocket
+from beamhub.sessions.upstream import Upstreams
 
 ENTER_PATH = "/_beamhub/enter"
 CONSOLE_ENTER_PATH = "/sessions/{session_id}/enter"

@@ -9,20 +9,23 @@ Who may reach a session is decided in sessions.origin_routes; this module only c
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable
 
-import httpx
 import websockets
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from beamhub.compute.backend import Endpoint
 from beamhub.compute.tls import pinned_context
 from beamhub.metrics import PROXY_BYTES, PROXY_REQUESTS, PROXY_UPSTREAM_SECONDS, status_class
+from beamhub.sessions.upstream import EndpointPool, Exchange, UpstreamError, Upstreams, open_exchange
+
+log = logging.getLogger(__name__)
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length"}
@@ -38,12 +41,9 @@ JUPYTER_PAGE = b'id="jupyter-config-data"'
 """What marks a page of JupyterLab itself (its page config), as opposed to an HTML file it serves."""
 
 OWN_FRAMES_ONLY = "frame-ancestors 'self'"
-UPSTREAM_TIMEOUT = {"connect": 10.0, "read": None, "write": None, "pool": None}
-"""A session gets 10 s to accept a connection; a long answer (a download, a kernel's long poll) takes its time."""
-UPSTREAM_CLIENTS = 256
-"""Sessions whose upstream connections are kept open at once (least recently used ones are closed)."""
-
-
+SANDBOX_BYTES = SANDBOX.encode()
+OWN_FRAMES_ONLY_BYTES = OWN_FRAMES_ONLY.encode()
+DECODABLE = {"gzip", "x-gzip", "deflate", "identity"}
 def _ours(cookie_name: str) -> bool:
     return cookie_name.strip().lower().startswith(OUR_COOKIE_PREFIXES)
 
@@ -57,13 +57,31 @@ def _strip_our_cookies(cookie_header: str) -> str:
 def upstream_headers(headers: list[tuple[str, str]], token: str) -> dict[str, str]:
     """Request headers to send on: beamhub's credentials replaced by the session's token (a body's length kept, so
     that it is not re-sent chunked)."""
-    dropped = (HOP_BY_HOP - {"content-length"}) | {"authorization", "cookie"}
+    dropped = (HOP_BY_HOP - {"content-length"}) | {"authorization", "cookie", "expect"}
     out = {k: v for k, v in headers if k.lower() not in dropped}
     cookie = _strip_our_cookies("; ".join(v for k, v in headers if k.lower() == "cookie"))
     if cookie:
         out["cookie"] = cookie
     out["authorization"] = f"token {token}"
     return out
+
+
+def _decodable(accept_encoding: str) -> str:
+    """The codings of a request's Accept-Encoding that this proxy can undo (it must read JupyterLab's pages)."""
+    return ", ".join(c for c in (p.strip() for p in accept_encoding.split(",")) if c.split(";")[0].strip().lower()
+                     in DECODABLE)
+
+
+def request_head(method: str, target: str, headers: list[tuple[str, str]], token: str, chunked: bool) -> bytes:
+    """The request line and headers sent to the session."""
+    out = upstream_headers(headers, token)
+    out.setdefault("host", "session")
+    if "accept-encoding" in out:
+        out["accept-encoding"] = _decodable(out["accept-encoding"]) or "identity"
+    if chunked:
+        out["transfer-encoding"] = "chunked"
+    lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in out.items()), "", ""]
+    return "\r\n".join(lines).encode("latin-1")
 
 
 def sets_our_cookie(set_cookie: str) -> bool:
@@ -73,12 +91,14 @@ def sets_our_cookie(set_cookie: str) -> bool:
     return _ours(name) or any(a.startswith("domain") for a in attributes)
 
 
-def downstream_headers(response: httpx.Response) -> list[tuple[str, str]]:
-    """The session's response headers that may reach the browser: never one that steers an nginx in front of
-    beamhub (X-Accel-*) or sets beamhub's cookies."""
-    return [(k, v) for k, v in response.headers.multi_items()
-            if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-accel-")
-            and not (k.lower() == "set-cookie" and sets_our_cookie(v))]
+def downstream_headers(headers: list[tuple[bytes, bytes]], passes_length: bool) -> list[tuple[bytes, bytes]]:
+    """The session's answer headers that may reach the browser: never one that steers an nginx in front of beamhub
+    (X-Accel-*) or sets beamhub's cookies; its length only where its body passes unchanged."""
+    kept = [(k, v) for k, v in headers
+            if (k.decode("latin-1") not in HOP_BY_HOP or (passes_length and k == b"content-length"))
+            and not k.startswith(b"x-accel-")
+            and not (k == b"set-cookie" and sets_our_cookie(v.decode("latin-1")))]
+    return kept
 
 
 def base_url(endpoint: Endpoint, scheme: str = "http") -> str:
@@ -89,74 +109,85 @@ def base_url(endpoint: Endpoint, scheme: str = "http") -> str:
     return f"{scheme}s://{host}:{endpoint.port}"
 
 
-def new_transport(endpoint: Endpoint) -> httpx.AsyncHTTPTransport:
-    """A transport to the session's socket, or over TLS to its node, trusting its own certificate and no other."""
-    if endpoint.socket is not None:
-        return httpx.AsyncHTTPTransport(uds=str(endpoint.socket))
-    return httpx.AsyncHTTPTransport(verify=pinned_context(endpoint.cert or "", endpoint.client))
-
-
-class Upstreams:
-    """Pooled keep-alive connections, one pool per session endpoint. Requests go to the transport itself: no cookie
-    jar, redirects or hooks of a client stand between the browser and the session."""
-
-    def __init__(self) -> None:
-        self._pools: OrderedDict[Endpoint, httpx.AsyncHTTPTransport] = OrderedDict()
-
-    def pool(self, endpoint: Endpoint) -> httpx.AsyncHTTPTransport:
-        pool = self._pools.pop(endpoint, None)
-        if pool is None:
-            pool = new_transport(endpoint)
-        self._pools[endpoint] = pool
-        while len(self._pools) > UPSTREAM_CLIENTS:
-            _, oldest = self._pools.popitem(last=False)
-            asyncio.get_running_loop().create_task(oldest.aclose())
-        return pool
-
-    async def aclose(self) -> None:
-        for pool in self._pools.values():
-            await pool.aclose()
-        self._pools.clear()
+def _target(scope: Scope) -> str:
+    """The request's path as the client sent it (not decoded, so the session sees what was asked) and its query."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    return (path + b"?" + query if query else path).decode("latin-1")
 
 
 async def forward_http(request: Request, upstreams: Upstreams, endpoint: Endpoint, token: str,
                        sandbox: bool, script: str = "") -> Response:
     """Send the request to the session and stream its answer back (with `script` added to JupyterLab's pages)."""
-    query = f"?{request.url.query}" if request.url.query else ""
-    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    upstream = httpx.Request(request.method, f"{base_url(endpoint)}{request.url.path}{query}",
-                             headers=upstream_headers(request.headers.items(), token),
-                             content=request.stream() if has_body else None,
-                             extensions={"timeout": UPSTREAM_TIMEOUT})
+    headers = request.headers
+    chunked = "transfer-encoding" in headers
+    has_body = chunked or headers.get("content-length", "0") != "0"
+    head = request_head(request.method, _target(request.scope), headers.items(), token, chunked)
     started = time.perf_counter()
+    pool = upstreams.pool(endpoint)
     try:
-        response = await upstreams.pool(endpoint).handle_async_request(upstream)
-    except httpx.HTTPError as exc:
+        exchange = await open_exchange(pool, request.method, head, request.stream() if has_body else None, chunked)
+    except UpstreamError as exc:
         PROXY_REQUESTS.labels("502").inc()
-        return Response(content=f'{{"detail": "the session does not answer: {type(exc).__name__}"}}',
-                        status_code=502, media_type="application/json")
+        return JSONResponse({"detail": f"the session does not answer: {exc}", "code": "session_unreachable"}, 502)
     PROXY_UPSTREAM_SECONDS.observe(time.perf_counter() - started)
-    PROXY_REQUESTS.labels(status_class(response.status_code)).inc()
-    headers = downstream_headers(response)
+    PROXY_REQUESTS.labels(status_class(exchange.status)).inc()
     # A browser enforces every policy it is sent: on the console's origin an opaque sandbox; on the session's own,
     # no framing by other pages (sibling sessions are same-site, so their frames would carry the entry cookie).
-    headers.append(("content-security-policy", SANDBOX if sandbox else OWN_FRAMES_ONLY))
-    if response.headers.get("content-type", "").startswith("text/html"):
-        return await _scrubbed_page(response, headers, token, script)
-    result = StreamingResponse(_counted(response.aiter_raw()), status_code=response.status_code,
-                               background=BackgroundTask(response.aclose))
-    result.raw_headers = _raw(headers)
-    return result
+    policy = (b"content-security-policy", SANDBOX_BYTES if sandbox else OWN_FRAMES_ONLY_BYTES)
+    if _is_page(exchange.headers):
+        return await _scrubbed_page(pool, exchange, [*downstream_headers(exchange.headers, False), policy], token,
+                                    script)
+    return ProxiedAnswer(pool, exchange, [*downstream_headers(exchange.headers, True), policy])
 
 
-async def _counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        PROXY_BYTES.inc(len(chunk))
-        yield chunk
+def _is_page(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k == b"content-type" and v.lower().startswith(b"text/html") for k, v in headers)
 
 
-def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+class ProxiedAnswer(Response):
+    """A session's answer, streamed to the client as it comes; its connection goes back to the pool once read
+    whole, and is closed if the client leaves first."""
+
+    def __init__(self, pool: EndpointPool, exchange: Exchange, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = exchange.status
+        self.raw_headers = headers
+        self.background = None
+        self._pool = pool
+        self._exchange = exchange
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = self._exchange
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if exchange.complete:  # the whole answer is in already: one write
+                body = exchange.take()
+                PROXY_BYTES.inc(len(body))
+                await send({"type": "http.response.body", "body": body})
+            else:
+                await _stream(exchange, receive, send)
+        except UpstreamError as exc:
+            log.warning("a session broke off its answer: %s", exc)
+        finally:
+            self._pool.release(exchange)
+
+
+async def _stream(exchange: Exchange, receive: Receive, send: Send) -> None:
+    """Copy the body as it comes, until it ends or the client leaves (then the session's connection is closed)."""
+    leaving = asyncio.ensure_future(_disconnect(receive))
+    leaving.add_done_callback(lambda _: exchange.complete or exchange.close())
+    try:
+        async for chunk in exchange.body():
+            PROXY_BYTES.inc(len(chunk))
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        leaving.cancel()
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def with_script(page: bytes, src: str) -> bytes:
@@ -172,18 +203,33 @@ def with_script(page: bytes, src: str) -> bytes:
     return page
 
 
-async def _scrubbed_page(response: httpx.Response, headers: list[tuple[str, str]], token: str,
+def _decoded(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A body without its content coding (only those the request allowed: see _decodable)."""
+    coding = next((v.strip().lower() for k, v in headers if k == b"content-encoding"), b"identity")
+    if coding == b"identity":
+        return body
+    if coding in (b"gzip", b"x-gzip"):
+        return zlib.decompress(body, wbits=zlib.MAX_WBITS | 16)
+    if coding == b"deflate":
+        return zlib.decompress(body)
+    raise UpstreamError(f"the session's page came in an unknown coding: {coding.decode('latin-1')}")
+
+
+async def _scrubbed_page(pool: EndpointPool, exchange: Exchange, headers: list[tuple[bytes, bytes]], token: str,
                          script: str) -> Response:
     """An HTML page without the session's private token, which programs embed for their browser code
     (JupyterLab's page config does): the browser never needs it, since this proxy adds it to every request."""
     try:
-        body = with_script((await response.aread()).replace(token.encode(), b""), script)
-    finally:
-        await response.aclose()
+        page = _decoded(b"".join([chunk async for chunk in exchange.body()]), exchange.headers)
+    except (UpstreamError, zlib.error) as exc:
+        exchange.close()
+        return JSONResponse({"detail": f"the session's page broke off: {exc}", "code": "session_unreachable"}, 502)
+    pool.release(exchange)
+    body = with_script(page.replace(token.encode(), b""), script)
     PROXY_BYTES.inc(len(body))
-    result = Response(content=body, status_code=response.status_code)
-    kept = [(k, v) for k, v in headers if k.lower() != "content-encoding"]  # aread() decoded the body
-    result.raw_headers = [*_raw(kept), (b"content-length", str(len(body)).encode())]
+    result = Response(content=body, status_code=exchange.status)
+    kept = [(k, v) for k, v in headers if k != b"content-encoding"]
+    result.raw_headers = [*kept, (b"content-length", str(len(body)).encode())]
     return result
 
 
