@@ -13,7 +13,7 @@ import pytest
 
 from beamhub.compute.backend import Endpoint
 from beamhub.sessions.proxy import ProxiedAnswer, request_head
-from beamhub.sessions.upstream import BUFFERED_BYTES, Exchange, Upstreams, UpstreamError, open_exchange
+from beamhub.sessions.upstream import BUFFERED_BYTES, Exchange, UpstreamError, Upstreams, open_exchange
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
