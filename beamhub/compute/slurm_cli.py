@@ -2,12 +2,12 @@
 administrator). Shared by batch jobs (beamhub.jobs) and sessions on Slurm (beamhub.compute.slurm).
 
 There is no slurmdbd here, so Slurm remembers a finished job only for MinJobAge seconds: what it last said of a
-job is kept in beamhub's database, and `squeue --all --states=all --json` is asked for the jobs still active.
+job is kept in beamhub's database, and squeue is asked only about the jobs beamhub still counts as active, in its
+plain `--Format` (its JSON of 22.05 ignores filters and lists every job remembered: megabytes a poll).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 from dataclasses import dataclass, field
@@ -17,6 +17,8 @@ from pathlib import Path
 from beamhub.compute.backend import Account, Capacity
 
 SUBMIT_TIMEOUT = 60.0
+IDS_PER_QUERY = 1000
+"""The most job ids squeue is asked about by name (its argument stays short)."""
 UMASK = "0077"
 """The umask sbatch hands to the job (SLURM_UMASK): output and error files are the user's alone unless they widen
 them."""
@@ -103,29 +105,30 @@ class Slurm:
             raise SlurmError(_said(done.stderr) or f"sbatch failed with status {done.returncode}")
         return int(done.stdout.strip().split(";")[0])
 
-    def jobs(self) -> dict[int, SlurmJob]:
-        """Every job Slurm remembers, by id."""
-        out = self._run(["squeue", "--all", "--states=all", "--json"])
-        return {job.slurm_id: job for job in map(_job_of, json.loads(out).get("jobs", []))}
+    def jobs(self, slurm_ids: list[int]) -> dict[int, SlurmJob]:
+        """What Slurm says now of these jobs, by id; those it no longer remembers are absent. (Beyond
+        IDS_PER_QUERY ids, every job Slurm remembers is listed once instead.)"""
+        named = [f"--jobs={','.join(map(str, slurm_ids))}"] if len(slurm_ids) <= IDS_PER_QUERY else []
+        try:
+            found = self._listed(["--states=all", *named])
+        except SlurmError as exc:
+            if "Invalid job id" in str(exc):  # what squeue says when the one job asked about is forgotten
+                return {}
+            raise
+        wanted = set(slurm_ids)
+        return {job.slurm_id: job for job in found if job.slurm_id in wanted}
 
     def job(self, slurm_id: int) -> SlurmJob | None:
-        """What Slurm says of one job now; None once it no longer remembers it. (squeue's JSON of 22.05 ignores
-        filters and lists every job it remembers: the fields are asked for one job instead.)"""
-        try:
-            found = self._listed(["--states=all", f"--jobs={slurm_id}"])
-        except SlurmError as exc:
-            if "Invalid job id" in str(exc):
-                return None
-            raise
-        return next((job for job in found if job.slurm_id == slurm_id), None)
+        """What Slurm says of one job now; None once it no longer remembers it."""
+        return self.jobs([slurm_id]).get(slurm_id)
 
     def active_jobs(self) -> list[SlurmJob]:
         """Every job not yet ended (pending, running, suspended, completing)."""
         return self._listed([])
 
     def _listed(self, filters: list[str]) -> list[SlurmJob]:
-        out = self._run(["squeue", "--noheader", f"--Format={FIELDS}", *filters])
-        return [_listed_job(line.split("|")) for line in out.splitlines() if line.count("|") >= 7]
+        out = self._run(["squeue", "--all", "--noheader", f"--Format={FIELDS}", *filters])
+        return [_listed_job(line.split("|")) for line in out.splitlines() if line.count("|") >= 9]
 
     def set_time_limit(self, slurm_id: int, minutes: int) -> None:
         """Move a job's time limit (as Slurm's administrator: a user may only lower it)."""
@@ -150,7 +153,8 @@ class Slurm:
 
     def _run(self, argv: list[str]) -> str:
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=SUBMIT_TIMEOUT)
+            done = subprocess.run(argv, capture_output=True, text=True, env={**self.env, **QUERY_ENV},
+                                  timeout=SUBMIT_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SlurmError(f"{argv[0]} could not run: {exc}") from exc
         if done.returncode != 0:
@@ -171,30 +175,21 @@ def _said(stderr: str) -> str:
     return "; ".join(lines)[:1000]
 
 
-def _job_of(raw: dict) -> SlurmJob:
-    """A SlurmJob from one entry of squeue's JSON (Slurm 22.05: times in epoch seconds, 0 when unset)."""
-    status = raw.get("exit_code")
-    ended = raw.get("job_state") not in ("PENDING", "RUNNING", "CONFIGURING", "SUSPENDED")
-    return SlurmJob(slurm_id=int(raw["job_id"]), state=str(raw.get("job_state", "")),
-                    reason=str(raw.get("state_reason") or "None"), nodes=str(raw.get("nodes") or ""),
-                    started_at=_time(raw.get("start_time")) if raw.get("job_state") != "PENDING" else None,
-                    ended_at=_time(raw.get("end_time")) if ended else None,
-                    exit_code=_exit_code(status) if ended and isinstance(status, int) else None)
-
-
-FIELDS = "JobID:|,State:|,Reason:|,NodeList:|,TimeLimit:|,exit_code:|,Name:|,"
+FIELDS = "JobID:|,State:|,Reason:|,NodeList:|,TimeLimit:|,exit_code:|,StartTime:|,EndTime:|,Name:|,"
 """squeue's fields for a job, each followed by `|` (the name last: a name may hold anything but a newline)."""
+QUERY_ENV = {"SLURM_TIME_FORMAT": "%s"}
+"""squeue writes times as epoch seconds: no time zone to guess."""
+ENDED_NOT = ("PENDING", "RUNNING", "CONFIGURING", "SUSPENDED")
 
 
 def _listed_job(fields: list[str]) -> SlurmJob:
-    """A SlurmJob from one line of squeue --Format=FIELDS."""
-    job_id, state, reason, nodes, limit, code = fields[:6]
-    ended = state not in ("PENDING", "RUNNING", "CONFIGURING", "SUSPENDED")
-    status = code.split(":")
-    exit_code = -int(status[1]) if len(status) > 1 and status[1] not in ("", "0") else int(status[0] or 0)
-    return SlurmJob(slurm_id=int(job_id), state=state, reason=reason or "None", nodes=nodes, started_at=None,
-                    ended_at=None, exit_code=exit_code if ended else None, name="|".join(fields[6:-1]),
-                    time_limit=_limit_minutes(limit))
+    """A SlurmJob from one line of squeue --Format=FIELDS (exit_code is the wait status, as Slurm keeps it)."""
+    job_id, state, reason, nodes, limit, code, start, end = fields[:8]
+    ended = state not in ENDED_NOT
+    return SlurmJob(slurm_id=int(job_id), state=state, reason=reason or "None", nodes=nodes,
+                    started_at=_time(start) if state != "PENDING" else None, ended_at=_time(end) if ended else None,
+                    exit_code=_exit_code(int(code)) if ended and code.isdigit() else None,
+                    name="|".join(fields[8:-1]), time_limit=_limit_minutes(limit))
 
 
 def _limit_minutes(text: str) -> int | None:
@@ -212,6 +207,7 @@ def _exit_code(status: int) -> int:
     return -(status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
 
 
-def _time(epoch: object) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if isinstance(epoch, int) and epoch > 0 else None
+def _time(epoch: str) -> datetime | None:
+    """A time squeue wrote as epoch seconds; None for N/A, Unknown or 0."""
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() and int(epoch) > 0 else None
 

@@ -165,16 +165,16 @@ class JobService:
 
     def refresh(self) -> int:
         """Bring every active job up to what Slurm says now, in one unit of work; how many changed."""
-        with self.db.session() as db:
-            if db.scalar(select(Job.id).where(Job.state.in_(ACTIVE_JOB_STATES)).limit(1)) is None:
-                return 0
         listed_at = utcnow()
-        seen = self.slurm.jobs()
+        # Only jobs recorded before Slurm is asked: sbatch had returned, so Slurm knew each of them.
+        recorded = select(Job).where(Job.state.in_(ACTIVE_JOB_STATES), Job.submitted_at < listed_at)
         with self.db.session() as db:
-            # Only jobs recorded before the listing: sbatch had returned, so Slurm knew each of them.
-            active = db.scalars(select(Job).where(Job.state.in_(ACTIVE_JOB_STATES), Job.submitted_at < listed_at)
-                                .with_for_update())
-            return sum(self._follow(db, job, seen.get(job.slurm_id)) for job in active)
+            slurm_ids = sorted(set(db.scalars(recorded.with_only_columns(Job.slurm_id))))
+        if not slurm_ids:
+            return 0
+        seen = self.slurm.jobs(slurm_ids)
+        with self.db.session() as db:
+            return sum(self._follow(db, job, seen.get(job.slurm_id)) for job in db.scalars(recorded.with_for_update()))
 
     @staticmethod
     def _follow(db: Session, job: Job, seen: SlurmJob | None) -> int:
