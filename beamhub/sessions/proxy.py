@@ -44,6 +44,8 @@ OWN_FRAMES_ONLY = "frame-ancestors 'self'"
 SANDBOX_BYTES = SANDBOX.encode()
 OWN_FRAMES_ONLY_BYTES = OWN_FRAMES_ONLY.encode()
 DECODABLE = {"gzip", "x-gzip", "deflate", "identity"}
+PAGE_BYTES = 64 << 20
+"""The largest HTML answer served (decoded): a page is read whole to take the session's token out of it."""
 def _ours(cookie_name: str) -> bool:
     return cookie_name.strip().lower().startswith(OUR_COOKIE_PREFIXES)
 
@@ -78,7 +80,8 @@ def request_head(method: str, target: str, headers: list[tuple[str, str]], token
     out.setdefault("host", "session")
     if "accept-encoding" in out:
         out["accept-encoding"] = _decodable(out["accept-encoding"]) or "identity"
-    if chunked:
+    if chunked:  # never both: the session would have to choose which one frames the body
+        out.pop("content-length", None)
         out["transfer-encoding"] = "chunked"
     lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in out.items()), "", ""]
     return "\r\n".join(lines).encode("latin-1")
@@ -203,16 +206,28 @@ def with_script(page: bytes, src: str) -> bytes:
     return page
 
 
-def _decoded(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A body without its content coding (only those the request allowed: see _decodable)."""
+def decoded_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A body without its content coding (only those the request allowed: see _decodable), at most PAGE_BYTES."""
     coding = next((v.strip().lower() for k, v in headers if k == b"content-encoding"), b"identity")
     if coding == b"identity":
         return body
-    if coding in (b"gzip", b"x-gzip"):
-        return zlib.decompress(body, wbits=zlib.MAX_WBITS | 16)
-    if coding == b"deflate":
-        return zlib.decompress(body)
-    raise UpstreamError(f"the session's page came in an unknown coding: {coding.decode('latin-1')}")
+    if coding not in (b"gzip", b"x-gzip", b"deflate"):
+        raise UpstreamError(f"the session's page came in an unknown coding: {coding.decode('latin-1')}")
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding != b"deflate" else zlib.MAX_WBITS)
+    page = decoder.decompress(body, PAGE_BYTES + 1)
+    if len(page) > PAGE_BYTES:
+        raise UpstreamError("the session's page is larger than beamhub serves")
+    return page
+
+
+async def _read_page(exchange: Exchange) -> bytes:
+    chunks, size = [], 0
+    async for chunk in exchange.body():
+        size += len(chunk)
+        if size > PAGE_BYTES:
+            raise UpstreamError("the session's page is larger than beamhub serves")
+        chunks.append(chunk)
+    return decoded_page(b"".join(chunks), exchange.headers)
 
 
 async def _scrubbed_page(pool: EndpointPool, exchange: Exchange, headers: list[tuple[bytes, bytes]], token: str,
@@ -220,7 +235,7 @@ async def _scrubbed_page(pool: EndpointPool, exchange: Exchange, headers: list[t
     """An HTML page without the session's private token, which programs embed for their browser code
     (JupyterLab's page config does): the browser never needs it, since this proxy adds it to every request."""
     try:
-        page = _decoded(b"".join([chunk async for chunk in exchange.body()]), exchange.headers)
+        page = await _read_page(exchange)
     except (UpstreamError, zlib.error) as exc:
         exchange.close()
         return JSONResponse({"detail": f"the session's page broke off: {exc}", "code": "session_unreachable"}, 502)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 
@@ -18,8 +19,10 @@ CONNECT_SECONDS = 10.0
 """A session gets 10 s to accept a connection; a long answer (a download, a kernel's long poll) takes its time."""
 BUFFERED_BYTES = 256 * 1024
 """Bytes of an answer held while the client is slower than the session, before the session is asked to wait."""
-IDLE_PER_ENDPOINT = 64
+IDLE_PER_ENDPOINT = 32
 """Idle keep-alive connections kept per session endpoint."""
+IDLE_SECONDS = 30.0
+"""How long an idle connection is kept: a session that nobody uses holds no file descriptor of beamhub's."""
 ENDPOINTS_KEPT = 256
 """Session endpoints whose connections are kept open at once (the least recently used ones are closed)."""
 RETRIED_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -39,6 +42,8 @@ class Exchange(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._reading = True
+        self._interim = False
+        self.idle_since = 0.0
         self.lost: BaseException | None = None
         self.begin(head_only=False)
         self.active = False
@@ -103,6 +108,10 @@ class Exchange(asyncio.Protocol):
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim answer (103 Early Hints): the final one follows
+            self._interim = True
+            self.headers = []
+            return
         self.headers_done = True
         if self.head_only:
             self.complete = True  # the answer to HEAD has no body, whatever its length says
@@ -118,6 +127,9 @@ class Exchange(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive()  # asked here: the parser forgets once the call returns
         self._wake()
@@ -224,9 +236,15 @@ class EndpointPool:
     def release(self, exchange: Exchange) -> None:
         if exchange.reusable() and len(self._idle) < IDLE_PER_ENDPOINT:
             exchange.active = False
+            exchange.idle_since = time.monotonic()
             self._idle.append(exchange)
         else:
             exchange.close()
+
+    def sweep(self, before: float) -> None:
+        """Close the connections idle since before `before` (the oldest are at the left)."""
+        while self._idle and self._idle[0].idle_since < before:
+            self._idle.popleft().close()
 
     def close(self) -> None:
         while self._idle:
@@ -238,8 +256,14 @@ class Upstreams:
 
     def __init__(self) -> None:
         self._pools: OrderedDict[Endpoint, EndpointPool] = OrderedDict()
+        self._swept = time.monotonic()
 
     def pool(self, endpoint: Endpoint) -> EndpointPool:
+        now = time.monotonic()
+        if now - self._swept > IDLE_SECONDS:
+            self._swept = now
+            for kept in self._pools.values():
+                kept.sweep(now - IDLE_SECONDS)
         pool = self._pools.get(endpoint)
         if pool is None:
             pool = self._pools[endpoint] = EndpointPool(endpoint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 
 from beamhub.compute.backend import Endpoint
-from beamhub.sessions.proxy import ProxiedAnswer, request_head
+from beamhub.sessions import proxy, upstream
+from beamhub.sessions.proxy import ProxiedAnswer, decoded_page, request_head
 from beamhub.sessions.upstream import BUFFERED_BYTES, Exchange, UpstreamError, Upstreams, open_exchange
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -250,3 +252,49 @@ def test_only_codings_the_proxy_can_undo_are_asked_for() -> None:
     assert b"accept-encoding: gzip, deflate\r\n" in head
     head = request_head("GET", "/s/x/lab", [("accept-encoding", "br")], "t", False)
     assert b"accept-encoding: identity\r\n" in head
+
+
+def test_an_interim_answer_is_not_taken_for_the_answer(tmp_path: Path) -> None:
+    async def hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody")
+        await writer.drain()
+        await keep_alive(reader, writer)
+
+    async def test() -> None:
+        async with program(tmp_path, hints) as served:
+            upstreams = Upstreams()
+            exchange, data = await get(upstreams, served)
+            assert (exchange.status, data, exchange.headers) == (200, b"body", [(b"content-length", b"4")])
+            assert (await get(upstreams, served))[1] == b"hello" and served.connections == 1
+    run(test)
+
+
+def test_connections_left_idle_are_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[bool] = []
+
+    async def until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await keep_alive(reader, writer)
+        closed.append(True)
+
+    async def test() -> None:
+        async with program(tmp_path, until_closed) as served:
+            upstreams = Upstreams()
+            await get(upstreams, served)
+            await asyncio.sleep(0.2)
+            upstreams.pool(Endpoint(socket=tmp_path / "elsewhere.sock"))  # any use of the proxy sweeps
+            await asyncio.sleep(0.1)
+            assert closed == [True]
+    monkeypatch.setattr(upstream, "IDLE_SECONDS", 0.1)
+    run(test)
+
+
+def test_a_compressed_page_is_read_within_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    page = b"<html>" + b"x" * 1000 + b"</html>"
+    assert decoded_page(gzip.compress(page), [(b"content-encoding", b"gzip")]) == page
+    monkeypatch.setattr(proxy, "PAGE_BYTES", 1 << 20)
+    with pytest.raises(UpstreamError, match="larger"):
+        decoded_page(gzip.compress(bytes(8 << 20)), [(b"content-encoding", b"gzip")])
+    with pytest.raises(UpstreamError, match="unknown coding"):
+        decoded_page(page, [(b"content-encoding", b"br")])
