@@ -4,13 +4,16 @@ refused within seconds, and open websockets (on either origin) close."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
 from helpers.session_origin import (
+    ECHO,
     PASSWORD,
     Browser,
     browser_of,
@@ -19,6 +22,7 @@ from helpers.session_origin import (
     seconds_until_closed,
     start_echo,
 )
+from helpers.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +110,18 @@ def test_a_websocket_on_the_sessions_origin_closes_once_the_login_ends(hub: Any,
 
     assert asyncio.run(held_open()) < 5
     browser.close()
+
+
+def test_disabling_a_user_ends_their_access_through_the_proxy_within_seconds(hub: Any, hub_sessions: Any) -> None:
+    name, token = hub.create_user()
+    session = hub_sessions.running(hub.admin_token, user=name, kind="command", command="python3", args=["-c", ECHO],
+                                   memory="128Mi", ncores=0.1)
+    wait_for((Path("/run/beamhub") / session["id"] / "http.sock").exists, 15, "the echo server to listen")
+    with hub.client(token) as client:
+        assert [client.get(f"/s/{session['id']}/echo").status_code for _ in range(3)][-1] == 200
+        disabled = time.monotonic()
+        assert hub.admin.patch(f"/api/v1/users/{name}", json={"state": "disabled"}).status_code == 200
+        while (status := client.get(f"/s/{session['id']}/echo").status_code) == 200:
+            assert time.monotonic() - disabled < 5, "still served 5 s after the user was disabled"
+            time.sleep(0.2)
+        assert status == 403
