@@ -37,6 +37,7 @@ class World:
     server: Any
     proposals: dict[str, dict[str, Any]]
     tokens: dict[str, str]
+    names: dict[str, str]
 
     def get(self, who: str, route: str, proposal: str = "P1", **params: Any) -> Any:
         client = self.server.client(self.tokens[who])
@@ -105,7 +106,7 @@ def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterato
         write_big(Path(proposals["P1"]["path"]) / "scan1/big.h5")  # after: registering would checksum 10 GiB
         os.link(secret, Path(proposals["P1"]["path"]) / "scan1/linked.h5")
         (Path(proposals["P1"]["path"]) / "scan1/out.h5").symlink_to(secret)
-        yield World(server, proposals, tokens)
+        yield World(server, proposals, tokens, names)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
 
@@ -155,6 +156,19 @@ def test_a_non_member_gets_not_found(world: World) -> None:
     for route in ("meta", "attr", "data", "stats", "paths"):
         assert_error(world.get("stranger", route, file="scan1/f.h5", path="/entry/data/stack"), 404)
         assert_error(world.get("other", route, file="scan1/f.h5", path="/entry/data/stack"), 404)
+
+
+def test_a_member_taken_out_reads_nothing_more_at_once(world: World) -> None:
+    """beamhub keeps a proposal's row a second or two for the viewer's many requests; the file's ACL, rewritten when
+    the member goes and checked as the caller on every request, refuses them at once all the same."""
+    member = f"/api/v1/proposals/{world.proposals['P1']['id']}/members/{world.names['stranger']}"
+    assert world.server.admin.put(member, json={"role": "member"}).status_code == 200
+    try:
+        assert world.get("stranger", "meta", file="scan1/f.h5", path="/entry").status_code == 200
+    finally:
+        assert world.server.admin.delete(member).status_code == 200
+    for route in ("meta", "data"):
+        assert_error(world.get("stranger", route, file="scan1/f.h5", path="/entry/data/stack"), 404)
 
 
 @pytest.mark.parametrize("file, status", [("../{P2}/secret.h5", 422), ("{P2_PATH}/secret.h5", 422),

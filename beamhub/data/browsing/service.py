@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from beamhub.cache import TtlCache
 from beamhub.data.access import Caller, FolderWalks, may_access, may_read
 from beamhub.data.browsing.download import tree_entries
 from beamhub.data.catalogue import under
@@ -29,6 +30,9 @@ SCAN_ROWS = 1000
 """Catalogue rows one page of files examines at most, however many of them the caller's ACLs hide."""
 CHUNK = 100
 """Rows read in one query while a page fills, at least."""
+PROPOSAL_SECONDS = 2.0
+"""How long a proposal's row (its members) is taken from memory by the hot read paths (recent_proposal): a removed
+member stops seeing it within that, and at once for its files (their ACLs are rewritten and checked every time)."""
 
 
 def hidden_cursor(anchor: str | None, skip: int) -> str:
@@ -53,6 +57,8 @@ class DataBrowser:
     def __init__(self, data: DataService) -> None:
         self.data = data
         self.db = data.db
+        self.recent: TtlCache[str, Proposal] = TtlCache(PROPOSAL_SECONDS)
+        data.identity.on_revoke.append(self.recent.clear)
 
     def _caller(self, principal: Principal) -> Caller:
         caller = self.data.caller(principal)
@@ -129,9 +135,22 @@ class DataBrowser:
         """Where a catalogue record's file is (built from the catalogue, never from a request)."""
         return self.data.proposal_dir(proposal, record.tier).joinpath(*record.relpath.split("/"))
 
+    def recent_proposal(self, principal: Principal, proposal_id: str) -> Proposal:
+        """DataService.get from a row at most PROPOSAL_SECONDS old: for reads asked many times a second."""
+        proposal = self.recent.get(proposal_id)
+        if proposal is None:
+            proposal = self.data.load(proposal_id)
+            self.recent.put(proposal_id, proposal)
+        if not self.data.visible(principal, proposal):
+            raise NotFound("no proposal %(proposal)s", proposal=proposal_id)
+        return proposal
+
     def readable_file(self, principal: Principal, proposal_id: str, relative: str) -> Path:
         """The real path of a regular file of the proposal that the caller may read now, per its ACL."""
-        proposal = self.data.get(principal, proposal_id)
+        return self.readable_in(principal, self.data.get(principal, proposal_id), relative)
+
+    def readable_in(self, principal: Principal, proposal: Proposal, relative: str) -> Path:
+        """readable_file in a proposal the caller may know (DataService.get's or recent_proposal's answer)."""
         caller = self._caller(principal)
         for path in self._candidates(proposal, relative):
             if stat.S_ISREG(os.stat(path).st_mode) and may_read(path, caller):
@@ -139,13 +158,16 @@ class DataBrowser:
         raise NotFound("no such file: %(file)s", file=relative)
 
     def _candidates(self, proposal: Proposal, relative: str) -> Iterator[Path]:
-        """The real paths `relative` names in the proposal's folder on each tier, the catalogued tier first."""
+        """The real paths `relative` names in the proposal's folder on each tier, the catalogued tier first (the
+        catalogue is asked only when more than one tier holds a folder of the proposal)."""
         check_relative(relative)
         tiers = [tier for tier, _ in self.data.tier_dirs(proposal)]
-        with self.db.session() as db:
-            catalogued = db.scalar(select(DataFile.tier).where(DataFile.proposal_id == proposal.id,
-                                                               DataFile.relpath == relative.strip("/")))
-        for tier in sorted(tiers, key=lambda t: t != catalogued):
+        if len(tiers) > 1:
+            with self.db.session() as db:
+                catalogued = db.scalar(select(DataFile.tier).where(DataFile.proposal_id == proposal.id,
+                                                                   DataFile.relpath == relative.strip("/")))
+            tiers.sort(key=lambda t: t != catalogued)
+        for tier in tiers:
             try:
                 yield resolve_inside(self.data.proposal_dir(proposal, tier), relative)
             except NotFound:

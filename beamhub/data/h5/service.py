@@ -1,7 +1,8 @@
 """HDF5 files of a proposal read for a caller, answered as h5grove 4 answers (`/meta`, `/attr`, `/paths`).
 
-The file is the one the catalogue's rule lets the caller read (DataBrowser.readable_file: the real
-path inside the proposal's folder, the kernel's ACL check as the caller), opened once with O_NOFOLLOW
+The file is the one the catalogue's rule lets the caller read (DataBrowser.readable_in: the real
+path inside the proposal's folder, the kernel's ACL check as the caller, on every request; only the
+proposal's row may be a second or two old, see recent_proposal), opened once with O_NOFOLLOW
 and read through that descriptor. beamhub reads as root, so nothing in the file may make it read
 another file: external links are reported, never followed; a virtual dataset or one with external
 raw storage is described but its values are refused (they name files the caller's ACLs never saw).
@@ -154,7 +155,8 @@ class H5Files:
     @contextmanager
     def open(self, principal: Principal, proposal_id: str, file: str) -> Iterator[h5py.File]:
         """The proposal's file `file` (relative to the proposal's folder) as HDF5, if the caller may read it."""
-        with open_h5(self.browse.readable_file(principal, proposal_id, file)) as h5:
+        proposal = self.browse.recent_proposal(principal, proposal_id)
+        with open_h5(self.browse.readable_in(principal, proposal, file)) as h5:
             yield h5
 
     def meta(self, principal: Principal, proposal_id: str, file: str, path: str, resolve: str) -> dict[str, Any]:
@@ -173,7 +175,6 @@ class H5Files:
         with self.open(principal, proposal_id, file) as h5:
             return link_paths(locate(h5, path, resolve), path)
 
-
     def data(self, principal: Principal, proposal_id: str, file: str, path: str, selection: str | None, fmt: str,
              dtype: str, flatten: bool) -> Body:
         """h5grove's /data of the dataset at `path`; a streamed body keeps the file open until it is sent."""
@@ -184,7 +185,7 @@ class H5Files:
         except BaseException:
             stack.close()
             raise
-        if isinstance(body.content, bytes):
+        if not isinstance(body.content, Iterator):
             stack.close()
         else:
             body.content = _closing(body.content, stack)

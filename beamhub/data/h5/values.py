@@ -1,7 +1,8 @@
 """A dataset's values as h5grove 4's `/data` and `/stats` give them, in bounded memory.
 
 bin, npy and csv are streamed: read and encoded a block at a time (h5_select), so a slice of
-any size costs a few megabytes. json and tiff need the whole selection at once: they are refused
+any size costs a few megabytes; a bin selection of one block at most is answered as that block's
+buffer (no copy, nothing to stream). json and tiff need the whole selection at once: they are refused
 past WHOLE_BYTES (select less, or ask for bin/npy/csv). /stats folds the blocks into running sums.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 from h5grove.encoders import orjson_encode, tiff_encode
 from h5grove.utils import QueryArgumentError, convert, is_numeric_data
 
-from beamhub.data.h5.selection import Selection, parse_selection, read_blocks
+from beamhub.data.h5.selection import BLOCK_BYTES, Selection, parse_selection, read_blocks
 from beamhub.errors import Invalid
 
 WHOLE_BYTES = 64 * 1024 * 1024
@@ -31,7 +32,7 @@ class Body:
     """An encoded answer: its media type, its headers, and its bytes (all at once or a chunk at a time)."""
 
     media_type: str
-    content: bytes | Iterator[bytes]
+    content: bytes | memoryview | Iterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,8 +53,9 @@ def encode_values(dataset: h5py.Dataset, text: str | None, fmt: str, dtype: str,
         raise Invalid("format %(fmt)s is for fixed-size values; ask json for variable-length ones", fmt=fmt)
     blocks = (_convert(block, dtype) for block in read_blocks(dataset, selection))
     if fmt == "bin":
-        return Body("application/octet-stream", (block.tobytes() for block in blocks),
-                    {"content-length": str(selection.size * out.itemsize)})
+        size = selection.size * out.itemsize
+        content = _one_buffer(blocks) if size <= BLOCK_BYTES else (block.tobytes() for block in blocks)
+        return Body("application/octet-stream", content, {"content-length": str(size)})
     if not is_numeric_data(np.empty(0, out)):
         raise Invalid("Unsupported encoding %(fmt)s for non-numeric content", fmt=fmt)
     if fmt == "npy":
@@ -65,6 +67,12 @@ def encode_values(dataset: h5py.Dataset, text: str | None, fmt: str, dtype: str,
             raise Invalid("format csv takes one or two dimensions of real numbers")
         return _download("csv", _csv(shape, blocks))
     return _download("tiff", tiff_encode(_whole(dataset, selection, dtype, flatten, fmt)))
+
+
+def _one_buffer(blocks: Iterator[np.ndarray]) -> memoryview:
+    """The bytes of a selection of at most BLOCK_BYTES, as one buffer (the block itself when it is one)."""
+    arrays = [np.ascontiguousarray(block).reshape(-1).view(np.uint8) for block in blocks]
+    return memoryview(arrays[0] if len(arrays) == 1 else np.concatenate(arrays or [np.empty(0, np.uint8)]))
 
 
 def _converted_dtype(source: np.dtype, dtype: str) -> np.dtype:
