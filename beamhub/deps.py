@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -185,66 +185,68 @@ async def credential_stands(request: Request) -> bool:
     return await principal_if_valid(request) is not None
 
 
-def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+# The dependencies below are `async def` although they never wait: FastAPI runs a plain `def` dependency in the
+# thread pool, a thread hop (and a wait for a free worker under load) per dependency and request.
+async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     principal.require_admin()
     return principal
 
 
-def scoped(scope: str) -> Callable[[Principal], Principal]:
+def scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, if their credential carries `scope`."""
 
-    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         principal.require_scope(scope)
         return principal
 
     return check
 
 
-def identity_service(request: Request) -> IdentityService:
+async def identity_service(request: Request) -> IdentityService:
     return get_services(request).identity
 
 
-def group_service(request: Request) -> GroupService:
+async def group_service(request: Request) -> GroupService:
     return get_services(request).groups
 
 
-def key_service(request: Request) -> SshKeyService:
+async def key_service(request: Request) -> SshKeyService:
     return get_services(request).keys
 
 
-def windows_service(request: Request) -> WindowsIdentity:
+async def windows_service(request: Request) -> WindowsIdentity:
     return get_services(request).windows
 
 
-def audit_service(request: Request) -> AuditService:
+async def audit_service(request: Request) -> AuditService:
     return get_services(request).audit
 
 
-def session_service(request: Request) -> SessionService:
+async def session_service(request: Request) -> SessionService:
     return get_services(request).sessions
 
 
-def login_service(request: Request) -> LoginService:
+async def login_service(request: Request) -> LoginService:
     return get_services(request).login
 
 
-def workstation_service(request: Request) -> WorkstationService:
+async def workstation_service(request: Request) -> WorkstationService:
     return get_services(request).workstations
 
 
-def data_service(request: Request) -> DataService:
+async def data_service(request: Request) -> DataService:
     return get_services(request).data
 
 
-def registration_service(request: Request) -> RegistrationService:
+async def registration_service(request: Request) -> RegistrationService:
     return get_services(request).registration
 
 
-def browse_service(request: Request) -> DataBrowser:
+async def browse_service(request: Request) -> DataBrowser:
     return get_services(request).browse
 
 
-def job_service(request: Request) -> JobService:
+async def job_service(request: Request) -> JobService:
     return get_services(request).jobs
 
 
