@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from beamhub.identity.accounts.schemas import UserOut
 from helpers.accounts import UserMaker
 
 
@@ -66,6 +67,22 @@ def test_membership_changes_show_in_id_and_in_the_listing(server: Any, user: tup
     removed = server.admin.delete(f"/api/v1/groups/{group['name']}/members/{username}")
     assert removed.json()["members"] == []
     assert group["name"] not in id_groups(username)
+
+
+def test_the_api_shows_a_user_as_the_heps_api_does_alone_and_in_a_page(server: Any, user: tuple[str, str],
+                                                                        system_groups: list[str]) -> None:
+    """/api/v1/users reads columns and serializes a view; /users/ (HEPS) reads ORM users through UserOut."""
+    username, token = user
+    names = [new_group(server, system_groups)["name"] for _ in range(2)]
+    for name in reversed(names):
+        assert server.admin.put(f"/api/v1/groups/{name}/members/{username}").status_code == 200
+    mine = server.client(token).get(f"/api/v1/users/{username}").json()
+    assert set(mine) == set(UserOut.model_fields)
+    assert mine == server.admin.get(f"/users/{username}").json()
+    assert mine["groups"] == sorted([*names, "beamhub-users"])
+    page = server.admin.get("/api/v1/users", params={"limit": 1000}).json()
+    assert page == server.admin.get("/users/", params={"limit": 1000}).json()
+    assert [entry for entry in page if entry["username"] == username] == [mine]
 
 
 def test_a_group_change_reaches_the_users_next_session(server: Any, user: tuple[str, str],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
+from pydantic import TypeAdapter
 
 from beamhub.deps import CurrentPrincipal, Groups, Identity
 from beamhub.identity.accounts.models import Group
+from beamhub.identity.accounts.reads import UserView
 from beamhub.identity.accounts.schemas import (
     GroupCreate,
     GroupOut,
@@ -19,6 +21,7 @@ from beamhub.identity.accounts.schemas import (
 from beamhub.identity.fields import MAX_ID
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
+JSON = "application/json"
 
 
 def group_out(group: Group) -> GroupOut:
@@ -33,15 +36,21 @@ def create_user(body: UserCreate, principal: CurrentPrincipal, identity: Identit
                                 by=principal)
 
 
+# The two reads below answer with JSON serialized straight from the service's UserView (the fields of UserOut):
+# FastAPI would copy each view into a dict and validate it into a UserOut first, half the time of a 100-user page.
+USER_JSON = TypeAdapter(UserView)
+USERS_JSON = TypeAdapter(list[UserView])
+
+
 @router.get("/users", response_model=list[UserOut])
 def list_users(principal: CurrentPrincipal, identity: Identity, offset: int = Query(0, ge=0, le=MAX_ID),
-               limit: int = Query(100, ge=1, le=1000)) -> object:
-    return identity.list_users(offset, limit, by=principal)
+               limit: int = Query(100, ge=1, le=1000)) -> Response:
+    return Response(USERS_JSON.dump_json(identity.profiles(offset, limit, by=principal)), media_type=JSON)
 
 
 @router.get("/users/{username}", response_model=UserOut)
-def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> object:
-    return identity.get_user(username, by=principal)
+def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> Response:
+    return Response(USER_JSON.dump_json(identity.profile(username, by=principal)), media_type=JSON)
 
 
 @router.patch("/users/{username}", response_model=UserOut)

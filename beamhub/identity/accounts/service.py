@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from beamhub.compute.backend import Account
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, HostRefused, Invalid, NotFound, Unauthenticated
-from beamhub.identity.accounts import host, sources
+from beamhub.identity.accounts import host, reads, sources
 from beamhub.identity.accounts.groups import GroupService
 from beamhub.identity.accounts.models import ApiToken, Group, Role, User, UserState
 from beamhub.identity.audit.service import AuditService
@@ -35,14 +35,14 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _refusal(record: ApiToken | None, now: datetime) -> Unauthenticated | Forbidden | None:
-    """Why a token record does not authenticate anyone now; None if it does."""
-    if record is None or record.revoked_at is not None:
+def _refusal(found: Row[Any] | None, now: datetime) -> Unauthenticated | Forbidden | None:
+    """Why a token (read by reads.token_with_user) does not authenticate anyone now; None if it does."""
+    if found is None or found.revoked_at is not None:
         return Unauthenticated("the token is unknown or revoked")
-    if record.expires_at is not None and record.expires_at <= now:
+    if found.expires_at is not None and found.expires_at <= now:
         return Unauthenticated("the token has expired")
-    if record.user.state is not UserState.active:
-        return Forbidden("user %(username)s is disabled", username=record.user.username)
+    if found.state is not UserState.active:
+        return Forbidden("user %(username)s is disabled", username=found.username)
     return None
 
 
@@ -208,6 +208,21 @@ class IdentityService:
         with self.db.session() as db:
             return list(db.scalars(select(User).order_by(User.username).offset(offset).limit(limit)))
 
+    def profile(self, username: str, *, by: Principal) -> reads.UserView:
+        """A user as the API shows them (one statement), for the user themself or an administrator."""
+        by.require_self_or_admin(username)
+        with self.db.engine.connect() as connection:
+            view = reads.user_view(connection, username)
+        if view is None:
+            raise NotFound("no user %(username)s", username=username)
+        return view
+
+    def profiles(self, offset: int = 0, limit: int = 100, *, by: Principal) -> list[reads.UserView]:
+        """A page of users by name as the API shows them (one statement), for administrators."""
+        by.require_admin()
+        with self.db.engine.connect() as connection:
+            return reads.user_views(connection, offset, limit)
+
     def count_users(self, *, by: Principal) -> int:
         """How many users there are, for administrators."""
         by.require_admin()
@@ -256,12 +271,13 @@ class IdentityService:
 
     def account(self, user: User) -> Account:
         """The UID, GID, supplementary GIDs (from NSS on the nss source) and home a user's sessions run as."""
-        if self.settings.identity_source == "nss":
-            groups = sources.nss_group_ids(user.username, user.gid)
-        else:
-            groups = tuple(group.gid for group in user.group_list)
+        groups = self._group_ids(user.username, user.gid, tuple(group.gid for group in user.group_list))
         return Account(username=user.username, uid=user.uid, gid=user.gid, groups=groups,
                        home=self.home(user.username))
+
+    def _group_ids(self, username: str, gid: int, beamhub_gids: tuple[int, ...]) -> tuple[int, ...]:
+        """A user's supplementary GIDs: from NSS on the nss source, else those of their groups in beamhub."""
+        return sources.nss_group_ids(username, gid) if self.settings.identity_source == "nss" else beamhub_gids
 
     # --- tokens ------------------------------------------------------------------------
     def issue_token(self, username: str, name: str, expires_in: int | None = None,
@@ -331,19 +347,19 @@ class IdentityService:
         admin = self.settings.admin_token
         if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
             return Principal(username=BOOTSTRAP_ADMIN, user_id=None, roles=frozenset({"admin"}), address=address)
-        with self.db.session() as db:
-            record = db.scalar(select(ApiToken).where(ApiToken.digest == token_digest(token)))
-            now = utcnow()
-            refusal = _refusal(record, now)
-            if refusal is None and record is not None:
-                if record.last_used_at is None or now - record.last_used_at > timedelta(minutes=1):
-                    record.last_used_at = now
-                    self.audit.add(db, record.user.username, "token.use", record.user.username, address,
-                                   token_id=record.id, token_name=record.name)
-                principal = self.principal_of(record.user, frozenset(record.scopes), record.id)
-                return replace(principal, address=address, expires_at=record.expires_at)
-            actor = record.user.username if record is not None else ""
-            token_id = record.id if record is not None else None
+        with self.db.engine.connect() as connection:
+            found = reads.token_with_user(connection, "digest", token_digest(token))
+        now = utcnow()
+        refusal = _refusal(found, now)
+        if refusal is None and found is not None:
+            if found.last_used_at is None or now - found.last_used_at > timedelta(minutes=1):
+                with self.db.session() as db:
+                    db.execute(update(ApiToken).where(ApiToken.id == found.id).values(last_used_at=now))
+                    self.audit.add(db, found.username, "token.use", found.username, address, token_id=found.id,
+                                   token_name=found.name)
+            return replace(self._token_principal(found), address=address)
+        actor = found.username if found is not None else ""
+        token_id = found.id if found is not None else None
         assert refusal is not None
         self.audit.record(actor, "token.refused", actor, address, success=False, reason=str(refusal),
                           token_id=token_id)
@@ -352,13 +368,22 @@ class IdentityService:
     def principal_of_token(self, token_id: int) -> Principal:
         """The principal of an API token found by its id, if it still stands (what a session's entry cookie
         obtained with that token stands on); 401 or 403 as for the token itself."""
-        with self.db.session() as db:
-            record = db.get(ApiToken, token_id)
-            refusal = _refusal(record, utcnow())
-            if refusal is not None:
-                raise refusal
-            assert record is not None
-            return self.principal_of(record.user, frozenset(record.scopes), record.id)
+        with self.db.engine.connect() as connection:
+            found = reads.token_with_user(connection, "id", token_id)
+        refusal = _refusal(found, utcnow())
+        if refusal is not None:
+            raise refusal
+        assert found is not None
+        return self._token_principal(found)
+
+    def _token_principal(self, found: Row[Any]) -> Principal:
+        """The principal of a token read by reads.token_with_user, as principal_of makes it from a user."""
+        groups = reads.parse_groups(found.group_entries)
+        gids = self._group_ids(found.username, found.gid, tuple(gid for _, gid in groups))
+        return Principal(username=found.username, user_id=found.user_id, roles=frozenset(found.roles),
+                         beamlines=frozenset(found.beamlines), scopes=frozenset(found.scopes), token_id=found.id,
+                         uid=found.uid, gids=frozenset({found.gid, *gids}),
+                         groups=frozenset(name for name, _ in groups), expires_at=found.expires_at)
 
     def resolve_target(self, principal: Principal, username: str | None) -> User:
         """The user a request acts for: oneself, or anyone for an administrator."""
