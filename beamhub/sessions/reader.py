@@ -36,8 +36,7 @@ class SessionReader:
         staff), or all for an admin."""
         query = select(SessionRecord).order_by(SessionRecord.created_at.desc()).limit(limit)
         if username is not None or principal.user_id is not None and not principal.is_admin:
-            user = self.identity.resolve_target(principal, username)
-            mine = SessionRecord.user_id == user.id
+            mine = SessionRecord.user_id == self._target_id(principal, username)
             if username is None and principal.is_staff and principal.beamlines:
                 mine = mine | SessionRecord.beamline.in_(principal.beamlines)
             query = query.where(mine)
@@ -45,6 +44,12 @@ class SessionReader:
             query = query.where(SessionRecord.state.in_(ACTIVE_STATES))
         with self.db.session() as db:
             return list(db.scalars(query))
+
+    def _target_id(self, principal: Principal, username: str | None) -> int:
+        """The id of the user a request acts for (identity.resolve_target), without reading the caller again."""
+        if username in (None, principal.username) and principal.user_id is not None:
+            return principal.user_id
+        return self.identity.resolve_target(principal, username).id
 
     def find_active(self, principal: Principal, username: str, name: str) -> SessionRecord:
         """The active session of a user with this name."""
