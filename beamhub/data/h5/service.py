@@ -18,6 +18,7 @@ from typing import Any
 
 import h5py
 from h5grove.utils import attr_metadata, get_filters, get_type_metadata, sorted_dict
+from h5py import h5d, h5g, h5i, h5l, h5o, h5t
 
 from beamhub.data.browsing.download import open_regular
 from beamhub.data.browsing.service import DataBrowser
@@ -26,6 +27,7 @@ from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
 Entity = h5py.Group | h5py.Dataset | h5py.Datatype | h5py.SoftLink | h5py.ExternalLink
+Node = h5g.GroupID | h5d.DatasetID | h5t.TypeID | h5py.SoftLink | h5py.ExternalLink
 MAX_SOFT_LINKS = 40
 LINK_RESOLUTIONS = ("only_valid", "all", "none")
 
@@ -49,43 +51,74 @@ def locate(h5: h5py.File, path: str, resolve: str = "only_valid") -> Entity:
     """The object at `path`; a soft link's target unless `resolve` is "none" (or it dangles and is "only_valid")."""
     if resolve not in LINK_RESOLUTIONS:
         raise Invalid("resolve_links must be one of %(link_resolutions)s", link_resolutions=', '.join(LINK_RESOLUTIONS))
-    return _walk(h5, h5["/"], _parts(path), path, resolve, [0])
+    return _entity(_walk(h5, _root(h5), _parts(path), path, resolve, [0]))
 
 
 def _parts(path: str) -> list[str]:
     return [part for part in path.split("/") if part not in ("", ".")]
 
 
-def _walk(h5: h5py.File, node: Entity, parts: list[str], path: str, resolve: str, hops: list[int]) -> Entity:
-    """Follow `parts` from `node` link by link: hard links opened, soft links walked from their target, external
-    links never crossed (the last one is returned as it is)."""
+def _root(h5: h5py.File) -> h5g.GroupID:
+    return h5o.open(h5.id, b"/")
+
+
+def _entity(node: Node) -> Entity:
+    """h5py's object for what a walk reached (a link is returned as it is)."""
+    if isinstance(node, h5py.SoftLink | h5py.ExternalLink):
+        return node
+    kind = h5i.get_type(node)
+    if kind == h5i.GROUP:
+        return h5py.Group(node)
+    if kind == h5i.DATASET:
+        return h5py.Dataset(node)
+    return h5py.Datatype(node)
+
+
+def _walk(h5: h5py.File, node: Node, parts: list[str], path: str, resolve: str, hops: list[int]) -> Node:
+    """Follow `parts` from `node` link by link (on h5py's low-level ids: a step is two library calls): hard links
+    opened, soft links walked from their target, external links never crossed (the last one is returned as it is)."""
     for index, name in enumerate(parts):
         last = index == len(parts) - 1
-        link = node.get(name, getlink=True) if isinstance(node, h5py.Group) else None
-        if link is None:
+        key = name.encode()
+        kind = _link_kind(node, key)
+        if kind is None:
             raise NotFound("%(path)s is not a valid path in this file", path=path)
-        if isinstance(link, h5py.ExternalLink):
+        if kind == h5l.TYPE_EXTERNAL:
             if last and resolve != "all":
-                return link
+                filename, target = node.links.get_val(key)  # type: ignore[union-attr]
+                return h5py.ExternalLink(os.fsdecode(filename), _decode(target))
             raise NotFound("Cannot resolve %(path)s: external links are not followed", path=path)
-        if isinstance(link, h5py.SoftLink):
+        if kind == h5l.TYPE_SOFT:
+            link = h5py.SoftLink(_decode(node.links.get_val(key)))  # type: ignore[union-attr]
             if last and resolve == "none":
                 return link
             node = _soft_target(h5, node, link, path, resolve if last else "all", hops)
             if isinstance(node, h5py.SoftLink):
                 return link
             continue
-        node = node[name]
+        node = h5o.open(node, key)
     return node
 
 
-def _soft_target(h5: h5py.File, group: h5py.Group, link: h5py.SoftLink, path: str, resolve: str,
-                 hops: list[int]) -> Entity:
+def _link_kind(node: Node, key: bytes) -> int | None:
+    """The kind of the link `key` of a group (hard, soft, external); None if there is none or `node` is no group."""
+    if not isinstance(node, h5g.GroupID) or not node.links.exists(key):
+        return None
+    kind = node.links.get_info(key).type
+    return kind if kind in (h5l.TYPE_HARD, h5l.TYPE_SOFT, h5l.TYPE_EXTERNAL) else None
+
+
+def _decode(name: bytes) -> str:
+    return name.decode("utf-8", "surrogateescape")
+
+
+def _soft_target(h5: h5py.File, group: Node, link: h5py.SoftLink, path: str, resolve: str,
+                 hops: list[int]) -> Node:
     """What a soft link names, walked from the root or from its group; the link itself if it dangles and may."""
     hops[0] += 1
     if hops[0] > MAX_SOFT_LINKS:
         raise NotFound("Cannot resolve %(path)s: too many soft links", path=path)
-    start = h5["/"] if link.path.startswith("/") else group
+    start = _root(h5) if link.path.startswith("/") else group
     try:
         return _walk(h5, start, _parts(link.path), path, "all", hops)
     except NotFound:
@@ -111,8 +144,8 @@ def metadata(h5: h5py.File, entity: Entity, name: str, depth: int = 1) -> dict[s
     else:
         fields.append(("kind", "group"))
         if depth > 0:
-            fields.append(("children", [metadata(h5, _walk(h5, entity, [child], child, "only_valid", [0]), child, 0)
-                                        for child in entity]))
+            fields.append(("children", [metadata(h5, _entity(_walk(h5, entity.id, [child], child, "only_valid", [0])),
+                                                 child, 0) for child in entity]))
     return sorted_dict(*fields)
 
 
