@@ -43,8 +43,10 @@ def serve(config: ConfigOption = None, reload: bool = False) -> None:
     console.print(f"beamhub listening on http://{settings.bind} (state in {settings.state_dir})")
     # X-Forwarded-For/-Proto count only from the configured proxies: sessions run on this host's loopback too.
     trusted = ",".join(settings.trusted_proxies)
+    # No per-message deflate on beamhub's websockets: sessions' kernels do not compress theirs, and detector
+    # frames would cost the relay CPU on every frame for little gain on the facility's network.
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info",
-                proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
+                proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None, ws_per_message_deflate=False)
 
 
 @user_app.command("create")

@@ -261,7 +261,7 @@ async def forward_websocket(websocket: WebSocket, endpoint: Endpoint, token: str
                                token)
     subprotocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     options = {"additional_headers": headers, "subprotocols": subprotocols or None, "max_size": None,
-               "open_timeout": 10}
+               "open_timeout": 10, "compression": None}
     uri = f"{base_url(endpoint, 'ws')}{websocket.url.path}{query}"
     try:
         if endpoint.socket is not None:
@@ -285,19 +285,17 @@ async def _pump(client: WebSocket, upstream: websockets.ClientConnection,
                 message = await client.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                data = message.get("bytes") if message.get("bytes") is not None else message.get("text")
-                await upstream.send(data)
-        except (WebSocketDisconnect, websockets.ConnectionClosed):
+                data = message.get("bytes")
+                await upstream.send(data if data is not None else message.get("text"))
+        except websockets.ConnectionClosed:
             return
 
     async def upstream_to_client() -> None:
         try:
             async for data in upstream:
-                if isinstance(data, bytes):
-                    await client.send_bytes(data)
-                else:
-                    await client.send_text(data)
-        except (websockets.ConnectionClosed, WebSocketDisconnect, RuntimeError):
+                await client.send({"type": "websocket.send", "bytes": data} if isinstance(data, bytes)
+                           else {"type": "websocket.send", "text": data})
+        except (websockets.ConnectionClosed, OSError, RuntimeError):
             return
 
     async def credential_stands() -> None:
