@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from beamhub.compute.backend import Account, Capacity
 
@@ -97,7 +98,7 @@ class Slurm:
         env = {**job.env, **self.env, "HOME": str(account.home), "USER": account.username,
                "LOGNAME": account.username, "SLURM_UMASK": UMASK}
         try:
-            done = subprocess.run([*as_user(account), *argv], input=job.script or "", capture_output=True, text=True,
+            done = subprocess.run([*as_user(account), *argv], **_stdin(job.script), capture_output=True, text=True,
                                   env=env, cwd="/", timeout=SUBMIT_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SlurmError(f"sbatch could not run: {exc}") from exc
@@ -167,6 +168,11 @@ def as_user(account: Account) -> list[str]:
     and group=, which make Python fork the whole server instead of vfork: a submission costs a few ms less."""
     groups = f"--groups={','.join(map(str, account.groups))}" if account.groups else "--clear-groups"
     return ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", groups, "--"]
+
+
+def _stdin(script: str | None) -> dict[str, Any]:
+    """sbatch's standard input: the script, or nothing at all for a --wrap job (no pipe to feed)."""
+    return {"input": script} if script is not None else {"stdin": subprocess.DEVNULL}
 
 
 def _said(stderr: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from beamhub.broadcast import notify
 from beamhub.compute.slurm_cli import Slurm, SlurmError, SlurmJob, Submission
@@ -18,6 +19,7 @@ from beamhub.data.proposals.service import DataService
 from beamhub.data.tiers.prefetch import prefetch_proposal
 from beamhub.db import Database, utcnow
 from beamhub.errors import N_, Conflict, Forbidden, Invalid, NotFound, NotReady
+from beamhub.identity.accounts.models import User
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
@@ -61,6 +63,12 @@ class JobService:
         except SlurmError as exc:
             self.audit.record_as(principal, "job.submit", user.username, success=False, reason=str(exc))
             raise Invalid("Slurm refused the job: %(reason)s", reason=exc) from exc
+        return self._record(principal, user, body, job_id, slurm_id, submission, beamline)
+
+    def _record(self, principal: Principal, user: User, body: JobCreate, job_id: str, slurm_id: int,
+                submission: Submission, beamline: str | None) -> Job:
+        """Store a job sbatch accepted, its first event and the audit entry in one unit of work; the job as stored
+        (its user the one resolve_target checked the principal may act for, so it is the principal's to see)."""
         with self.db.session() as db:
             job = Job(id=job_id, user_id=user.id, slurm_id=slurm_id, name=body.name, partition=body.partition,
                       script=body.script, command=body.command, ncores=body.ncores, memory=body.memory,
@@ -72,7 +80,8 @@ class JobService:
             self.audit.add_as(db, principal, "job.submit", job_id, user=user.username, slurm_id=slurm_id,
                               name=body.name, partition=body.partition, ncores=body.ncores, memory=body.memory,
                               minutes=body.minutes, beamline=beamline)
-        return self.get(principal, job_id)
+        set_committed_value(job, "user", user)  # read back by nobody: the row is what was just written
+        return job
 
     def _beamline(self, principal: Principal, proposal_id: str | None) -> str | None:
         """The beamline of the proposal a job works for, if the submitter may know that proposal."""
