@@ -11,7 +11,13 @@ from starlette.responses import PlainTextResponse, StreamingResponse
 
 from beamhub.broadcast import followed
 from beamhub.db import utcnow
-from beamhub.deps import CREDENTIAL_RECHECK_SECONDS, Sessions, SessionsPrincipal, credential_stands
+from beamhub.deps import (
+    CREDENTIAL_RECHECK_SECONDS,
+    Sessions,
+    SessionsPrincipal,
+    credential_stands,
+    read_in_thread,
+)
 from beamhub.identity.fields import USERNAME_PATTERN
 from beamhub.sessions.broadcast import EventBroadcaster, Published
 from beamhub.sessions.models import SessionEvent, SessionRecord
@@ -51,9 +57,10 @@ def create_session(body: SessionCreate, principal: SessionsPrincipal, sessions: 
 
 
 @router.get("", response_model=list[SessionOut])
-def list_sessions(principal: SessionsPrincipal, sessions: Sessions,
-                  user: str | None = Query(None, pattern=USERNAME_PATTERN), active: bool = False) -> list[SessionOut]:
-    return [session_out(r) for r in sessions.list(principal, user, active_only=active)]
+async def list_sessions(principal: SessionsPrincipal, sessions: Sessions,
+                        user: str | None = Query(None, pattern=USERNAME_PATTERN),
+                        active: bool = False) -> list[SessionOut]:
+    return [session_out(r) for r in await read_in_thread(sessions.list, principal, user, active_only=active)]
 
 
 @router.get("/events", response_class=StreamingResponse, responses={200: {"content": {EVENT_STREAM: {}}}})

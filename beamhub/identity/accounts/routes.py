@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 from pydantic import TypeAdapter
 
-from beamhub.deps import CurrentPrincipal, Groups, Identity
+from beamhub.deps import CurrentPrincipal, Groups, Identity, read_in_thread
 from beamhub.identity.accounts.models import Group
 from beamhub.identity.accounts.reads import UserView
 from beamhub.identity.accounts.schemas import (
@@ -43,14 +43,16 @@ USERS_JSON = TypeAdapter(list[UserView])
 
 
 @router.get("/users", response_model=list[UserOut])
-def list_users(principal: CurrentPrincipal, identity: Identity, offset: int = Query(0, ge=0, le=MAX_ID),
-               limit: int = Query(100, ge=1, le=1000)) -> Response:
-    return Response(USERS_JSON.dump_json(identity.profiles(offset, limit, by=principal)), media_type=JSON)
+async def list_users(principal: CurrentPrincipal, identity: Identity, offset: int = Query(0, ge=0, le=MAX_ID),
+                     limit: int = Query(100, ge=1, le=1000)) -> Response:
+    views = await read_in_thread(identity.profiles, offset, limit, by=principal)
+    return Response(USERS_JSON.dump_json(views), media_type=JSON)
 
 
 @router.get("/users/{username}", response_model=UserOut)
-def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> Response:
-    return Response(USER_JSON.dump_json(identity.profile(username, by=principal)), media_type=JSON)
+async def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> Response:
+    view = await read_in_thread(identity.profile, username, by=principal)
+    return Response(USER_JSON.dump_json(view), media_type=JSON)
 
 
 @router.patch("/users/{username}", response_model=UserOut)
