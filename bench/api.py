@@ -38,6 +38,9 @@ TARGETS = {"user": 3.0, "list": 2.0, "mine": 2.0}
 P99_MS = 250.0
 PARALLEL = 8
 """Connections that create the users and tokens (setup only)."""
+SETTLE = 1.0
+"""Seconds between two measured windows: what a server still does after its window (answers already queued, its
+own bookkeeping) must not weigh on the next server's window."""
 
 
 def names(n: int, prefix: str) -> list[str]:
@@ -144,6 +147,7 @@ def run_rounds(sides: dict[str, dict], args: argparse.Namespace) -> dict[tuple[s
             for side, reqs in sides.items():
                 results[case, side].append(measure(tcp("127.0.0.1", reqs["port"]), reqs[case], args.clients,
                                                    args.seconds))
+                time.sleep(SETTLE)
         line = "  ".join(f"{c}/{s} {r[-1].rate:.0f}/s" for (c, s), r in results.items())
         print(f"round {n + 1}/{args.rounds}: {line}", file=sys.stderr, flush=True)
     return results
