@@ -19,7 +19,7 @@ GROUP_SEPARATOR = "\n"
 (/etc/group is colon- and line-separated), holds a colon or a newline."""
 
 
-def _groups_column(dialect: str) -> Any:
+def groups_column(dialect: str) -> Any:
     """A user's groups as one string, `gid:name` joined by GROUP_SEPARATOR (NULL without any). The function by
     its dialect's name, so that the separator is a bound value (func.aggregate_strings renders it into the SQL
     at every execution); beamhub runs on SQLite and PostgreSQL."""
@@ -54,7 +54,7 @@ TOKEN_COLUMNS = (tokens.c.id, tokens.c.name, tokens.c.scopes, tokens.c.expires_a
 @cache
 def _token_query(dialect: str, by: str) -> Select[Any]:
     """The token with the bound `key` in column `by` (digest or id), its user's identity and groups."""
-    return (select(*TOKEN_COLUMNS, *USER_COLUMNS, _groups_column(dialect))
+    return (select(*TOKEN_COLUMNS, *USER_COLUMNS, groups_column(dialect))
             .join_from(tokens, users, tokens.c.user_id == users.c.id).where(tokens.c[by] == bindparam("key")))
 
 
@@ -90,7 +90,7 @@ def _view(row: Row[Any]) -> UserView:
 @cache
 def _user_query(dialect: str, page: bool) -> Select[Any]:
     """Users with their groups: the one with the bound `username`, or a page by name (bound offset and limit)."""
-    query = select(*USER_COLUMNS, users.c.display_name, users.c.email, users.c.created_at, _groups_column(dialect))
+    query = select(*USER_COLUMNS, users.c.display_name, users.c.email, users.c.created_at, groups_column(dialect))
     if page:
         return query.order_by(users.c.username).offset(bindparam("offset")).limit(bindparam("limit"))
     return query.where(users.c.username == bindparam("username"))

@@ -377,13 +377,17 @@ class IdentityService:
         return self._token_principal(found)
 
     def _token_principal(self, found: Row[Any]) -> Principal:
-        """The principal of a token read by reads.token_with_user, as principal_of makes it from a user."""
+        """The principal of a token read by reads.token_with_user."""
+        return replace(self.principal_of_read(found, frozenset(found.scopes), found.id), expires_at=found.expires_at)
+
+    def principal_of_read(self, found: Row[Any], scopes: frozenset[str] | None = None,
+                          token_id: int | None = None) -> Principal:
+        """The principal of a user read as reads.USER_COLUMNS and reads.groups_column, as principal_of makes it."""
         groups = reads.parse_groups(found.group_entries)
         gids = self._group_ids(found.username, found.gid, tuple(gid for _, gid in groups))
         return Principal(username=found.username, user_id=found.user_id, roles=frozenset(found.roles),
-                         beamlines=frozenset(found.beamlines), scopes=frozenset(found.scopes), token_id=found.id,
-                         uid=found.uid, gids=frozenset({found.gid, *gids}),
-                         groups=frozenset(name for name, _ in groups), expires_at=found.expires_at)
+                         beamlines=frozenset(found.beamlines), scopes=scopes, token_id=token_id, uid=found.uid,
+                         gids=frozenset({found.gid, *gids}), groups=frozenset(name for name, _ in groups))
 
     def resolve_target(self, principal: Principal, username: str | None) -> User:
         """The user a request acts for: oneself, or anyone for an administrator."""

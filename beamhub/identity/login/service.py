@@ -12,15 +12,17 @@ import time
 from collections import defaultdict, deque
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pam
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Row, Select, bindparam, select
 
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import N_, Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
+from beamhub.identity.accounts import reads
 from beamhub.identity.accounts.models import User, UserState
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
@@ -91,6 +93,16 @@ class FailureLimiter:
     def succeeded(self, username: str) -> None:
         with self._lock:
             self._failures.pop(f"u:{username}", None)
+
+
+@functools.cache
+def _login_query(dialect: str, by: str) -> Select[Any]:
+    """The login session with the bound `key` in column `by` (digest or id), its user's identity and groups."""
+    logins = LoginSession.__table__
+    return (select(logins.c.id, logins.c.csrf_token, logins.c.expires_at, logins.c.ended_at, *reads.USER_COLUMNS,
+                   reads.groups_column(dialect))
+            .join_from(logins, reads.users, logins.c.user_id == reads.users.c.id)
+            .where(logins.c[by] == bindparam("key")))
 
 
 class LoginService:
@@ -213,22 +225,25 @@ class LoginService:
         """The principal and CSRF token of a live session cookie; 401 if ended or expired, 403 if disabled."""
         if not value:
             raise Unauthenticated("credentials are required")
-        with self.db.session() as db:
-            record = db.scalar(select(LoginSession).where(LoginSession.digest == cookie_digest(value)))
-            return self._live(record), record.csrf_token if record is not None else ""
+        found = self._read("digest", cookie_digest(value))
+        return self._live(found), found.csrf_token if found is not None else ""
 
     def principal_of_login(self, login_id: int) -> Principal:
         """The principal of a login session found by its id (what a session's entry cookie stands on)."""
-        with self.db.session() as db:
-            return self._live(db.get(LoginSession, login_id))
+        return self._live(self._read("id", login_id))
 
-    def _live(self, record: LoginSession | None) -> Principal:
+    def _read(self, by: str, key: str | int) -> Row[Any] | None:
+        """The login session whose `by` (digest or id) is `key`, with its user and their groups: one statement."""
+        with self.db.engine.connect() as connection:
+            return connection.execute(_login_query(connection.dialect.name, by), {"key": key}).one_or_none()
+
+    def _live(self, found: Row[Any] | None) -> Principal:
         """The principal of a login session that still stands; 401 if ended or expired, 403 if disabled."""
-        if record is None or record.ended_at is not None or record.expires_at <= utcnow():
+        if found is None or found.ended_at is not None or found.expires_at <= utcnow():
             raise Unauthenticated("the login session is unknown, ended or expired; log in again")
-        if record.user.state is not UserState.active:
+        if found.state is not UserState.active:
             raise Forbidden("account disabled")
-        return replace(self.identity.principal_of(record.user), login_id=record.id, expires_at=record.expires_at)
+        return replace(self.identity.principal_of_read(found), login_id=found.id, expires_at=found.expires_at)
 
     def principal_for_cookie(self, value: str | None) -> Principal:
         """The principal of a live session cookie."""
