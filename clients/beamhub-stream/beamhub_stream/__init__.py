@@ -77,7 +77,7 @@ def reachable(endpoint: str, base: str) -> str:
 
 
 def subscribe(proposal: str, url: str | None = None, token: str | None = None, endpoint: str | None = None,
-              via: str = "auto", open_timeout: float = 10, window: int = 4) -> Subscription:
+              via: str = "auto", open_timeout: float = 10, window: int = 8) -> Subscription:
     """Subscribe to a proposal's live frames, as the user whose token this is ($BEAMHUB_URL, $BEAMHUB_TOKEN,
     $BEAMHUB_STREAM). `via`: "zeromq", "websocket", or "auto" (ZeroMQ when its endpoint is known or beamhub
     offers one); `window`: frames ZeroMQ brings ahead of the reader."""
