@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 from fastapi import APIRouter, Header, Query, Request, status
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from beamhub.broadcast import followed
@@ -37,8 +38,11 @@ def job_out(job: Job) -> JobOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobOut)
-def submit_job(body: JobCreate, principal: SessionsPrincipal, jobs: Jobs) -> JobOut:
-    return job_out(jobs.submit(principal, body))
+async def submit_job(body: JobCreate, principal: SessionsPrincipal, jobs: Jobs) -> Response:
+    """One thread hop for the whole submission; the answer is JobOut's JSON as it is (FastAPI would check it again
+    in a second hop)."""
+    job = await run_in_threadpool(jobs.submit, principal, body)
+    return Response(job_out(job).model_dump_json(), status.HTTP_201_CREATED, media_type="application/json")
 
 
 @router.get("", response_model=list[JobOut])
