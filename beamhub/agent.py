@@ -194,7 +194,8 @@ def open_endpoint(args: argparse.Namespace) -> dict[str, object]:
         return {}
     context = relay.server_context(os.path.dirname(args.socket), os.environ.get(KEY_ENV, ""),
                                    os.environ.get(CERT_ENV, ""), os.environ.get(PROXY_CERT_ENV, ""))
-    endpoint = relay.Relay(relay.facing_address(args.callback), args.socket, context)
+    endpoint = relay.Relay(relay.facing_address(args.callback), args.socket, context,
+                           relay.beamhub_addresses(args.callback))
     endpoint.serve_in_background()
     return {"host": endpoint.host, "port": endpoint.port}
 

@@ -20,6 +20,9 @@ PROXY_CERT_ENV = "BEAMHUB_PROXY_CERT"
 """The environment variables that carry the session's PEM key and certificate, and the certificate of beamhub's
 proxy (the only client the endpoint serves), to the agent; it removes them before it starts the session's program."""
 HANDSHAKE_TIMEOUT = 10.0
+STRANGER_HANDSHAKES = 8
+"""Connections from addresses other than beamhub's in their handshake at once; more are closed at once, so that
+someone who can reach the node ties up neither the agent's threads nor its memory (beamhub's own always get one)."""
 CHUNK = 65536
 
 
@@ -30,6 +33,15 @@ def facing_address(callback: str) -> str:
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
         probe.connect((url.hostname or "127.0.0.1", url.port or 80))  # UDP: no packet is sent
         return probe.getsockname()[0]
+
+
+def beamhub_addresses(callback: str) -> frozenset[str]:
+    """The addresses beamhub's name resolves to, as the agent sees them (its proxy connects from one of them)."""
+    host = urllib.parse.urlsplit(callback).hostname or "127.0.0.1"
+    try:
+        return frozenset(str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP))
+    except OSError:
+        return frozenset()
 
 
 def server_context(runtime_dir: str, key_pem: str, cert_pem: str, proxy_cert_pem: str) -> ssl.SSLContext:
@@ -56,9 +68,12 @@ def server_context(runtime_dir: str, key_pem: str, cert_pem: str, proxy_cert_pem
 class Relay:
     """Accepts TLS connections on (host, kernel-chosen port) and copies bytes to and from the program's socket."""
 
-    def __init__(self, host: str, upstream: str, context: ssl.SSLContext) -> None:
+    def __init__(self, host: str, upstream: str, context: ssl.SSLContext,
+                 beamhub: frozenset[str] = frozenset()) -> None:
         self.upstream = upstream
         self.context = context
+        self.beamhub = beamhub
+        self._strangers = threading.BoundedSemaphore(STRANGER_HANDSHAKES)
         self.listener = socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.host = host
         self.port: int = self.listener.getsockname()[1]
@@ -69,18 +84,25 @@ class Relay:
     def _accept(self) -> None:
         while True:
             try:
-                conn, _ = self.listener.accept()
+                conn, peer = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            stranger = peer[0] not in self.beamhub
+            if stranger and not self._strangers.acquire(blocking=False):
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn, stranger), daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, stranger: bool) -> None:
         conn.settimeout(HANDSHAKE_TIMEOUT)
         try:
             client = self.context.wrap_socket(conn, server_side=True)
         except (OSError, ssl.SSLError):
             conn.close()
             return
+        finally:
+            if stranger:
+                self._strangers.release()
         client.settimeout(None)
         with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as program:
             try:

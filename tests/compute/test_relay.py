@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from beamhub.compute.relay import Relay, facing_address, server_context
+from beamhub.compute.relay import STRANGER_HANDSHAKES, Relay, beamhub_addresses, facing_address, server_context
 from beamhub.compute.tls import certificate_of, make_credentials, pinned_context, proxy_identity
 
 
@@ -140,3 +140,27 @@ def test_the_agent_answers_on_the_address_that_faces_beamhub() -> None:
 def test_the_pinned_context_checks_no_host_name_and_requires_a_certificate() -> None:
     context = pinned_context(make_credentials("s1", timedelta(hours=1)).cert_pem)
     assert context.verify_mode is ssl.CERT_REQUIRED and not context.check_hostname
+
+
+def test_strangers_that_never_finish_a_handshake_do_not_shut_beamhub_out(tmp_path: Path, program: Path,
+                                                                          proxy: str) -> None:
+    """Connections from other addresses that hold their handshake open are a bounded few (more are closed at
+    once); beamhub's proxy, from its own address, still gets through."""
+    credentials = make_credentials("s1", timedelta(hours=1))
+    context = server_context(str(tmp_path), credentials.key_pem, credentials.cert_pem, certificate_of(proxy))
+    relay = Relay("127.0.0.1", str(program), context, beamhub=frozenset({"127.0.0.1"}))
+    relay.serve_in_background()
+    held = [socket.create_connection(("127.0.0.1", relay.port), source_address=("127.0.0.2", 0))
+            for _ in range(STRANGER_HANDSHAKES)]
+    one_more = socket.create_connection(("127.0.0.1", relay.port), source_address=("127.0.0.2", 0))
+    one_more.settimeout(5)
+    assert one_more.recv(1) == b""  # closed at once, not after the handshake timeout
+    with httpx.Client(verify=pinned_context(credentials.cert_pem, proxy)) as client:
+        assert client.get(f"https://127.0.0.1:{relay.port}/anything").status_code == 200
+    for conn in [*held, one_more]:
+        conn.close()
+
+
+def test_the_agent_knows_beamhubs_addresses_from_its_callback() -> None:
+    assert "127.0.0.1" in beamhub_addresses("http://127.0.0.1:8000")
+    assert beamhub_addresses("http://no-such-host.invalid:8000") == frozenset()
