@@ -158,10 +158,12 @@ def test_a_non_member_gets_not_found(world: World) -> None:
         assert_error(world.get("other", route, file="scan1/f.h5", path="/entry/data/stack"), 404)
 
 
-def test_a_member_taken_out_reads_nothing_more_at_once(world: World) -> None:
-    """beamhub keeps a proposal's row a second or two for the viewer's many requests; the file's ACL, rewritten when
-    the member goes and checked as the caller on every request, refuses them at once all the same."""
+def test_a_member_added_reads_at_once_and_taken_out_reads_nothing_more_at_once(world: World) -> None:
+    """beamhub keeps a proposal's row a second or two for the viewer's many requests: a refusal reads it again, and
+    the file's ACL, rewritten when the member goes and checked as the caller on every request, refuses them at once."""
     member = f"/api/v1/proposals/{world.proposals['P1']['id']}/members/{world.names['stranger']}"
+    assert world.get("member", "meta", file="scan1/f.h5", path="/entry").status_code == 200  # the row is in memory
+    assert_error(world.get("stranger", "meta", file="scan1/f.h5", path="/entry"), 404)
     assert world.server.admin.put(member, json={"role": "member"}).status_code == 200
     try:
         assert world.get("stranger", "meta", file="scan1/f.h5", path="/entry").status_code == 200

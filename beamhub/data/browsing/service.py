@@ -32,7 +32,8 @@ CHUNK = 100
 """Rows read in one query while a page fills, at least."""
 PROPOSAL_SECONDS = 2.0
 """How long a proposal's row (its members) is taken from memory by the hot read paths (recent_proposal): a removed
-member stops seeing it within that, and at once for its files (their ACLs are rewritten and checked every time)."""
+member stops seeing it within that, and at once for its files (their ACLs are rewritten and checked every time); an
+added member is seen at once (a refusal always reads the row again)."""
 
 
 def hidden_cursor(anchor: str | None, skip: int) -> str:
@@ -136,9 +137,10 @@ class DataBrowser:
         return self.data.proposal_dir(proposal, record.tier).joinpath(*record.relpath.split("/"))
 
     def recent_proposal(self, principal: Principal, proposal_id: str) -> Proposal:
-        """DataService.get from a row at most PROPOSAL_SECONDS old: for reads asked many times a second."""
+        """DataService.get from a row at most PROPOSAL_SECONDS old, for reads asked many times a second; a refusal is
+        always asked of the database (a member just added is let in at once)."""
         proposal = self.recent.get(proposal_id)
-        if proposal is None:
+        if proposal is None or not self.data.visible(principal, proposal):
             proposal = self.data.load(proposal_id)
             self.recent.put(proposal_id, proposal)
         if not self.data.visible(principal, proposal):
