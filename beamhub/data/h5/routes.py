@@ -12,31 +12,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from h5grove.encoders import orjson_encode
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from beamhub.data.browsing.download import CACHE_CONTROL
 from beamhub.data.h5.service import H5Files
-from beamhub.data.proposals.params import ProposalId
-from beamhub.deps import CurrentPrincipal, get_services
+from beamhub.data.proposals.params import ProposalId, Reader
+from beamhub.deps import Browse
 from beamhub.identity.fields import NO_NUL_PATTERN
-from beamhub.identity.principal import Principal
 
 router = APIRouter(prefix="/api/v1/proposals/{proposal_id}/h5", tags=["data"])
 
 
-async def h5_files(request: Request) -> H5Files:
-    return H5Files(get_services(request).browse)
-
-
-async def h5_reader(principal: CurrentPrincipal) -> Principal:
-    """The caller, if their credential carries data:read (as params.Reader, without its thread hop)."""
-    principal.require_scope("data:read")
-    return principal
+async def h5_files(browse: Browse) -> H5Files:
+    return H5Files(browse)
 
 
 Files = Annotated[H5Files, Depends(h5_files)]
-Reader = Annotated[Principal, Depends(h5_reader)]
 File = Annotated[str, Query(max_length=4096, pattern=NO_NUL_PATTERN,
                             description="the file, relative to the proposal's folder (e.g. scan1/f.h5)")]
 H5Path = Annotated[str, Query(max_length=4096, pattern=NO_NUL_PATTERN, description="an object inside the file")]
