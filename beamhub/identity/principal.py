@@ -42,6 +42,10 @@ class Principal:
     """The user's primary and supplementary GIDs, as the kernel would check them."""
     groups: frozenset[str] = field(default=frozenset(), compare=False)
     """The names of the user's supplementary groups in beamhub (`<beamline>-staff` makes staff of a beamline)."""
+    gid: int | None = field(default=None, compare=False)
+    """The user's primary GID, read with the credential (None where the credential did not read it)."""
+    supplementary_gids: tuple[int, ...] = field(default=(), compare=False)
+    """The user's supplementary GIDs in the order their host account lists them (IdentityService.account's)."""
 
     @property
     def is_admin(self) -> bool:

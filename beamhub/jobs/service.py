@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from beamhub.broadcast import notify
+from beamhub.compute.backend import Account
 from beamhub.compute.slurm_cli import Slurm, SlurmError, SlurmJob, Submission
 from beamhub.config import Settings
 from beamhub.data.access import may_read
@@ -47,12 +48,11 @@ class JobService:
     def submit(self, principal: Principal, body: JobCreate) -> Job:
         """Submit a batch job as its user (sbatch runs under their UID and groups) and record it."""
         self._require_slurm()
-        user = self.identity.resolve_target(principal, body.user)
+        user_id, account = self.identity.target_account(principal, body.user)
         beamline = self._beamline(principal, body.proposal)
         self._check_partition(body.partition)
         if body.stage_in and body.proposal is not None:
             prefetch_proposal(self.data, principal, body.proposal)  # the job starts on data already on the fast tier
-        account = self.identity.account(user)
         job_id = secrets.token_hex(8)
         folder = account.home / OUTPUT_FOLDER
         submission = Submission(name=body.name, partition=body.partition, ncores=body.ncores, memory=body.memory,
@@ -61,15 +61,15 @@ class JobService:
         try:
             slurm_id = self.slurm.submit(account, submission)
         except SlurmError as exc:
-            self.audit.record_as(principal, "job.submit", user.username, success=False, reason=str(exc))
+            self.audit.record_as(principal, "job.submit", account.username, success=False, reason=str(exc))
             raise Invalid("Slurm refused the job: %(reason)s", reason=exc) from exc
-        return self._record(principal, user, body, job_id, slurm_id, submission, beamline)
+        return self._record(principal, user_id, account, body, job_id, slurm_id, submission, beamline)
 
-    def _record(self, principal: Principal, user: User, body: JobCreate, job_id: str, slurm_id: int,
-                submission: Submission, beamline: str | None) -> Job:
+    def _record(self, principal: Principal, user_id: int, account: Account, body: JobCreate, job_id: str,
+                slurm_id: int, submission: Submission, beamline: str | None) -> Job:
         """Store a job sbatch accepted, its first event and the audit entry in one unit of work; the job as stored
-        (its user the one resolve_target checked the principal may act for, so it is the principal's to see)."""
-        row = dict(id=job_id, user_id=user.id, slurm_id=slurm_id, name=body.name, partition=body.partition,
+        (its user the one target_account checked the principal may act for, so it is the principal's to see)."""
+        row = dict(id=job_id, user_id=user_id, slurm_id=slurm_id, name=body.name, partition=body.partition,
                    script=body.script, command=body.command, ncores=body.ncores, memory=body.memory, nodes=body.nodes,
                    minutes=body.minutes, proposal=body.proposal, beamline=beamline, state=JobState.pending,
                    output_path=str(submission.output), error_path=str(submission.error), submitted_at=utcnow())
@@ -80,11 +80,13 @@ class JobService:
             db.execute(JobEvent.__table__.insert(), {"job_id": job_id, "state": JobState.pending.value,
                                                      "message": message})
             notify(db, broadcast.CHANNEL)
-            self.audit.add_as(db, principal, "job.submit", job_id, user=user.username, slurm_id=slurm_id,
+            self.audit.add_as(db, principal, "job.submit", job_id, user=account.username, slurm_id=slurm_id,
                               name=body.name, partition=body.partition, ncores=body.ncores, memory=body.memory,
                               minutes=body.minutes, beamline=beamline)
         job = Job(**row)
-        set_committed_value(job, "user", user)
+        # Its user as the answer names them (id and name; not read again, nor their groups).
+        set_committed_value(job, "user", User(id=user_id, username=account.username, uid=account.uid,
+                                              gid=account.gid))
         return job
 
     def _beamline(self, principal: Principal, proposal_id: str | None) -> str | None:

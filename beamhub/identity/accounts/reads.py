@@ -105,3 +105,14 @@ def user_view(db: Connection, username: str) -> UserView | None:
 def user_views(db: Connection, offset: int, limit: int) -> list[UserView]:
     """A page of users by name, with their groups, in one statement."""
     return [_view(row) for row in db.execute(_user_query(db.dialect.name, True), {"offset": offset, "limit": limit})]
+
+
+@cache
+def _identity_query(dialect: str) -> Select[Any]:
+    """The user with the bound `username`: their identity and groups, what a host account is made of."""
+    return select(*USER_COLUMNS, groups_column(dialect)).where(users.c.username == bindparam("username"))
+
+
+def user_identity(db: Connection, username: str) -> Row[Any] | None:
+    """One user by name as USER_COLUMNS and their groups (groups_column), in one statement."""
+    return db.execute(_identity_query(db.dialect.name), {"username": username}).one_or_none()

@@ -267,7 +267,8 @@ class IdentityService:
         account = self.account(user)
         return Principal(username=user.username, user_id=user.id, roles=frozenset(user.roles),
                          beamlines=frozenset(user.beamlines), scopes=scopes, token_id=token_id, uid=account.uid,
-                         gids=frozenset({account.gid, *account.groups}), groups=frozenset(user.groups))
+                         gids=frozenset({account.gid, *account.groups}), groups=frozenset(user.groups),
+                         gid=account.gid, supplementary_gids=account.groups)
 
     def account(self, user: User) -> Account:
         """The UID, GID, supplementary GIDs (from NSS on the nss source) and home a user's sessions run as."""
@@ -387,14 +388,34 @@ class IdentityService:
         gids = self._group_ids(found.username, found.gid, tuple(gid for _, gid in groups))
         return Principal(username=found.username, user_id=found.user_id, roles=frozenset(found.roles),
                          beamlines=frozenset(found.beamlines), scopes=scopes, token_id=token_id, uid=found.uid,
-                         gids=frozenset({found.gid, *gids}), groups=frozenset(name for name, _ in groups))
+                         gids=frozenset({found.gid, *gids}), groups=frozenset(name for name, _ in groups),
+                         gid=found.gid, supplementary_gids=gids)
 
-    def resolve_target(self, principal: Principal, username: str | None) -> User:
-        """The user a request acts for: oneself, or anyone for an administrator."""
+    def _target_name(self, principal: Principal, username: str | None) -> str:
+        """The name of the user a request acts for: oneself, or anyone for an administrator."""
         if username is None or username == principal.username:
             if principal.user_id is None:
                 raise Invalid("the administrator token must name the user to act for")
-            return self.get_user(principal.username, by=principal)
+            return principal.username
         if not principal.is_admin:
             raise Forbidden("you may only act for yourself")
-        return self.get_user(username, by=principal)
+        return username
+
+    def resolve_target(self, principal: Principal, username: str | None) -> User:
+        """The user a request acts for (as _target_name decides), as an ORM object."""
+        return self.get_user(self._target_name(principal, username), by=principal)
+
+    def target_account(self, principal: Principal, username: str | None) -> tuple[int, Account]:
+        """The id and host account of the user a request acts for, by resolve_target's rules: one's own as the
+        credential read it (account() of the same row), or one statement for the user an administrator names."""
+        name = self._target_name(principal, username)
+        user_id, uid, gid = principal.user_id, principal.uid, principal.gid
+        if name == principal.username and user_id is not None and uid is not None and gid is not None:
+            return user_id, Account(username=name, uid=uid, gid=gid, groups=principal.supplementary_gids,
+                                    home=self.home(name))
+        with self.db.engine.connect() as connection:
+            found = reads.user_identity(connection, name)
+        if found is None:
+            raise NotFound("no user %(username)s", username=name)
+        gids = self._group_ids(name, found.gid, tuple(gid for _, gid in reads.parse_groups(found.group_entries)))
+        return found.user_id, Account(username=name, uid=found.uid, gid=found.gid, groups=gids, home=self.home(name))
