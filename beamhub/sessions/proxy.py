@@ -178,7 +178,9 @@ class ProxiedAnswer(Response):
 async def _stream(exchange: Exchange, receive: Receive, send: Send) -> None:
     """Copy the body as it comes, until it ends or the client leaves (then the session's connection is closed)."""
     leaving = asyncio.ensure_future(_disconnect(receive))
-    leaving.add_done_callback(lambda _: exchange.complete or exchange.close())
+    # Only a client that left closes the connection: a watcher cancelled after the answer ended must not touch
+    # it, as another request may be using it by then.
+    leaving.add_done_callback(lambda task: task.cancelled() or exchange.complete or exchange.close())
     try:
         async for chunk in exchange.body():
             PROXY_BYTES.inc(len(chunk))
@@ -217,6 +219,8 @@ def decoded_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     page = decoder.decompress(body, PAGE_BYTES + 1)
     if len(page) > PAGE_BYTES:
         raise UpstreamError("the session's page is larger than beamhub serves")
+    if not decoder.eof:
+        raise UpstreamError("the session's page is cut short")
     return page
 
 
@@ -287,7 +291,7 @@ async def _pump(client: WebSocket, upstream: websockets.ClientConnection,
                     return
                 data = message.get("bytes")
                 await upstream.send(data if data is not None else message.get("text"))
-        except websockets.ConnectionClosed:
+        except (websockets.ConnectionClosed, WebSocketDisconnect):
             return
 
     async def upstream_to_client() -> None:
@@ -295,7 +299,7 @@ async def _pump(client: WebSocket, upstream: websockets.ClientConnection,
             async for data in upstream:
                 await client.send({"type": "websocket.send", "bytes": data} if isinstance(data, bytes)
                            else {"type": "websocket.send", "text": data})
-        except (websockets.ConnectionClosed, OSError, RuntimeError):
+        except (websockets.ConnectionClosed, WebSocketDisconnect, OSError, RuntimeError):
             return
 
     async def credential_stands() -> None:

@@ -101,6 +101,10 @@ class Exchange(asyncio.Protocol):
         self._writable = None
 
     # --- httptools callbacks ---
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer to one request: the connection is out of step, nothing more is read
+            raise UpstreamError("the session answered more than it was asked")
+
     def on_status(self, _: bytes) -> None:
         self.status = self._parser.get_status_code()
 
@@ -210,6 +214,8 @@ class EndpointPool:
         self.endpoint = endpoint
         self._idle: deque[Exchange] = deque()
         self._tls: ssl.SSLContext | None = None
+        self.closed = False
+        """Evicted: connections still in use are closed when they come back."""
 
     def reused(self) -> Exchange | None:
         while self._idle:
@@ -234,7 +240,7 @@ class EndpointPool:
         return exchange
 
     def release(self, exchange: Exchange) -> None:
-        if exchange.reusable() and len(self._idle) < IDLE_PER_ENDPOINT:
+        if exchange.reusable() and not self.closed and len(self._idle) < IDLE_PER_ENDPOINT:
             exchange.active = False
             exchange.idle_since = time.monotonic()
             self._idle.append(exchange)
@@ -247,6 +253,7 @@ class EndpointPool:
             self._idle.popleft().close()
 
     def close(self) -> None:
+        self.closed = True
         while self._idle:
             self._idle.pop().close()
 

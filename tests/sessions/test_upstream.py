@@ -298,3 +298,61 @@ def test_a_compressed_page_is_read_within_the_limit(monkeypatch: pytest.MonkeyPa
         decoded_page(gzip.compress(bytes(8 << 20)), [(b"content-encoding", b"gzip")])
     with pytest.raises(UpstreamError, match="unknown coding"):
         decoded_page(page, [(b"content-encoding", b"br")])
+
+
+def test_an_answer_beyond_the_one_asked_for_is_never_taken_for_the_next(tmp_path: Path) -> None:
+    async def two_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+                     b"HTTP/1.1 404 Not Found\r\nx-b: 1\r\ncontent-length: 7\r\n\r\nSMUGGLE")
+        await writer.drain()
+        await keep_alive(reader, writer)
+
+    async def test() -> None:
+        async with program(tmp_path, two_answers) as served:
+            upstreams = Upstreams()
+            exchange, data = await get(upstreams, served)
+            assert (exchange.status, exchange.headers, data) == (200, [(b"content-length", b"5")], b"hello")
+            assert not exchange.reusable()
+            assert (await get(upstreams, served))[1] == b"hello" and served.connections == 2
+    run(test)
+
+
+def test_a_finished_stream_leaves_its_connection_to_the_next_request(tmp_path: Path) -> None:
+    async def slow_then_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"5\r\nhello\r\n0\r\n\r\n")
+        await writer.drain()
+        await keep_alive(reader, writer)
+
+    async def later() -> AsyncIterator[bytes]:
+        await asyncio.sleep(0.05)  # the stream's watcher is cancelled meanwhile
+        yield b"saved"
+
+    async def test() -> None:
+        async with program(tmp_path, slow_then_echo) as served:
+            pool = Upstreams().pool(Endpoint(socket=served.socket))
+            exchange = await open_exchange(pool, "GET", request_head("GET", "/", [], "t", False), None, False)
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                await asyncio.sleep(10)
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            await ProxiedAnswer(pool, exchange, [])({"type": "http"}, receive, send)
+            head = request_head("POST", "/", [("content-length", "5")], "t", False)
+            second = await open_exchange(pool, "POST", head, later(), False)
+            assert second.status == 200 and served.connections == 1
+            assert b"".join(m.get("body", b"") for m in sent) == b"hello"
+    run(test)
+
+
+def test_a_compressed_page_cut_short_is_refused() -> None:
+    with pytest.raises(UpstreamError, match="cut short"):
+        decoded_page(gzip.compress(b"<html>" + bytes(5000) + b"</html>")[:-12], [(b"content-encoding", b"gzip")])
