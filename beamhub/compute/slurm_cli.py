@@ -128,8 +128,7 @@ class Slurm:
         return self._listed([])
 
     def _listed(self, filters: list[str]) -> list[SlurmJob]:
-        out = self._run(["squeue", "--all", "--noheader", f"--Format={FIELDS}", *filters])
-        return [_listed_job(line.split("|")) for line in out.splitlines() if line.count("|") >= 9]
+        return listed_jobs(self._run(["squeue", "--all", "--noheader", f"--Format={FIELDS}", *filters]))
 
     def set_time_limit(self, slurm_id: int, minutes: int) -> None:
         """Move a job's time limit (as Slurm's administrator: a user may only lower it)."""
@@ -181,21 +180,31 @@ def _said(stderr: str) -> str:
     return "; ".join(lines)[:1000]
 
 
-FIELDS = "JobID:|,State:|,Reason:|,NodeList:|,TimeLimit:|,exit_code:|,StartTime:|,EndTime:|,Name:|,"
-"""squeue's fields for a job, each followed by `|` (the name last: a name may hold anything but a newline)."""
+FIELDS = "Name:|,JobID:|,State:|,Reason:|,NodeList:|,TimeLimit:|,exit_code:|,StartTime:|,EndTime:|,"
+"""squeue's fields for a job, each followed by `|`. The name, which its user may set to anything (a `|`, a newline),
+comes first: whatever it holds, a line that is not exactly these fields is dropped, and the part of a name after a
+newline can only make a line of its own job (the fields that follow it are that job's), never of another."""
+SEPARATORS = FIELDS.count("|")
 QUERY_ENV = {"SLURM_TIME_FORMAT": "%s"}
 """squeue writes times as epoch seconds: no time zone to guess."""
 ENDED_NOT = ("PENDING", "RUNNING", "CONFIGURING", "SUSPENDED")
 
 
+def listed_jobs(out: str) -> list[SlurmJob]:
+    """The jobs of squeue --Format=FIELDS output: lines of exactly its fields with a plain job id (array and
+    heterogeneous jobs, `123_4` and `123+0`, are none of beamhub's)."""
+    lines = [line.split("|") for line in out.splitlines() if line.count("|") == SEPARATORS]
+    return [_listed_job(fields) for fields in lines if fields[1].isdigit()]
+
+
 def _listed_job(fields: list[str]) -> SlurmJob:
     """A SlurmJob from one line of squeue --Format=FIELDS (exit_code is the wait status, as Slurm keeps it)."""
-    job_id, state, reason, nodes, limit, code, start, end = fields[:8]
+    name, job_id, state, reason, nodes, limit, code, start, end = fields[:SEPARATORS]
     ended = state not in ENDED_NOT
     return SlurmJob(slurm_id=int(job_id), state=state, reason=reason or "None", nodes=nodes,
                     started_at=_time(start) if state != "PENDING" else None, ended_at=_time(end) if ended else None,
                     exit_code=_exit_code(int(code)) if ended and code.isdigit() else None,
-                    name="|".join(fields[8:-1]), time_limit=_limit_minutes(limit))
+                    name=name, time_limit=_limit_minutes(limit))
 
 
 def _limit_minutes(text: str) -> int | None:

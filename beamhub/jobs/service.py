@@ -188,8 +188,10 @@ class JobService:
         if not slurm_ids:
             return 0
         seen = self.slurm.jobs(slurm_ids)
+        asked = set(slurm_ids)  # a job recorded meanwhile was not asked about: it is not lost, only next time's
         with self.db.session() as db:
-            return sum(self._follow(db, job, seen.get(job.slurm_id)) for job in db.scalars(recorded.with_for_update()))
+            return sum(self._follow(db, job, seen.get(job.slurm_id)) for job in db.scalars(recorded.with_for_update())
+                       if job.slurm_id in asked)
 
     @staticmethod
     def _follow(db: Session, job: Job, seen: SlurmJob | None) -> int:
