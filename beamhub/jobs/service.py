@@ -128,8 +128,8 @@ class JobService:
         """Jobs newest first: by default your own (and your beamlines' for staff), or all for an admin."""
         query = select(Job).order_by(Job.submitted_at.desc()).limit(limit)
         if username is not None or principal.user_id is not None and not principal.is_admin:
-            user = self.identity.resolve_target(principal, username)
-            mine = Job.user_id == user.id
+            user_id, _ = self.identity.target_account(principal, username)
+            mine = Job.user_id == user_id
             if username is None and principal.is_staff and principal.beamlines:
                 mine = mine | Job.beamline.in_(principal.beamlines)
             query = query.where(mine)
