@@ -62,6 +62,7 @@ def build_services(settings: Settings) -> Services:
     audit = AuditService(db)
     groups = GroupService(db, settings, audit)
     identity = IdentityService(db, settings, groups, audit)
+    groups.on_member_change.append(identity.revoked)
     sessions = SessionService(db, settings, backend, identity, audit)
     identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, N_("user %(username)s was disabled")
                                                                  % {"username": user.username}))

@@ -66,3 +66,18 @@ def test_a_token_is_never_kept_past_its_expiry(tmp_path: Path) -> None:
         assert client.get("/api/v1/me").status_code == 200
         time.sleep(1.1)  # past the token's second, inside the cache's two: the expiry wins
         assert client.get("/api/v1/me").status_code == 401
+
+
+def test_a_group_change_makes_the_next_request_read_its_credential_anew(
+        app_and_token: tuple[TestClient, str, list[str]]) -> None:
+    """A kept credential carries its user's groups (a job submitted for oneself runs with them): joining or
+    leaving a group ends what this process kept."""
+    client, _, reads = app_and_token
+    services = client.app.state.services
+    services.groups.create("optics", by=SYSTEM)
+    for member in (True, False):
+        assert client.get("/api/v1/me").status_code == 200
+        before = len(reads)
+        services.groups.set_member("optics", "carol", member, by=SYSTEM)
+        assert client.get("/api/v1/me").status_code == 200
+        assert len(reads) == before + 1

@@ -8,6 +8,7 @@ disk, ...) and every user's private group (the group of the user's own name) are
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -34,6 +35,8 @@ class GroupService:
         self.settings = settings
         self.audit = audit
         self.creating = threading.Lock()
+        self.on_member_change: list[Callable[[], None]] = []
+        """Told when someone joined or left a group: credentials this process keeps carry their groups."""
         """Held while users or groups are created in this process: two at once would pick the same free UID or
         record the same new group (replicas retry on the database's refusal instead)."""
 
@@ -147,6 +150,9 @@ class GroupService:
                 group.members.remove(user)
             self.audit.add_as(db, by, "group.member.add" if member else "group.member.remove", name,
                               user=username, changed=changed)
+        if changed:
+            for hook in self.on_member_change:
+                hook()
         if self.settings.manage_system_accounts:  # after the commit; `identity sync` repairs a refused change
             host.set_group_member(name, username, member)
         return group
