@@ -3,6 +3,7 @@ statement (no ORM objects, no second query for the groups)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, String, bindparam, cast, func, select
 
+from beamhub.errors import Forbidden, Unauthenticated
 from beamhub.identity.accounts.models import ApiToken, Group, Role, User, UserState, group_members
 
 users, groups, tokens = User.__table__, Group.__table__, ApiToken.__table__
@@ -49,6 +51,22 @@ USER_COLUMNS = (users.c.id.label("user_id"), users.c.username, users.c.uid, user
                 users.c.beamlines, users.c.state)
 TOKEN_COLUMNS = (tokens.c.id, tokens.c.name, tokens.c.scopes, tokens.c.expires_at, tokens.c.revoked_at,
                  tokens.c.last_used_at)
+
+
+def token_digest(token: str) -> str:
+    """How a token is found: its SHA-256 (tokens are 32 random bytes: no slow hash or key is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_refusal(found: Row[Any] | None, now: datetime) -> Unauthenticated | Forbidden | None:
+    """Why a token read by token_with_user does not authenticate anyone now; None if it does."""
+    if found is None or found.revoked_at is not None:
+        return Unauthenticated("the token is unknown or revoked")
+    if found.expires_at is not None and found.expires_at <= now:
+        return Unauthenticated("the token has expired")
+    if found.state is not UserState.active:
+        return Forbidden("user %(username)s is disabled", username=found.username)
+    return None
 
 
 @cache

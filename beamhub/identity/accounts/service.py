@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +28,6 @@ from beamhub.identity.principal import SCOPES, Principal, role_scopes
 BOOTSTRAP_ADMIN = "admin-token"
 RECORD_ATTEMPTS = 3
 """Tries at recording a new user when another replica takes the same UID or group at the same moment."""
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _refusal(found: Row[Any] | None, now: datetime) -> Unauthenticated | Forbidden | None:
-    """Why a token (read by reads.token_with_user) does not authenticate anyone now; None if it does."""
-    if found is None or found.revoked_at is not None:
-        return Unauthenticated("the token is unknown or revoked")
-    if found.expires_at is not None and found.expires_at <= now:
-        return Unauthenticated("the token has expired")
-    if found.state is not UserState.active:
-        return Forbidden("user %(username)s is disabled", username=found.username)
-    return None
 
 
 def _check_no_wider(by: Principal, scopes: list[str]) -> None:
@@ -264,11 +248,9 @@ class IdentityService:
                      token_id: int | None = None) -> Principal:
         """The principal of a user's credential, with the UID and groups the kernel knows them by (so that a
         request's data rights need no second read of the user)."""
-        account = self.account(user)
-        return Principal(username=user.username, user_id=user.id, roles=frozenset(user.roles),
-                         beamlines=frozenset(user.beamlines), scopes=scopes, token_id=token_id, uid=account.uid,
-                         gids=frozenset({account.gid, *account.groups}), groups=frozenset(user.groups),
-                         gid=account.gid, supplementary_gids=account.groups)
+        groups = [(group.name, group.gid) for group in user.group_list]
+        return self._principal(user.username, user.id, user.roles, user.beamlines, user.uid, user.gid, groups,
+                               scopes, token_id)
 
     def account(self, user: User) -> Account:
         """The UID, GID, supplementary GIDs (from NSS on the nss source) and home a user's sessions run as."""
@@ -295,7 +277,7 @@ class IdentityService:
         _check_no_wider(by, scopes)
         token = secrets.token_urlsafe(32)
         expires_at = utcnow() + timedelta(seconds=expires_in) if expires_in else None
-        record = ApiToken(user_id=user.id, name=name, digest=token_digest(token), expires_at=expires_at,
+        record = ApiToken(user_id=user.id, name=name, digest=reads.token_digest(token), expires_at=expires_at,
                           scopes=scopes)
         with self.db.session() as db:
             db.add(record)
@@ -349,9 +331,9 @@ class IdentityService:
         if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
             return Principal(username=BOOTSTRAP_ADMIN, user_id=None, roles=frozenset({"admin"}), address=address)
         with self.db.engine.connect() as connection:
-            found = reads.token_with_user(connection, "digest", token_digest(token))
+            found = reads.token_with_user(connection, "digest", reads.token_digest(token))
         now = utcnow()
-        refusal = _refusal(found, now)
+        refusal = reads.token_refusal(found, now)
         if refusal is None and found is not None:
             if found.last_used_at is None or now - found.last_used_at > timedelta(minutes=1):
                 with self.db.session() as db:
@@ -371,7 +353,7 @@ class IdentityService:
         obtained with that token stands on); 401 or 403 as for the token itself."""
         with self.db.engine.connect() as connection:
             found = reads.token_with_user(connection, "id", token_id)
-        refusal = _refusal(found, utcnow())
+        refusal = reads.token_refusal(found, utcnow())
         if refusal is not None:
             raise refusal
         assert found is not None
@@ -384,12 +366,16 @@ class IdentityService:
     def principal_of_read(self, found: Row[Any], scopes: frozenset[str] | None = None,
                           token_id: int | None = None) -> Principal:
         """The principal of a user read as reads.USER_COLUMNS and reads.groups_column, as principal_of makes it."""
-        groups = reads.parse_groups(found.group_entries)
-        gids = self._group_ids(found.username, found.gid, tuple(gid for _, gid in groups))
-        return Principal(username=found.username, user_id=found.user_id, roles=frozenset(found.roles),
-                         beamlines=frozenset(found.beamlines), scopes=scopes, token_id=token_id, uid=found.uid,
-                         gids=frozenset({found.gid, *gids}), groups=frozenset(name for name, _ in groups),
-                         gid=found.gid, supplementary_gids=gids)
+        return self._principal(found.username, found.user_id, found.roles, found.beamlines, found.uid, found.gid,
+                               reads.parse_groups(found.group_entries), scopes, token_id)
+
+    def _principal(self, username: str, user_id: int, roles: list[str], beamlines: list[str], uid: int, gid: int,
+                   groups: list[tuple[str, int]], scopes: frozenset[str] | None, token_id: int | None) -> Principal:
+        """A user's principal from their identity and beamhub groups (name, GID), by name."""
+        gids = self._group_ids(username, gid, tuple(group_gid for _, group_gid in groups))
+        return Principal(username=username, user_id=user_id, roles=frozenset(roles), beamlines=frozenset(beamlines),
+                         scopes=scopes, token_id=token_id, uid=uid, gids=frozenset({gid, *gids}),
+                         groups=frozenset(name for name, _ in groups), gid=gid, supplementary_gids=gids)
 
     def _target_name(self, principal: Principal, username: str | None) -> str:
         """The name of the user a request acts for: oneself, or anyone for an administrator."""
