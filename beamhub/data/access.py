@@ -95,6 +95,18 @@ def granting_entry(path: Path, caller: Caller, mode: int = os.R_OK) -> Grant | N
     return _dac_grant(st, caller, mode, lambda: _read_acl(full, st, lambda: os.stat(full), follow=True))
 
 
+def fd_permission(fd: int, st: os.stat_result, caller: Caller, want: int) -> bool:
+    """inode_permission(want) of the inode open (not O_PATH) as fd, whose fstat is st: read or search only.
+
+    The ACL is read through fd and taken only if fstat still shows st; the walk to it is the caller's to check.
+    """
+    if want & ~(os.R_OK | os.X_OK):
+        raise ValueError("fd_permission decides read and search; write needs the mount's and the inode's flags")
+    if _dac_grant(st, caller, want, lambda: _read_acl(fd, st, lambda: os.fstat(fd), follow=True)) is not None:
+        return True
+    return caller.uid == 0 and _root_overrides(st, want)
+
+
 def may_read(path: Path | str, caller: Caller) -> bool:
     """may_access(path, caller, os.R_OK): for a directory that means listing it.
 
@@ -287,8 +299,9 @@ def _no_acl() -> None:
     return None
 
 
-def _read_acl(path: str, st: os.stat_result, restat: Restat, follow: bool) -> bytes | None:
-    """path's access ACL xattr value, None if it has none; Changed if restat shows it changed since st was taken."""
+def _read_acl(path: str | int, st: os.stat_result, restat: Restat, follow: bool) -> bytes | None:
+    """path's (or an fd's) access ACL xattr value, None if it has none; Changed if restat shows it changed since st
+    was taken."""
     try:
         value: bytes | None = os.getxattr(path, ACCESS_XATTR, follow_symlinks=follow)
     except OSError as exc:

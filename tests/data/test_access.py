@@ -1,5 +1,5 @@
-"""may_access (and FolderWalks, a page's shared walks) answer what the kernel's access(2) answers, for random ACLs,
-owners and callers."""
+"""may_access (and FolderWalks, a page's shared walks, and open_readable, the descriptor walk to a file) answer what
+the kernel's access(2) answers, for random ACLs, owners and callers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beamhub.data.access import Caller, FolderWalks, may_access, may_read
+from beamhub.data.paths import open_readable
+from beamhub.errors import NotFound
 from helpers.kernel import kernel_access
 
 UIDS = [61000, 61001, 61002, 61003]
@@ -108,6 +110,18 @@ def build_chain(root: Path, chain: list[Node], leaf_is_dir: bool) -> list[str]:
     return paths
 
 
+def opens(base: Path, path: str, caller: Caller) -> bool:
+    """Whether open_readable gives caller the file at `path` (asked relative to base): that very inode."""
+    try:
+        fd = open_readable(base, os.path.relpath(path, base), caller)
+    except NotFound:
+        return False
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    finally:
+        os.close(fd)
+
+
 def test_may_access_agrees_with_the_kernel_on_random_acls(base: Path) -> None:
     compared = [0]
 
@@ -127,6 +141,8 @@ def test_may_access_agrees_with_the_kernel_on_random_acls(base: Path) -> None:
                 walks = FolderWalks(caller)
                 reads = [(path, k) for (path, mode), k in zip(queries, kernel, strict=True) if mode == os.R_OK]
                 assert [walks.may_read(Path(path)) for path, _ in reads] == [k for _, k in reads], (caller, reads)
+                files = [k and os.path.isfile(path) for path, k in reads]
+                assert [opens(base, path, caller) for path, _ in reads] == files, (caller, reads)
                 compared[0] += len(queries)
         finally:
             shutil.rmtree(root, ignore_errors=True)

@@ -2,8 +2,9 @@
 
 A member reads /meta, /attr, /data (json, bin, npy, csv, a selection of a 3-D stack), /stats and /paths of
 a file of their proposal; a non-member gets 404; a path that climbs out, an absolute one, a symlink out and a
-hard link from another proposal are refused; nothing inside a file (an external link, a virtual dataset) makes
-beamhub read another file; a 10 GiB dataset is sliced and streamed while the server's memory barely moves.
+hard link from another proposal are refused (a symlink that stays inside is followed, a FIFO is no file);
+nothing inside a file (an external link, a virtual dataset) makes beamhub read another file; a 10 GiB
+dataset is sliced and streamed while the server's memory barely moves.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def world(module_beamhub_factory: Any, uid_range_env: dict[str, str]) -> Iterato
         write_big(Path(proposals["P1"]["path"]) / "scan1/big.h5")  # after: registering would checksum 10 GiB
         os.link(secret, Path(proposals["P1"]["path"]) / "scan1/linked.h5")
         (Path(proposals["P1"]["path"]) / "scan1/out.h5").symlink_to(secret)
+        (Path(proposals["P1"]["path"]) / "scan1/latest.h5").symlink_to("f.h5")
+        os.mkfifo(Path(proposals["P1"]["path"]) / "scan1/pipe.h5")
         yield World(server, proposals, tokens, names)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
@@ -181,6 +184,13 @@ def test_paths_out_of_the_proposal_are_refused(world: World, file: str, status: 
     answer = world.get("member", "data", file=file, path="/secret")
     assert_error(answer, status)
     assert "42" not in answer.text
+
+
+def test_a_symlink_inside_the_proposal_is_read_and_a_fifo_is_not_waited_for(world: World) -> None:
+    """A link that stays in the proposal leads to its target (whose own ACL decides); a FIFO is no file."""
+    answer = world.get("member", "data", file="scan1/latest.h5", path="/entry/data/stack", selection="1,10:12,5:8")
+    assert answer.status_code == 200 and answer.json() == STACK[1, 10:12, 5:8].tolist()
+    assert_error(world.get("member", "meta", file="scan1/pipe.h5", path="/"), 404)
 
 
 def test_nothing_inside_a_file_makes_beamhub_read_another(world: World) -> None:

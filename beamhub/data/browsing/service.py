@@ -19,7 +19,7 @@ from beamhub.data.access import Caller, FolderWalks, may_access, may_read
 from beamhub.data.browsing.download import tree_entries
 from beamhub.data.catalogue import under
 from beamhub.data.models import DataFile, Dataset, Proposal
-from beamhub.data.paths import check_relative, resolve_inside
+from beamhub.data.paths import check_relative, open_readable, resolve_inside
 from beamhub.data.proposals.service import DataService
 from beamhub.data.who import GroupAccess, ReadAccess, path_readers
 from beamhub.errors import Forbidden, Invalid, NotFound
@@ -159,9 +159,27 @@ class DataBrowser:
                 return path
         raise NotFound("no such file: %(file)s", file=relative)
 
+    def open_readable_in(self, principal: Principal, proposal: Proposal, relative: str) -> int:
+        """readable_in's file, found, checked and opened read-only in one descriptor walk (paths.open_readable)."""
+        caller = self._caller(principal)
+        for root in self._roots(proposal, relative):
+            try:
+                return open_readable(root, relative, caller)
+            except NotFound:
+                continue
+        raise NotFound("no such file: %(file)s", file=relative)
+
     def _candidates(self, proposal: Proposal, relative: str) -> Iterator[Path]:
-        """The real paths `relative` names in the proposal's folder on each tier, the catalogued tier first (the
-        catalogue is asked only when more than one tier holds a folder of the proposal)."""
+        """The real paths `relative` names in the proposal's folder on each tier, in _roots' order."""
+        for root in self._roots(proposal, relative):
+            try:
+                yield resolve_inside(root, relative)
+            except NotFound:
+                continue
+
+    def _roots(self, proposal: Proposal, relative: str) -> list[Path]:
+        """The proposal's folder on each tier that holds one, the tier catalogued for `relative` first (the catalogue
+        is asked only when more than one tier holds a folder of the proposal); Invalid if `relative` could escape."""
         check_relative(relative)
         tiers = [tier for tier, _ in self.data.tier_dirs(proposal)]
         if len(tiers) > 1:
@@ -169,11 +187,7 @@ class DataBrowser:
                 catalogued = db.scalar(select(DataFile.tier).where(DataFile.proposal_id == proposal.id,
                                                                    DataFile.relpath == relative.strip("/")))
             tiers.sort(key=lambda t: t != catalogued)
-        for tier in tiers:
-            try:
-                yield resolve_inside(self.data.proposal_dir(proposal, tier), relative)
-            except NotFound:
-                continue
+        return [self.data.proposal_dir(proposal, tier) for tier in tiers]
 
     def readers(self, principal: Principal, proposal_id: str,
                 relative: str) -> tuple[Path, list[ReadAccess], list[GroupAccess]]:

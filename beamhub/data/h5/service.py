@@ -1,11 +1,12 @@
 """HDF5 files of a proposal read for a caller, answered as h5grove 4 answers (`/meta`, `/attr`, `/paths`).
 
-The file is the one the catalogue's rule lets the caller read (DataBrowser.readable_in: the real
+The file is the one the catalogue's rule lets the caller read (DataBrowser.open_readable_in: the real
 path inside the proposal's folder, the kernel's ACL check as the caller, on every request; only the
-proposal's row may be a second or two old, see recent_proposal), opened once with O_NOFOLLOW
-and read through that descriptor. beamhub reads as root, so nothing in the file may make it read
-another file: external links are reported, never followed; a virtual dataset or one with external
-raw storage is described but its values are refused (they name files the caller's ACLs never saw).
+proposal's row may be a second or two old, see recent_proposal), found and checked by one walk of
+descriptors that ends in the file's own, which HDF5 then reopens (so what was checked is what is read).
+beamhub reads as root, so nothing in the file may make it read another file: external links are reported,
+never followed; a virtual dataset or one with external raw storage is described but its values are refused
+(they name files the caller's ACLs never saw).
 Soft links are followed inside the file, by the same walk, never through an external link.
 """
 
@@ -20,7 +21,6 @@ import h5py
 from h5grove.utils import attr_metadata, get_filters, get_type_metadata, sorted_dict
 from h5py import h5d, h5g, h5i, h5l, h5o, h5t
 
-from beamhub.data.browsing.download import open_regular
 from beamhub.data.browsing.service import DataBrowser
 from beamhub.data.h5.values import Body, encode_values, statistics
 from beamhub.errors import Forbidden, Invalid, NotFound
@@ -33,14 +33,13 @@ LINK_RESOLUTIONS = ("only_valid", "all", "none")
 
 
 @contextmanager
-def open_h5(path: os.PathLike[str]) -> Iterator[h5py.File]:
-    """The HDF5 file that is the regular file `path` now (no symlink on the way), read-only."""
-    fd = open_regular(path)  # type: ignore[arg-type]
+def open_h5(fd: int, name: str) -> Iterator[h5py.File]:
+    """The HDF5 file open as the descriptor `fd` (closed here), read-only; `name` only for the error."""
     try:
-        # The magic link reopens this very inode, whatever is renamed into the path afterwards.
+        # The magic link reopens this very inode, whatever is renamed into its path afterwards.
         h5 = h5py.File(f"/proc/self/fd/{fd}", "r")
     except OSError:
-        raise Invalid("not an HDF5 file: %(file)s", file=os.fspath(path).rsplit('/', 1)[-1]) from None
+        raise Invalid("not an HDF5 file: %(file)s", file=name.rsplit('/', 1)[-1]) from None
     finally:
         os.close(fd)
     with h5:
@@ -189,7 +188,7 @@ class H5Files:
     def open(self, principal: Principal, proposal_id: str, file: str) -> Iterator[h5py.File]:
         """The proposal's file `file` (relative to the proposal's folder) as HDF5, if the caller may read it."""
         proposal = self.browse.recent_proposal(principal, proposal_id)
-        with open_h5(self.browse.readable_in(principal, proposal, file)) as h5:
+        with open_h5(self.browse.open_readable_in(principal, proposal, file), file) as h5:
             yield h5
 
     def meta(self, principal: Principal, proposal_id: str, file: str, path: str, resolve: str) -> dict[str, Any]:
