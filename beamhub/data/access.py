@@ -95,13 +95,24 @@ def granting_entry(path: Path, caller: Caller, mode: int = os.R_OK) -> Grant | N
     return _dac_grant(st, caller, mode, lambda: _read_acl(full, st, lambda: os.stat(full), follow=True))
 
 
-def fd_permission(fd: int, st: os.stat_result, caller: Caller, want: int) -> bool:
+def fd_permission(fd: int, st: os.stat_result, caller: Caller, want: int, tries: int = 10) -> bool:
     """inode_permission(want) of the inode open (not O_PATH) as fd, whose fstat is st: read or search only.
 
-    The ACL is read through fd and taken only if fstat still shows st; the walk to it is the caller's to check.
+    The ACL is read through fd and taken only if fstat still shows st; else (a folder's ctime moves with every
+    file made in it) it is decided again from a new fstat, `tries` times in all, then Changed. The walk to the
+    inode is the caller's to check.
     """
     if want & ~(os.R_OK | os.X_OK):
         raise ValueError("fd_permission decides read and search; write needs the mount's and the inode's flags")
+    for _ in range(tries - 1):
+        try:
+            return _fd_permission(fd, st, caller, want)
+        except Changed:
+            st = os.fstat(fd)
+    return _fd_permission(fd, st, caller, want)
+
+
+def _fd_permission(fd: int, st: os.stat_result, caller: Caller, want: int) -> bool:
     if _dac_grant(st, caller, want, lambda: _read_acl(fd, st, lambda: os.fstat(fd), follow=True)) is not None:
         return True
     return caller.uid == 0 and _root_overrides(st, want)

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/proposals/{proposal_id}/h5", tags=["data"])
 
 
 async def h5_files(browse: Browse) -> H5Files:
-    return H5Files(browse)
+    return H5Files.of(browse)
 
 
 Files = Annotated[H5Files, Depends(h5_files)]

@@ -3,7 +3,8 @@
 The file is the one the catalogue's rule lets the caller read (DataBrowser.open_readable_in: the real
 path inside the proposal's folder, the kernel's ACL check as the caller, on every request; only the
 proposal's row may be a second or two old, see recent_proposal), found and checked by one walk of
-descriptors that ends in the file's own, which HDF5 then reopens (so what was checked is what is read).
+descriptors that ends in the file's own, which HDF5 then reopens, or whose inode names a file kept open
+a few seconds for the next requests (handles.py): what was checked is what is read.
 beamhub reads as root, so nothing in the file may make it read another file: external links are reported,
 never followed; a virtual dataset or one with external raw storage is described but its values are refused
 (they name files the caller's ACLs never saw).
@@ -13,6 +14,8 @@ Soft links are followed inside the file, by the same walk, never through an exte
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -22,28 +25,17 @@ from h5grove.utils import attr_metadata, get_filters, get_type_metadata, sorted_
 from h5py import h5d, h5g, h5i, h5l, h5o, h5t
 
 from beamhub.data.browsing.service import DataBrowser
+from beamhub.data.h5.handles import OpenFiles
 from beamhub.data.h5.values import Body, encode_values, statistics
 from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import Principal
 
+_ONE_EACH: weakref.WeakKeyDictionary[DataBrowser, H5Files] = weakref.WeakKeyDictionary()
+_ONE_EACH_LOCK = threading.Lock()
 Entity = h5py.Group | h5py.Dataset | h5py.Datatype | h5py.SoftLink | h5py.ExternalLink
 Node = h5g.GroupID | h5d.DatasetID | h5t.TypeID | h5py.SoftLink | h5py.ExternalLink
 MAX_SOFT_LINKS = 40
 LINK_RESOLUTIONS = ("only_valid", "all", "none")
-
-
-@contextmanager
-def open_h5(fd: int, name: str) -> Iterator[h5py.File]:
-    """The HDF5 file open as the descriptor `fd` (closed here), read-only; `name` only for the error."""
-    try:
-        # The magic link reopens this very inode, whatever is renamed into its path afterwards.
-        h5 = h5py.File(f"/proc/self/fd/{fd}", "r")
-    except OSError:
-        raise Invalid("not an HDF5 file: %(file)s", file=name.rsplit('/', 1)[-1]) from None
-    finally:
-        os.close(fd)
-    with h5:
-        yield h5
 
 
 def locate(h5: h5py.File, path: str, resolve: str = "only_valid") -> Entity:
@@ -181,14 +173,23 @@ def readable_dataset(entity: Entity, path: str) -> h5py.Dataset:
 class H5Files:
     """HDF5 files of a proposal, opened for a caller only when the file's ACL lets them read it."""
 
-    def __init__(self, browse: DataBrowser) -> None:
+    def __init__(self, browse: DataBrowser, files: OpenFiles | None = None) -> None:
         self.browse = browse
+        self.files = files or OpenFiles()
+
+    @classmethod
+    def of(cls, browse: DataBrowser) -> H5Files:
+        """The one H5Files of a DataBrowser (of an app), whose kept files its requests share."""
+        with _ONE_EACH_LOCK:
+            if browse not in _ONE_EACH:
+                _ONE_EACH[browse] = cls(browse)
+            return _ONE_EACH[browse]
 
     @contextmanager
     def open(self, principal: Principal, proposal_id: str, file: str) -> Iterator[h5py.File]:
         """The proposal's file `file` (relative to the proposal's folder) as HDF5, if the caller may read it."""
         proposal = self.browse.recent_proposal(principal, proposal_id)
-        with open_h5(self.browse.open_readable_in(principal, proposal, file), file) as h5:
+        with self.files.use(self.browse.open_readable_in(principal, proposal, file), file) as h5:
             yield h5
 
     def meta(self, principal: Principal, proposal_id: str, file: str, path: str, resolve: str) -> dict[str, Any]:
