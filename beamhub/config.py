@@ -109,6 +109,9 @@ class Settings(BaseSettings):
                                                            "is prefetched to the first (fast) tier")
     viewer_dir: Path = Field(Path("/opt/beamhub/viewer"),
                              description="the HDF5 viewer's bundle (viewer.js, viewer.css) scripts/install.sh builds")
+    h5_keep_seconds: float = Field(2.0, ge=0, description="seconds an HDF5 file read through /h5 stays open for the "
+                                                          "next requests (each still decides the caller's read "
+                                                          "itself); 0: every request opens and closes it")
 
     node_cpus: float | None = None
     node_memory: str | None = None
