@@ -123,3 +123,13 @@ def test_an_older_version_still_read_is_closed_by_its_last_request_and_the_newer
         assert older.id.valid
     assert not older.id.valid and not newer.id.valid
     assert read(files, path) == [3, 4, 5] and files.kept() == 1
+
+
+def test_with_no_keeping_every_request_opens_and_closes(tmp_path: Path) -> None:
+    write(tmp_path / "a.h5", [1])
+    files = OpenFiles(keep_seconds=0)
+    with files.use(fd(tmp_path / "a.h5"), "a.h5") as first:
+        pass
+    with files.use(fd(tmp_path / "a.h5"), "a.h5") as second:
+        assert second is not first and not first.id.valid
+    assert not second.id.valid and files.kept() == 0

@@ -7,7 +7,8 @@ written, or whose ACL was rewritten, is opened anew). A kept file holds its inod
 reused by another file meanwhile. h5py's lock serialises HDF5 calls from the request threads. Kept files take no
 HDF5 file lock, so a writer (the DAQ) can always open a file a viewer reads; as HDF5's own lock would, a request
 is refused (409) while a writer holds the file's lock. A kept file is closed within about two KEEP_SECONDS once
-no request uses it (a timer sweeps while any is kept), or at once when more than MAX_FILES would be kept.
+no request uses it (a timer sweeps while any is kept), or at once when more than MAX_FILES would be kept;
+with keep_seconds 0 (the setting h5_keep_seconds) none is kept.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class OpenFiles:
             older.h5.close()
         opened = _Kept(open_h5(fd, name), now)
         with self._lock:
-            if not older_busy and inode not in self._kept:
+            if self.keep_seconds and not older_busy and inode not in self._kept:
                 self._kept[inode], opened.listed = opened, True
                 self._arm()
         return opened

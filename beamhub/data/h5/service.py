@@ -182,7 +182,7 @@ class H5Files:
         """The one H5Files of a DataBrowser (of an app), whose kept files its requests share."""
         with _ONE_EACH_LOCK:
             if browse not in _ONE_EACH:
-                _ONE_EACH[browse] = cls(browse)
+                _ONE_EACH[browse] = cls(browse, OpenFiles(browse.data.settings.h5_keep_seconds))
             return _ONE_EACH[browse]
 
     @contextmanager
