@@ -1,6 +1,6 @@
 """HDF5 slicing: beamhub's /h5 routes (member's token, ACL checked) against h5grove's own FastAPI app, same file.
 
-Run as root: /opt/beamhub/venv/bin/python bench/h5.py [--runs 5] [--seconds 3] [--frames 100]
+Run as root: /opt/beamhub/venv/bin/python bench/h5.py [--runs 5] [--seconds 3] [--frames 100] [--keep-seconds 0]
 """
 
 from __future__ import annotations
@@ -196,6 +196,8 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
     names: list[str] = []
     admin = secrets.token_urlsafe(24)
     env = beamhub_env(tmp, storage, admin, names)
+    if args.keep_seconds is not None:
+        env["BEAMHUB_H5_KEEP_SECONDS"] = str(args.keep_seconds)
     try:
         with ExitStack() as stack:
             ours = stack.enter_context(beamhub(env, tmp / "beamhub.log", accel=False))
@@ -211,22 +213,28 @@ def run(tmp: Path, args: argparse.Namespace) -> None:
             with h5py.File(folder / RELPATH, "r") as f:
                 check_same_bytes(servers, f[STACK][5])
             print_table(measure(servers, args.runs, args.seconds), args.runs, args.seconds)
+            kept = "the default" if args.keep_seconds is None else args.keep_seconds
+            print(f"beamhub's h5_keep_seconds: {kept} (0: it opens the file on every request, as h5grove does)")
     finally:
         remove_accounts(names)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """--runs (>= 3), --seconds, --frames, --keep-logs."""
+    """--runs (>= 3), --seconds, --frames, --keep-logs, --keep-seconds."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5, help="runs, each measuring every case (at least 3, default 5)")
     p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case and server (default 3)")
     p.add_argument("--frames", type=int, default=100, help="frames of 1024x1024 uint16 in the stack (default 100)")
     p.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (the data file is removed)")
+    p.add_argument("--keep-seconds", type=float, help="beamhub's h5_keep_seconds (0: open the file on every request, "
+                                                      "as h5grove does; default: the setting's default)")
     args = p.parse_args(argv)
     if args.runs < 3:
         p.error("--runs must be at least 3")
     if args.frames < 6 or args.seconds <= 0:
         p.error("--frames must be at least 6 and --seconds positive")
+    if args.keep_seconds is not None and args.keep_seconds < 0:
+        p.error("--keep-seconds must not be negative")
     return args
 
 
