@@ -23,7 +23,7 @@ from beamhub.metrics import STREAM_FRAMES_REFUSED
 from beamhub.streams.frames import BadFrame, parse_header
 from beamhub.streams.relay import Relay
 from beamhub.streams.service import StreamService
-from beamhub.streams.sockets import SOCKET_BUFFER, bind_router, close
+from beamhub.streams.sockets import SOCKET_BUFFER, bind_router, close, keep_frame_memory
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ class Ingress:
         self.decisions: TtlCache[tuple[str, str], tuple[Decision]] = TtlCache(DECISION_SECONDS)
 
     def bind(self) -> None:
-        """Bind the DAQ's endpoint (zmq.ZMQError if it cannot be had)."""
+        """Bind the DAQ's endpoint (zmq.ZMQError if it cannot be had); freed frames' memory is kept for the next."""
         self.context, self.socket = bind_router(self.endpoint, (
             (zmq.RCVHWM, RECEIVE_QUEUE), (zmq.MAXMSGSIZE, self.max_frame_bytes), (zmq.LINGER, 0),
             (zmq.RCVBUF, SOCKET_BUFFER)))
-        log.info("stream relay: the DAQ publishes to %s", self.endpoint)
+        log.info("stream relay: the DAQ publishes to %s (frame memory kept: %s)", self.endpoint, keep_frame_memory())
 
     async def run_forever(self) -> None:
         """Receive and relay the DAQ's frames until cancelled (after bind)."""
