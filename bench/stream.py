@@ -5,8 +5,11 @@ PUSH socket to each of 1 or 4 PULL processes; (relay) over beamhub_stream.Publis
 (stream_policy block, so nothing is dropped and the DAQ runs at the pace of the slowest subscriber) and from it to
 1 or 4 subscriber processes (beamhub_stream.subscribe), over ZeroMQ (stream_subscribe_bind) and over the websocket.
 Throughput is frames every subscriber got over the time from the first send to the last frame at the slowest
-subscriber. Runs interleave the cases; the table shows medians (range), the CPU a frame cost beamhub and each
-subscriber, and the median of the per-run ratios relay/raw.
+subscriber. A fourth case, one subscriber only, is the ceiling of any relay built on ZeroMQ on this host: the same
+DAQ PUSH and PULL consumer with a process between them that forwards each frame in libzmq's own C loop
+(zmq.proxy, PULL to PUSH, no Python a frame, no checks). Runs interleave the cases; the table shows medians (range),
+the CPU a frame cost the relay process (beamhub: its event loop and ZeroMQ I/O threads apart) and each subscriber,
+and the median of the per-run ratios to raw and to the ideal relay.
 
 Run as root: /opt/beamhub/venv/bin/python bench/stream.py [--runs 5] [--frames 1000] [--frame-kib 1024]
 """
@@ -14,6 +17,7 @@ Run as root: /opt/beamhub/venv/bin/python bench/stream.py [--runs 5] [--frames 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -27,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import zmq
@@ -38,8 +43,25 @@ from beamhub_stream import Publisher, subscribe  # noqa: E402  (the client libra
 TARGET = 0.5
 """The relay's throughput to one subscriber, as a fraction of raw ZeroMQ's."""
 FANOUT = (1, 4)
-CASES = ("raw", "zeromq", "websocket")
-LABELS = {"raw": "raw ZeroMQ PUSH/PULL", "zeromq": "relay, ZeroMQ subscriber", "websocket": "relay, websocket"}
+CASES = ("raw", "ideal", "zeromq", "websocket")
+LABELS = {"raw": "raw ZeroMQ PUSH/PULL", "ideal": "ideal relay (zmq.proxy, C)", "zeromq": "relay, ZeroMQ subscriber",
+          "websocket": "relay, websocket"}
+
+
+class Row(NamedTuple):
+    """One case in one run: its seconds, and the CPU seconds of the DAQ, of the relay's process (0 for raw), of its
+    ZeroMQ I/O threads (beamhub's only) and of a subscriber (the median one)."""
+
+    seconds: float
+    daq: float
+    relay: float
+    io: float
+    subscriber: float
+
+
+IDEAL_FANOUT = 1
+"""zmq.proxy forwards PULL to PUSH, which deals frames out instead of copying them: the ideal relay has one
+consumer."""
 
 
 def frame_header(proposal: str, number: int, shape: tuple[int, int]) -> bytes:
@@ -80,29 +102,27 @@ def relay_subscriber(server: dict[str, str], via: str, count: int, ready: mp.Eve
 
 
 def _run(consumers: list[mp.Process], ready: list[mp.Event], done: mp.Queue,
-         send: Callable[[], None]) -> tuple[float, float]:
-    """Start the consumers, wait until they listen, send; seconds from the first send to the last frame, and the
-    consumers' CPU seconds (the median consumer's)."""
+         send: Callable[[], None]) -> tuple[float, float, float]:
+    """Start the consumers, wait until they listen, send; seconds from the first send to the last frame, the DAQ's
+    CPU seconds (this process, its ZeroMQ I/O thread included) and the consumers' (the median consumer's)."""
     for process in consumers:
         process.start()
     for event in ready:
         if not event.wait(30):
             raise BenchError("a consumer did not start")
-    started = time.monotonic()
+    started, daq = time.monotonic(), time.process_time()
     send()
+    daq = time.process_time() - daq
     ends = [done.get(timeout=300) for _ in consumers]
     for process in consumers:
         process.join(30)
         if process.exitcode != 0:
             raise BenchError(f"a consumer failed (exit {process.exitcode})")
-    return max(end for end, _ in ends) - started, statistics.median(cpu for _, cpu in ends)
+    return max(end for end, _ in ends) - started, daq, statistics.median(cpu for _, cpu in ends)
 
 
-def raw_case(subscribers: int, args: argparse.Namespace) -> tuple[float, float]:
-    ports = [free_port() for _ in range(subscribers)]
-    ready, done = [mp.Event() for _ in ports], mp.Queue()
-    consumers = [mp.Process(target=raw_puller, args=(port, args.frames, event, done))
-                 for port, event in zip(ports, ready, strict=True)]
+def push(ports: list[int], args: argparse.Namespace) -> Callable[[], None]:
+    """The raw DAQ: each frame over one PUSH socket to each of these ports, as ZeroMQ alone does it."""
     data, shape = os.urandom(args.frame_kib * 1024), shape_of(args.frame_kib)
 
     def send() -> None:
@@ -118,10 +138,46 @@ def raw_case(subscribers: int, args: argparse.Namespace) -> tuple[float, float]:
             socket.close(linger=-1)
         context.term()
 
-    return _run(consumers, ready, done, send)
+    return send
 
 
-def relay_case(via: str, subscribers: int, args: argparse.Namespace, server: dict[str, str]) -> tuple[float, float]:
+def raw_case(subscribers: int, args: argparse.Namespace) -> tuple[float, float, float]:
+    ports = [free_port() for _ in range(subscribers)]
+    ready, done = [mp.Event() for _ in ports], mp.Queue()
+    consumers = [mp.Process(target=raw_puller, args=(port, args.frames, event, done))
+                 for port, event in zip(ports, ready, strict=True)]
+    return _run(consumers, ready, done, push(ports, args))
+
+
+def ideal_relay(front: int, back: int, ready: mp.Event) -> None:
+    """The ideal relay: a bound PULL's frames to a PUSH connected to the consumer, forwarded in libzmq's C loop."""
+    context = zmq.Context()
+    pull, push_ = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    pull.bind(f"tcp://127.0.0.1:{front}")
+    push_.connect(f"tcp://127.0.0.1:{back}")
+    ready.set()
+    zmq.proxy(pull, push_)  # until the bench kills the process
+
+
+def ideal_case(args: argparse.Namespace) -> Row:
+    """The raw DAQ's frames through the ideal relay to one raw consumer."""
+    front, back, relay_ready = free_port(), free_port(), mp.Event()
+    ready, done = [mp.Event()], mp.Queue()
+    consumers = [mp.Process(target=raw_puller, args=(back, args.frames, ready[0], done))]
+    relay = mp.Process(target=ideal_relay, args=(front, back, relay_ready))
+    relay.start()
+    try:
+        if not relay_ready.wait(30):
+            raise BenchError("the ideal relay did not start")
+        seconds, daq, subscriber = _run(consumers, ready, done, push([front], args))
+        return Row(seconds, daq, cpu_seconds(str(relay.pid)), 0.0, subscriber)
+    finally:
+        relay.kill()
+        relay.join(30)
+
+
+def relay_case(via: str, subscribers: int, args: argparse.Namespace,
+               server: dict[str, str]) -> tuple[float, float, float]:
     ready, done = [mp.Event() for _ in range(subscribers)], mp.Queue()
     consumers = [mp.Process(target=relay_subscriber, args=(server, via, args.frames, event, done)) for event in ready]
     data, shape = os.urandom(args.frame_kib * 1024), shape_of(args.frame_kib)
@@ -161,50 +217,83 @@ def beamhub_server(tmp: Path, args: argparse.Namespace) -> Iterator[dict[str, st
 
 def cpu_seconds(pid: str) -> float:
     """User and system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
 
 
-def print_table(results: dict[str, list[tuple[float, float, float]]], args: argparse.Namespace) -> bool:
+def io_cpu_seconds(pid: str) -> float:
+    """User and system CPU seconds of a process's ZeroMQ I/O threads so far."""
+    ticks = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            if (task / "comm").read_text().startswith("ZMQbg/IO"):
+                ticks += _ticks(task / "stat")
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(stat: Path) -> int:
+    fields = stat.read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+
+
+def cases(subscribers: int) -> tuple[str, ...]:
+    return CASES if subscribers == IDEAL_FANOUT else tuple(case for case in CASES if case != "ideal")
+
+
+def ratios(results: dict[str, list[Row]], case: str, base: str, subscribers: int) -> str:
+    """The median (range) of the per-run ratios of `case`'s throughput to `base`'s."""
+    each = [b.seconds / c.seconds
+            for b, c in zip(results[f"{base}{subscribers}"], results[f"{case}{subscribers}"], strict=True)]
+    return f"{statistics.median(each):.2f}x ({min(each):.2f}-{max(each):.2f})"
+
+
+def print_table(results: dict[str, list[Row]], args: argparse.Namespace) -> bool:
     """The table; whether the target is met (the ZeroMQ subscriber, one subscriber)."""
-    mb = args.frame_kib * 1024 / 1e6
+    mb, per_frame = args.frame_kib * 1024 / 1e6, 1e3 / args.frames
     print(f"\n{args.frames} frames of {args.frame_kib} KiB (uint16 {shape_of(args.frame_kib)}), {args.runs} runs, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; frames/s each subscriber got, MB/s delivered to "
-          "all: median (range); CPU ms a frame: beamhub, one subscriber (median)")
-    print(f"{'case':<32}{'frames/s':>9}{'(range)':>14}{'MB/s':>7}{'(range)':>14}{'beamhub':>9}{'subscr.':>9}")
+          "all: median (range); CPU ms a frame (medians): the DAQ, the relay's process and of it ZeroMQ's I/O "
+          "threads, one subscriber, and all of them (the DAQ, the relay, every subscriber)")
+    print(f"{'case':<32}{'frames/s':>9}{'(range)':>14}{'MB/s':>7}{'(range)':>14}{'DAQ':>6}{'relay':>7}{'I/O':>6}"
+          f"{'subscr.':>8}{'all':>6}")
     for subscribers in FANOUT:
-        for case in CASES:
+        for case in cases(subscribers):
             rows = results[f"{case}{subscribers}"]
-            rates = [args.frames / seconds for seconds, _, _ in rows]
-            relay_cpu = f"{statistics.median(c for _, c, _ in rows) * 1e3 / args.frames:.2f}" if case != "raw" else "-"
+            rates = [args.frames / row.seconds for row in rows]
+            cpu = {name: f"{statistics.median(getattr(row, name) for row in rows) * per_frame:.2f}"
+                   for name in ("daq", "relay", "io", "subscriber")}
+            relay = cpu["relay"] if case != "raw" else "-"
+            io = cpu["io"] if case not in ("raw", "ideal") else "-"
+            total = statistics.median((row.daq + row.relay + row.subscriber * subscribers) * per_frame for row in rows)
             print(f"{f'{LABELS[case]} x{subscribers}':<32}{statistics.median(rates):>9.0f}"
                   f"{f'({min(rates):.0f}-{max(rates):.0f})':>14}{statistics.median(rates) * mb * subscribers:>7.0f}"
                   f"{f'({min(rates) * mb * subscribers:.0f}-{max(rates) * mb * subscribers:.0f})':>14}"
-                  f"{relay_cpu:>9}{statistics.median(c for _, _, c in rows) * 1e3 / args.frames:>9.2f}")
-    print("\nrelay / raw, median of per-run ratios (range)")
-    met = True
-    for subscribers in FANOUT:
-        for case in ("zeromq", "websocket"):
-            ratios = [raw[0] / relay[0] for raw, relay in zip(results[f"raw{subscribers}"],
-                                                               results[f"{case}{subscribers}"], strict=True)]
-            median, verdict = statistics.median(ratios), ""
-            if subscribers == 1 and case == "zeromq":
-                met = median >= TARGET
-                verdict = f"   target >= {TARGET}x: {'met' if met else 'MISSED'}"
-            print(f"  {subscribers} subscriber(s), {case:<9}: {median:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
-                  f"{verdict}")
+                  f"{cpu['daq']:>6}{relay:>7}{io:>6}{cpu['subscriber']:>8}{total:>6.2f}")
+    print("\nmedian of per-run ratios (range)")
+    met = statistics.median(raw.seconds / relay.seconds
+                            for raw, relay in zip(results["raw1"], results["zeromq1"], strict=True)) >= TARGET
+    print(f"  relay / raw, 1 subscriber, zeromq    : {ratios(results, 'zeromq', 'raw', 1)}   target >= {TARGET}x: "
+          f"{'met' if met else 'MISSED'}")
+    print(f"  relay / raw, 1 subscriber, websocket : {ratios(results, 'websocket', 'raw', 1)}")
+    for case in ("zeromq", "websocket"):
+        print(f"  relay / raw, 4 subscribers, {case:<9}: {ratios(results, case, 'raw', 4)}")
+    print(f"  ideal relay / raw, 1 subscriber      : {ratios(results, 'ideal', 'raw', 1)}")
+    print(f"  relay / ideal relay, 1 subscriber    : {ratios(results, 'zeromq', 'ideal', 1)}")
     return met
 
 
-def timed(case: str, subscribers: int, args: argparse.Namespace,
-          server: dict[str, str]) -> tuple[float, float, float]:
-    """Seconds of one case, beamhub's CPU seconds in it (0 for raw), a subscriber's CPU seconds."""
-    before = cpu_seconds(server["pid"])
+def timed(case: str, subscribers: int, args: argparse.Namespace, server: dict[str, str]) -> Row:
+    """One case's Row."""
     if case == "raw":
-        seconds, subscriber = raw_case(subscribers, args)
-        return seconds, 0.0, subscriber
-    seconds, subscriber = relay_case(case, subscribers, args, server)
-    return seconds, cpu_seconds(server["pid"]) - before, subscriber
+        seconds, daq, subscriber = raw_case(subscribers, args)
+        return Row(seconds, daq, 0.0, 0.0, subscriber)
+    if case == "ideal":
+        return ideal_case(args)
+    before, io_before = cpu_seconds(server["pid"]), io_cpu_seconds(server["pid"])
+    seconds, daq, subscriber = relay_case(case, subscribers, args, server)
+    return Row(seconds, daq, cpu_seconds(server["pid"]) - before, io_cpu_seconds(server["pid"]) - io_before,
+               subscriber)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -221,7 +310,7 @@ def main(argv: list[str]) -> int:
         print("bench/stream.py: run as root (beamhub serve keeps system accounts)", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    results: dict[str, list[tuple[float, float, float]]] = {f"{case}{n}": [] for n in FANOUT for case in CASES}
+    results: dict[str, list[Row]] = {f"{case}{n}": [] for n in FANOUT for case in cases(n)}
     try:
         with beamhub_server(tmp, args) as server:
             warm_up = argparse.Namespace(**{**vars(args), "frames": 50})
@@ -229,10 +318,10 @@ def main(argv: list[str]) -> int:
                 relay_case(via, 1, warm_up, server)  # untimed
             for run in range(args.runs):
                 for subscribers in FANOUT:
-                    for case in CASES:
+                    for case in cases(subscribers):
                         results[f"{case}{subscribers}"].append(timed(case, subscribers, args, server))
-                print(f"run {run + 1}: " + ", ".join(f"{k} {args.frames / v[-1][0]:.0f}/s" for k, v in results.items()),
-                      flush=True)
+                print(f"run {run + 1}: " + ", ".join(f"{k} {args.frames / v[-1].seconds:.0f}/s"
+                                                     for k, v in results.items()), flush=True)
     except BenchError as exc:
         print(f"bench/stream.py: {exc}", file=sys.stderr)
         return 1
