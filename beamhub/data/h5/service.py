@@ -42,7 +42,24 @@ def locate(h5: h5py.File, path: str, resolve: str = "only_valid") -> Entity:
     """The object at `path`; a soft link's target unless `resolve` is "none" (or it dangles and is "only_valid")."""
     if resolve not in LINK_RESOLUTIONS:
         raise Invalid("resolve_links must be one of %(link_resolutions)s", link_resolutions=', '.join(LINK_RESOLUTIONS))
-    return _entity(_walk(h5, _root(h5), _parts(path), path, resolve, [0]))
+    parts = _parts(path)
+    node = _hard_path(h5, parts)
+    return _entity(node if node is not None else _walk(h5, _root(h5), parts, path, resolve, [0]))
+
+
+def _hard_path(h5: h5py.File, parts: list[str]) -> Node | None:
+    """The object at `parts` if each link on the way is a hard link (one library call a link, then one open): each
+    link's kind is asked by its path from the root, so HDF5 crosses only links already found hard; None at the first
+    that is not, or is missing (then _walk decides, link by link)."""
+    path = b""
+    for name in parts:
+        path += b"/" + name.encode()
+        try:
+            if h5.id.links.get_info(path).type != h5l.TYPE_HARD:
+                return None
+        except (KeyError, ValueError, RuntimeError):
+            return None
+    return h5o.open(h5.id, path or b"/")
 
 
 def _parts(path: str) -> list[str]:
@@ -93,9 +110,12 @@ def _walk(h5: h5py.File, node: Node, parts: list[str], path: str, resolve: str, 
 
 def _link_kind(node: Node, key: bytes) -> int | None:
     """The kind of the link `key` of a group (hard, soft, external); None if there is none or `node` is no group."""
-    if not isinstance(node, h5g.GroupID) or not node.links.exists(key):
+    if not isinstance(node, h5g.GroupID):
         return None
-    kind = node.links.get_info(key).type
+    try:
+        kind = node.links.get_info(key).type
+    except (KeyError, RuntimeError):  # no such link (h5py raises either, by HDF5 version)
+        return None
     return kind if kind in (h5l.TYPE_HARD, h5l.TYPE_SOFT, h5l.TYPE_EXTERNAL) else None
 
 
