@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import typing
 from datetime import UTC, datetime
@@ -40,6 +41,10 @@ def serve(config: ConfigOption = None, reload: bool = False) -> None:
     except (ConfigError, BeamhubError, OSError) as exc:
         err.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from exc
+    # What was built so far (modules, the app, its services) lives as long as the process: kept out of the
+    # collector's reach, a full collection walks only what requests made since (about 100 ms fewer a pause).
+    gc.collect()
+    gc.freeze()
     console.print(f"beamhub listening on http://{settings.bind} (state in {settings.state_dir})")
     # X-Forwarded-For/-Proto count only from the configured proxies: sessions run on this host's loopback too.
     trusted = ",".join(settings.trusted_proxies)

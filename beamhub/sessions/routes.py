@@ -57,10 +57,10 @@ def create_session(body: SessionCreate, principal: SessionsPrincipal, sessions: 
 
 
 @router.get("", response_model=list[SessionOut])
-async def list_sessions(principal: SessionsPrincipal, sessions: Sessions,
+async def list_sessions(request: Request, principal: SessionsPrincipal, sessions: Sessions,
                         user: str | None = Query(None, pattern=USERNAME_PATTERN),
                         active: bool = False) -> list[SessionOut]:
-    return [session_out(r) for r in await read_in_thread(sessions.list, principal, user, active_only=active)]
+    return [session_out(r) for r in await read_in_thread(request, sessions.list, principal, user, active_only=active)]
 
 
 @router.get("/events", response_class=StreamingResponse, responses={200: {"content": {EVENT_STREAM: {}}}})

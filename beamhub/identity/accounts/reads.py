@@ -81,9 +81,10 @@ def token_with_user(db: Connection, by: str, key: str | int) -> Row[Any] | None:
     return db.execute(_token_query(db.dialect.name, by), {"key": key}).one_or_none()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class UserView:
-    """A user as the API shows them."""
+    """A user as the API shows them (not frozen: a frozen dataclass is built a field at a time, and a 100-user
+    page builds a hundred)."""
 
     username: str
     uid: int
@@ -99,10 +100,11 @@ class UserView:
 
 
 def _view(row: Row[Any]) -> UserView:
-    return UserView(username=row.username, uid=row.uid, gid=row.gid,
-                    groups=group_names(row.group_entries), roles=row.roles,
-                    beamlines=row.beamlines, is_admin=Role.admin.value in row.roles, state=row.state,
-                    display_name=row.display_name, email=row.email, created_at=row.created_at)
+    """The view of a row of _user_query (its columns unpacked by position: a row's attributes are looked up by
+    name each)."""
+    _, username, uid, gid, roles, beamlines, state, display_name, email, created_at, group_entries = row
+    return UserView(username, uid, gid, group_names(group_entries), roles, beamlines, Role.admin.value in roles,
+                    state, display_name, email, created_at)
 
 
 @cache

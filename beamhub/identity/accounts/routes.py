@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import TypeAdapter
 
 from beamhub.deps import CurrentPrincipal, Groups, Identity, read_in_thread
@@ -43,15 +43,15 @@ USERS_JSON = TypeAdapter(list[UserView])
 
 
 @router.get("/users", response_model=list[UserOut])
-async def list_users(principal: CurrentPrincipal, identity: Identity, offset: int = Query(0, ge=0, le=MAX_ID),
-                     limit: int = Query(100, ge=1, le=1000)) -> Response:
-    views = await read_in_thread(identity.profiles, offset, limit, by=principal)
+async def list_users(request: Request, principal: CurrentPrincipal, identity: Identity,
+                     offset: int = Query(0, ge=0, le=MAX_ID), limit: int = Query(100, ge=1, le=1000)) -> Response:
+    views = await read_in_thread(request, identity.profiles, offset, limit, by=principal)
     return Response(USERS_JSON.dump_json(views), media_type=JSON)
 
 
 @router.get("/users/{username}", response_model=UserOut)
-async def get_user(username: str, principal: CurrentPrincipal, identity: Identity) -> Response:
-    view = await read_in_thread(identity.profile, username, by=principal)
+async def get_user(request: Request, username: str, principal: CurrentPrincipal, identity: Identity) -> Response:
+    view = await read_in_thread(request, identity.profile, username, by=principal)
     return Response(USER_JSON.dump_json(view), media_type=JSON)
 
 
