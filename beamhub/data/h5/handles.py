@@ -13,6 +13,7 @@ with keep_seconds 0 (the setting h5_keep_seconds) none is kept.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -26,6 +27,7 @@ import h5py
 from beamhub.errors import Conflict, Invalid
 
 KEEP_SECONDS = 2.0
+_NO_LOCKS = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)
 MAX_FILES = 32
 
 Inode = tuple[int, int]
@@ -61,6 +63,9 @@ def refuse_if_written(fd: int, name: str) -> None:
     except BlockingIOError:
         raise Conflict("%(file)s is being written (its writer holds the file's lock): try again once it is closed",
                        file=_base(name)) from None
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise  # a filesystem without flock has no writer's lock to see (HDF5's best-effort locking ignores it too)
 
 
 def _base(name: str) -> str:
