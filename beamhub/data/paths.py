@@ -17,7 +17,6 @@ same descriptor walk along the real path, where no symlink may appear any more).
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import stat
@@ -30,7 +29,6 @@ _ENCODED_SEPARATOR = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO opens at once (and is refused as no regular file); users cannot make device nodes.
 _ENTRY = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.ENAMETOOLONG)
 
 
 class _Detour(Exception):
@@ -125,9 +123,8 @@ def _open_child(folder: int, name: str, last: bool, relative: str) -> int:
     """`name` in the folder open as `folder`, never through a symlink (_Detour if it is one); NotFound if missing."""
     try:
         return os.open(name, _ENTRY if last else _DIRECTORY, dir_fd=folder)
-    except OSError as exc:
-        if exc.errno not in _NOT_THERE:
-            raise
+    except OSError:
+        pass  # missing, no folder, a symlink (ELOOP, or ENOTDIR with O_DIRECTORY), a socket...: as may_access, no 500
     try:
         is_link = stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
     except OSError:

@@ -28,7 +28,7 @@ from beamhub.errors import Conflict, Invalid
 
 KEEP_SECONDS = 2.0
 _NO_LOCKS = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)
-MAX_FILES = 32
+MAX_FILES = 16  # each holds HDF5's metadata cache (2 MiB to start, up to 32 MiB as a file's use asks)
 
 Inode = tuple[int, int]
 Version = tuple[int, int, int]
