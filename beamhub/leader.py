@@ -1,14 +1,17 @@
 """Which replica runs a loop that must run once per deployment (the reconciler, the Slurm poller).
 
-SQLite has one server, so its one process leads. On PostgreSQL the replica that holds a session advisory lock
-leads; the lock lives as long as the connection that took it, so a replica that dies or loses its connection
-loses the lead, and another takes it on its next round.
+On SQLite (one host) the process that holds an exclusive flock on a file beside the database leads: the lock lives
+as long as the process, so when it ends another worker process takes the lead on its next round. On PostgreSQL
+the replica that holds a session advisory lock leads; the lock lives as long as the connection that took it, so a
+replica that dies or loses its connection loses the lead, and another takes it on its next round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Callable
 
 from sqlalchemy import Connection, text
@@ -31,11 +34,12 @@ class LeaderLock:
         self.db = db
         self.key = key
         self._connection: Connection | None = None
+        self._file: int | None = None
 
     def held(self) -> bool:
-        """Asked each round: keeps the lead while its connection stands, else tries to take it."""
+        """Asked each round: keeps the lead while its lock stands, else tries to take it."""
         if self.db.engine.dialect.name != "postgresql":
-            return True
+            return self._held_by_file()
         if self._connection is not None and self._still_connected(self._connection):
             return True
         self.release()
@@ -46,8 +50,29 @@ class LeaderLock:
         connection.close()
         return False
 
+    def _held_by_file(self) -> bool:
+        """SQLite: an exclusive flock on `<database>.lead-<key>`, kept while this process lives (a database in
+        memory has one process)."""
+        if self._file is not None:
+            return True
+        database = self.db.engine.url.database
+        if not database or database == ":memory:":
+            return True
+        fd = os.open(f"{database}.lead-{self.key:08x}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._file = fd
+        return True
+
     def release(self) -> None:
-        """Give the lead up: the connection is closed, not returned to the pool, so its lock goes with it."""
+        """Give the lead up: the lock file is closed, and a PostgreSQL connection closed, not returned to the pool,
+        so its lock goes with it."""
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
         if self._connection is not None:
             try:
                 self._connection.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})

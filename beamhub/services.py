@@ -71,7 +71,7 @@ def build_services(settings: Settings) -> Services:
     sessions.check_proposal = data.get
     sessions.prefetch_proposal = partial(prefetch_in_background, data)
     login = LoginService(db, settings, identity, audit)
-    oidc = OidcLogin(settings) if "oidc" in settings.login_methods else None
+    oidc = OidcLogin(settings, db) if "oidc" in settings.login_methods else None
     return Services(settings=settings, db=db, backend=backend, identity=identity, groups=groups,
                     keys=SshKeyService(db, identity), sessions=sessions,
                     entry=SessionEntry(db, sessions, identity, login), workstations=WorkstationService(db),

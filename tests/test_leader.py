@@ -3,6 +3,8 @@ over when it stops or loses its database connection."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from beamhub.db import Database
-from beamhub.leader import RECONCILER_LOCK, LeaderLock
+from beamhub.leader import JOB_POLLER_LOCK, RECONCILER_LOCK, LeaderLock
 from helpers.waiting import wait_for
 
 
@@ -52,3 +54,35 @@ def test_a_leader_that_loses_its_connection_loses_the_lead(replicas: tuple[Leade
         admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
     wait_for(second.held, timeout=10)  # the killed connection took its lock along
     assert not first.held()  # and the old leader notices that it lost the lead
+
+
+def test_one_process_on_sqlite_leads_and_another_takes_over_when_it_ends(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'beamhub.db'}"
+    child = subprocess.Popen([sys.executable, "-c", LEAD_AND_WAIT, url], stdout=subprocess.PIPE, text=True)
+    db = Database(url)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "leading"
+        ours = LeaderLock(db, RECONCILER_LOCK)
+        assert not ours.held()  # another process of this database leads
+        poller = LeaderLock(db, JOB_POLLER_LOCK)
+        assert poller.held()  # each loop has its own lead
+        poller.release()
+        child.kill()
+        child.wait()
+        assert ours.held()  # its lock went with it
+        assert not LeaderLock(db, RECONCILER_LOCK).held()  # and now this process holds it
+        ours.release()
+        assert LeaderLock(db, RECONCILER_LOCK).held()
+    finally:
+        child.kill()
+        db.dispose()
+
+
+LEAD_AND_WAIT = """
+import sys, time
+from beamhub.db import Database
+from beamhub.leader import JOB_POLLER_LOCK, RECONCILER_LOCK, LeaderLock
+assert LeaderLock(Database(sys.argv[1]), RECONCILER_LOCK).held()
+print("leading", flush=True)
+time.sleep(600)
+"""

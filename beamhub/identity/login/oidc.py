@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
-import threading
-import time
-from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,36 +14,27 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import delete
 
 from beamhub.config import Settings
+from beamhub.db import Database, utcnow
 from beamhub.errors import NotReady, Unauthenticated
+from beamhub.identity.login.models import OidcFlow
 from beamhub.identity.login.service import same_secret
 
 PENDING_TTL = 600
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
 
-@dataclass(frozen=True)
-class Pending:
-    """One browser's login in flight, between the redirect to the provider and its callback."""
-
-    state: str
-    nonce: str
-    verifier: str
-    next_path: str
-    created: float
-
-
 class OidcLogin:
     """The facility's single sign-on as an OpenID Connect relying party."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
+        self.db = db
         self.issuer = (settings.oidc_issuer or "").rstrip("/")
         self.redirect_uri = f"{settings.callback_url}/login/oidc/callback"
         self._metadata: dict[str, Any] | None = None
-        self._pending: dict[str, Pending] = {}  # by SHA-256 of the browser's flow cookie; in memory
-        self._lock = threading.Lock()
 
     async def metadata(self) -> dict[str, Any]:
         """The provider's discovery document, fetched once."""
@@ -67,11 +57,9 @@ class OidcLogin:
         """(URL of the provider's login page, value of the cookie that binds the flow to this browser)."""
         metadata = await self.metadata()
         flow = secrets.token_urlsafe(32)
-        pending = Pending(secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48),
-                          next_path, time.monotonic())
-        with self._lock:
-            self._forget_stale()
-            self._pending[_digest(flow)] = pending
+        pending = OidcFlow(digest=_digest(flow), state=secrets.token_urlsafe(24), nonce=secrets.token_urlsafe(24),
+                           verifier=secrets.token_urlsafe(48), next_path=next_path, created_at=utcnow())
+        await asyncio.to_thread(self._store, pending)
         url = add_params_to_uri(metadata["authorization_endpoint"], [
             ("response_type", "code"), ("client_id", self.settings.oidc_client_id or ""),
             ("redirect_uri", self.redirect_uri), ("scope", " ".join(self.settings.oidc_scopes)),
@@ -80,24 +68,30 @@ class OidcLogin:
         ])
         return url, flow
 
-    def _forget_stale(self) -> None:
-        cutoff = time.monotonic() - PENDING_TTL
-        for key in [k for k, p in self._pending.items() if p.created < cutoff]:
-            del self._pending[key]
+    def _store(self, pending: OidcFlow) -> None:
+        """Keep a flow in the database (its callback may reach another worker or replica); expired ones go."""
+        with self.db.session() as db:
+            db.execute(delete(OidcFlow).where(OidcFlow.created_at < utcnow() - timedelta(seconds=PENDING_TTL)))
+            db.add(pending)
 
-    def _take(self, flow: str | None, state: str | None) -> Pending:
-        """The flow this browser started, once; 401 if none or the state differs."""
-        with self._lock:
-            self._forget_stale()
-            pending = self._pending.pop(_digest(flow), None) if flow else None
-        if pending is None or not same_secret(state, pending.state):
+    def _take(self, flow: str | None, state: str | None) -> OidcFlow:
+        """The flow this browser started, once (whoever deletes its row takes it); 401 if none, expired, or the
+        state differs."""
+        pending = None
+        if flow:
+            with self.db.session() as db:
+                found = db.get(OidcFlow, _digest(flow))
+                taken = db.execute(delete(OidcFlow).where(OidcFlow.digest == _digest(flow))).rowcount == 1
+                pending = found if taken else None
+        fresh = pending is not None and pending.created_at > utcnow() - timedelta(seconds=PENDING_TTL)
+        if pending is None or not fresh or not same_secret(state, pending.state):
             raise Unauthenticated("this single sign-on login was not started here, has expired, or its state is wrong")
         return pending
 
     async def finish(self, flow: str | None, state: str | None, code: str | None,
                      error: str | None = None) -> tuple[str, dict[str, Any], str]:
         """(username, id_token claims, next path) of a completed flow; 401 if anything does not check out."""
-        pending = self._take(flow, state)
+        pending = await asyncio.to_thread(self._take, flow, state)
         if error or not code:
             raise Unauthenticated("the single sign-on provider refused the login: %(error)s", error=error or "no code")
         metadata = await self.metadata()

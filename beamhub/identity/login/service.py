@@ -7,9 +7,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -21,11 +18,12 @@ from sqlalchemy import Row, Select, bindparam, select
 
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
-from beamhub.errors import N_, Forbidden, Invalid, NotFound, TooManyRequests, Unauthenticated
+from beamhub.errors import N_, Forbidden, Invalid, NotFound, Unauthenticated
 from beamhub.identity.accounts import reads
 from beamhub.identity.accounts.models import User, UserState
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
+from beamhub.identity.login.failures import FailureLimiter
 from beamhub.identity.login.models import LoginSession
 from beamhub.identity.principal import SYSTEM, Principal
 
@@ -34,65 +32,9 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 WRONG_CREDENTIALS = N_("wrong username or password")
-TOO_MANY_FAILURES = {
-    ("account",): N_("too many failed logins for this account; try again in %(seconds)s seconds"),
-    ("address",): N_("too many failed logins for this address; try again in %(seconds)s seconds"),
-    ("account", "address"): N_("too many failed logins for this account and address; try again in %(seconds)s seconds"),
-}
-"""The refusal when an account, an address or both failed too often lately."""
-SWEEP_ABOVE = 10_000
-"""Forget expired failure windows once this many usernames and addresses are tracked."""
-
-
 def cookie_digest(value: str) -> str:
     """The SHA-256 under which a cookie's session is stored."""
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-class FailureLimiter:
-    """Failed logins in a sliding window, per username and per address, kept in this process's memory.
-
-    Not the audit log's count_failures: that counts every refused action (a bad API token, too), and a
-    login limit should count failed logins only. A restart forgets (an attacker gains one window).
-    """
-
-    def __init__(self, max_failures: int, window: float) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> int:
-        times = self._failures.get(key)
-        if times is None:
-            return 0
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return len(times)
-
-    def check(self, username: str, address: str) -> None:
-        """TooManyRequests (429) if the user or the address failed too often lately."""
-        now = time.monotonic()
-        with self._lock:
-            blocked = [kind for kind, key in (("account", f"u:{username}"), ("address", f"a:{address}"))
-                       if self._recent(key, now) >= self.max_failures]
-        if blocked:
-            raise TooManyRequests(TOO_MANY_FAILURES[tuple(blocked)], seconds=int(self.window))
-
-    def failed(self, username: str, address: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._failures) > SWEEP_ABOVE:
-                for key in list(self._failures):
-                    self._recent(key, now)
-            self._failures[f"u:{username}"].append(now)
-            self._failures[f"a:{address}"].append(now)
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(f"u:{username}", None)
 
 
 @functools.cache
@@ -115,7 +57,7 @@ class LoginService:
         self.identity = identity
         self.audit = audit
         self.hasher = PasswordHasher()  # argon2id with argon2-cffi's current parameters
-        self.limiter = FailureLimiter(settings.login_max_failures, settings.login_failure_window)
+        self.limiter = FailureLimiter(db, settings.login_max_failures, settings.login_failure_window)
 
     @functools.cached_property
     def _dummy_hash(self) -> str:
