@@ -22,6 +22,7 @@ from beamhub.identity.login.oidc import OidcLogin
 from beamhub.identity.login.service import LoginService
 from beamhub.identity.windows.service import WindowsIdentity
 from beamhub.jobs.service import JobService
+from beamhub.locks import HostLocks
 from beamhub.sessions import proposal_links
 from beamhub.sessions.entry import SessionEntry
 from beamhub.sessions.service import SessionService
@@ -60,13 +61,14 @@ def build_services(settings: Settings) -> Services:
     migrate(db.engine)
     backend = make_backend(settings)
     audit = AuditService(db)
-    groups = GroupService(db, settings, audit)
+    locks = HostLocks(settings.state_dir / "locks")
+    groups = GroupService(db, settings, audit, locks)
     identity = IdentityService(db, settings, groups, audit)
     groups.on_member_change.append(identity.revoked)
-    sessions = SessionService(db, settings, backend, identity, audit)
+    sessions = SessionService(db, settings, backend, identity, audit, locks)
     identity.on_disable.append(lambda user: sessions.stop_all_of(user.id, N_("user %(username)s was disabled")
                                                                  % {"username": user.username}))
-    data = DataService(db, settings, identity, groups, audit)
+    data = DataService(db, settings, identity, groups, audit, locks)
     sessions.user_env = partial(proposal_links.session_env, data)
     sessions.check_proposal = data.get
     sessions.prefetch_proposal = partial(prefetch_in_background, data)

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -25,6 +24,7 @@ from beamhub.identity.accounts.models import User
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import SYSTEM, Principal
+from beamhub.locks import HostLocks
 from beamhub.metrics import SPAWN_SECONDS
 from beamhub.sessions import broadcast, kinds, reasons
 from beamhub.sessions.credentials import end_session_credentials, session_credentials
@@ -59,14 +59,14 @@ def _digest(secret: str) -> str:
 
 class SessionService(SessionReader):
     def __init__(self, db: Database, settings: Settings, backend: Backend, identity: IdentityService,
-                 audit: AuditService) -> None:
+                 audit: AuditService, locks: HostLocks) -> None:
         self.db = db
         self.settings = settings
         self.backend = backend
         self.identity = identity
         self.audit = audit
-        self._allocation = threading.Lock()
-        self._moving = threading.Lock()  # requests, the reconciler and agent reports move states one at a time
+        self._allocation = locks("session-allocation")  # by any process of this host
+        self._moving = locks("session-states")  # requests, the reconciler and agent reports move states one at a time
         self._ending: set[str] = set()  # sessions whose processes a thread of this process is stopping now
         self.on_leaving_running: list[Callable[[], None]] = []
         """Called when a session stops running: the proxy forgets who it let in (it keeps that for seconds)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from beamhub.identity.accounts.models import Group, User
 from beamhub.identity.accounts.service import IdentityService
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
+from beamhub.locks import HostLock, HostLocks
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,13 @@ def staff_group(beamline: str) -> str:
 
 class DataService:
     def __init__(self, db: Database, settings: Settings, identity: IdentityService, groups: GroupService,
-                 audit: AuditService) -> None:
+                 audit: AuditService, locks: HostLocks) -> None:
         self.db = db
         self.settings = settings
         self.identity = identity
         self.groups = groups
         self.audit = audit
-        self._acl_locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self.locks = locks
 
     # --- where data lives ----------------------------------------------------------------
     @property
@@ -240,10 +239,9 @@ class DataService:
             gids = db.scalars(select(Group.gid).where(Group.name.in_(names)))
             return AccessList(users=frozenset(uids), groups=frozenset(gids))
 
-    def acl_lock(self, proposal_id: str) -> threading.Lock:
-        """The lock a proposal's ACL writes and registrations take turns on."""
-        with self._locks_guard:
-            return self._acl_locks.setdefault(proposal_id, threading.Lock())
+    def acl_lock(self, proposal_id: str) -> HostLock:
+        """The lock a proposal's ACL writes and registrations take turns on, in every process of this host."""
+        return self.locks.striped("acl", proposal_id)
 
     def apply_acls(self, proposal_id: str, progress: Callable[[int], None] | None = None) -> int:
         """Rewrite the ACL of every folder and file of the proposal, on every tier; return how many paths.

@@ -7,7 +7,6 @@ disk, ...) and every user's private group (the group of the user's own name) are
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from sqlalchemy import delete, select
@@ -20,6 +19,7 @@ from beamhub.identity.accounts import host
 from beamhub.identity.accounts.models import Group, User
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.principal import Principal
+from beamhub.locks import HostLocks
 
 
 def manages(settings: Settings, name: str, gid: int) -> bool:
@@ -30,15 +30,15 @@ def manages(settings: Settings, name: str, gid: int) -> bool:
 
 
 class GroupService:
-    def __init__(self, db: Database, settings: Settings, audit: AuditService) -> None:
+    def __init__(self, db: Database, settings: Settings, audit: AuditService, locks: HostLocks) -> None:
         self.db = db
         self.settings = settings
         self.audit = audit
-        self.creating = threading.Lock()
+        self.creating = locks("users-and-groups")
         self.on_member_change: list[Callable[[], None]] = []
         """Told when someone joined or left a group: credentials this process keeps carry their groups."""
-        """Held while users or groups are created in this process: two at once would pick the same free UID or
-        record the same new group (replicas retry on the database's refusal instead)."""
+        """Held while users or groups are created by any process of this host: two at once would pick the same free
+        UID or record the same new group (replicas on other hosts retry on the database's refusal instead)."""
 
     def check_grantable(self, db: Session, name: str) -> None:
         """Forbidden unless beamhub may record this group and give it members; checks only, writes nothing."""

@@ -7,10 +7,10 @@ import logging
 import os
 import pwd
 import subprocess
-import threading
 from pathlib import Path
 
 from beamhub.errors import Conflict, HostRefused
+from beamhub.locks import HOST_ACCOUNTS, HostLock
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +23,9 @@ def _run(argv: list[str]) -> None:
         raise HostRefused("%(program)s failed on this host; the server's log says why", program=argv[0])
 
 
-HOST = threading.RLock()
-"""Held while this process checks and changes the host's accounts and groups: two requests would otherwise both
-find a group missing and both try to add it."""
+HOST = HostLock(HOST_ACCOUNTS)
+"""Held while a process checks and changes the host's accounts and groups: two requests would otherwise both find
+a group missing and both try to add it."""
 
 
 def ensure_group(name: str, gid: int | None = None) -> int:
