@@ -6,10 +6,10 @@ PUSH socket to each of 1 or 4 PULL processes; (relay) over beamhub_stream.Publis
 1 or 4 subscriber processes (beamhub_stream.subscribe), over ZeroMQ (stream_subscribe_bind) and over the websocket.
 Throughput is frames every subscriber got over the time from the first send to the last frame at the slowest
 subscriber. A fourth case, one subscriber only, is the ceiling of any relay built on ZeroMQ on this host: the same
-DAQ PUSH and PULL consumer with a process between them that forwards each frame in libzmq's own C loop
-(zmq.proxy, PULL to PUSH, no Python a frame, no checks). Runs interleave the cases; the table shows medians (range),
-the CPU a frame cost the relay process (beamhub: its event loop and ZeroMQ I/O threads apart) and each subscriber,
-and the median of the per-run ratios to raw and to the ideal relay.
+DAQ PUSH and PULL consumer with a process between them that forwards each frame in libzmq's own C loop (zmq.proxy,
+PULL to PUSH, no Python a frame, no checks), its queues bounded and its frames' memory kept as beamhub's. Runs
+interleave the cases; the table shows medians (range), the CPU a frame cost the DAQ, the relay's process (beamhub's
+ZeroMQ I/O threads apart) and each subscriber, and the median of the per-run ratios to raw and to the ideal relay.
 
 Run as root: /opt/beamhub/venv/bin/python bench/stream.py [--runs 5] [--frames 1000] [--frame-kib 1024]
 """
@@ -37,6 +37,8 @@ import httpx
 import zmq
 from spawn import BEAMHUB, BenchError, free_port, process_group, wait_until
 
+from beamhub.streams.sockets import keep_frame_memory
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "beamhub-stream"))
 from beamhub_stream import Publisher, subscribe  # noqa: E402  (the client library of this checkout)
 
@@ -59,6 +61,8 @@ class Row(NamedTuple):
     subscriber: float
 
 
+IDEAL_QUEUE = 8
+"""Frames the ideal relay queues each way: bounded as beamhub's relay is, so that it reuses its frames' memory."""
 IDEAL_FANOUT = 1
 """zmq.proxy forwards PULL to PUSH, which deals frames out instead of copying them: the ideal relay has one
 consumer."""
@@ -150,9 +154,13 @@ def raw_case(subscribers: int, args: argparse.Namespace) -> tuple[float, float, 
 
 
 def ideal_relay(front: int, back: int, ready: mp.Event) -> None:
-    """The ideal relay: a bound PULL's frames to a PUSH connected to the consumer, forwarded in libzmq's C loop."""
-    context = zmq.Context()
-    pull, push_ = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    """The ideal relay: a bound PULL's frames to a PUSH connected to the consumer, forwarded in libzmq's C loop, with
+    beamhub's policy for frames' memory."""
+    keep_frame_memory()
+    pull, push_ = zmq.Context().socket(zmq.PULL), zmq.Context().socket(zmq.PUSH)  # an I/O thread each, as beamhub
+    pull.setsockopt(zmq.RCVHWM, IDEAL_QUEUE)
+    push_.setsockopt(zmq.SNDHWM, IDEAL_QUEUE)
+    push_.setsockopt(zmq.RECONNECT_IVL, 1)  # the consumer binds after this connects: reach it within a millisecond
     pull.bind(f"tcp://127.0.0.1:{front}")
     push_.connect(f"tcp://127.0.0.1:{back}")
     ready.set()
