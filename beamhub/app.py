@@ -126,8 +126,8 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
                   description="Sessions, data and one identity for a synchrotron light source.")
     app.state.services = services
     app.state.reconciler = reconciler
-    app.state.admissions = Admissions(ADMISSION_SECONDS)
-    app.state.credentials = Credentials(CREDENTIAL_SECONDS)
+    app.state.admissions = Admissions(ADMISSION_SECONDS, epoch=services.identity.epoch)
+    app.state.credentials = Credentials(CREDENTIAL_SECONDS, epoch=services.identity.epoch)
     services.identity.on_revoke += [app.state.credentials.clear, app.state.admissions.clear]
     services.sessions.on_leaving_running.append(app.state.admissions.clear)
     app.state.events = EventBroadcaster(services.db)

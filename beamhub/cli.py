@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import logging
 import typing
 from datetime import UTC, datetime
 from typing import Annotated
@@ -33,24 +31,27 @@ def serve(config: ConfigOption = None, reload: bool = False) -> None:
     import uvicorn
 
     from beamhub.app import create_app
+    from beamhub.workers import configure_logging, keep_out_of_collections, prepare_workers
 
     settings = cli_settings(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
-        application = create_app(settings)
+        application = create_app(settings)  # checks and migrates once, before any worker starts
     except (ConfigError, BeamhubError, OSError) as exc:
         err.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from exc
-    # What was built so far (modules, the app, its services) lives as long as the process: kept out of the
-    # collector's reach, a full collection walks only what requests made since (about 100 ms fewer a pause).
-    gc.collect()
-    gc.freeze()
-    console.print(f"beamhub listening on http://{settings.bind} (state in {settings.state_dir})")
+    if settings.workers > 1:
+        application.state.services.db.dispose()
+        prepare_workers(settings, config)
+    keep_out_of_collections()
+    console.print(f"beamhub listening on http://{settings.bind} (state in {settings.state_dir}, "
+                  f"{settings.workers} worker process{'es' if settings.workers > 1 else ''})")
     # X-Forwarded-For/-Proto count only from the configured proxies: sessions run on this host's loopback too.
     trusted = ",".join(settings.trusted_proxies)
     # No per-message deflate on beamhub's websockets: sessions' kernels do not compress theirs, and detector
     # frames would cost the relay CPU on every frame for little gain on the facility's network.
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info",
+    uvicorn.run(application if settings.workers == 1 else "beamhub.workers:worker_app", factory=settings.workers > 1,
+                workers=settings.workers, host=settings.host, port=settings.port, log_level="info",
                 proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None, ws_per_message_deflate=False)
 
 

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path("/var/lib/beamhub")
     database_url: str | None = None
     bind: str = "127.0.0.1:8000"
+    workers: int = Field(1, ge=1, le=64, description="server processes answering on bind, each with its own "
+                                                    "threads: a second one about doubles what the API answers on "
+                                                    "two cores or more. The live-frame relay needs one")
     public_url: str | None = Field(None, description="URL the session agents use to reach beamhub")
     session_url: str | None = Field(
         None, pattern=r"^https?://[^/]*\{session\}[^/]*/?$",
@@ -207,6 +210,13 @@ class Settings(BaseSettings):
     def _oidc_is_complete(self) -> Settings:
         if "oidc" in self.login_methods and not (self.oidc_issuer and self.oidc_client_id):
             raise ValueError("login method oidc needs oidc_issuer and oidc_client_id")
+        return self
+
+    @model_validator(mode="after")
+    def _relay_has_one_process(self) -> Settings:
+        if self.workers > 1 and (self.stream_bind or self.stream_subscribe_bind):
+            raise ValueError("the live-frame relay runs in one process: with stream_bind or stream_subscribe_bind "
+                             "set, workers must be 1")
         return self
 
     @model_validator(mode="after")

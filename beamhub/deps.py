@@ -29,6 +29,7 @@ from beamhub.identity.login.service import LoginService, same_secret
 from beamhub.identity.principal import Principal
 from beamhub.identity.windows.service import WindowsIdentity
 from beamhub.jobs.service import JobService
+from beamhub.metrics import AUTH_FAILURES
 from beamhub.services import Services
 from beamhub.sessions.service import SessionService
 from beamhub.sessions.workstations import WorkstationService
@@ -162,7 +163,11 @@ async def current_principal(connection: HTTPConnection) -> Principal:
     form_post = connection.headers.get("content-type", "").startswith(FORM_TYPES)
     if unsafe and csrf is None and form_post and isinstance(connection, Request):
         csrf = str((await connection.form()).get("csrf_token") or "") or None
-    return await _accepted(connection, csrf, unsafe)
+    try:
+        return await _accepted(connection, csrf, unsafe)
+    except BeamhubError as exc:
+        AUTH_FAILURES.labels(reason=exc.code if _credential_key(connection) else "no_credential").inc()
+        raise
 
 
 async def principal_if_valid(connection: HTTPConnection) -> Principal | None:

@@ -1,18 +1,22 @@
 """/metrics in Prometheus' text format: sessions, spawns, the proxy, authentication, data and the reconciler.
 
-Counters and histograms live in this process (each worker or replica is its own scrape target); the sessions gauge
-is read from the database at each scrape, so every replica reports the same truth.
+Counters and histograms live in this process; with several worker processes (`workers`) each writes them to a file
+of PROMETHEUS_MULTIPROC_DIR (set by `beamhub serve`) and a scrape of any worker adds up all of them. Each replica
+is its own scrape target. The sessions gauge is read from the database at each scrape, so every replica reports the
+same truth.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.responses import Response
@@ -91,7 +95,20 @@ def _allowed(request: Request) -> None:
         raise Forbidden("metrics need the metrics token or an allowed address")
 
 
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition() -> bytes:
+    """The metrics in Prometheus' text format: this process's, or every worker's added up."""
+    if MULTIPROCESS_DIR not in os.environ:
+        return generate_latest(REGISTRY)
+    every_worker = CollectorRegistry()
+    MultiProcessCollector(every_worker)
+    every_worker.register(SESSIONS)
+    return generate_latest(every_worker)
+
+
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
     _allowed(request)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

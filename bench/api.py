@@ -1,6 +1,7 @@
 """REST API throughput with 1,000 users and real database tokens: beamhub against JupyterHub 6.
 
 Run as root: /opt/beamhub/venv/bin/python bench/api.py [--rounds 5] [--seconds 2] [--clients 200] [--users 1000]
+             [--workers 1]   (beamhub's `workers` setting; JupyterHub's hub is one process)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def in_parallel(fn: Callable[[httpx.Client, str], str], client_args: dict, items
 
 
 @contextmanager
-def beamhub_server(tmp: Path, users: list[str], accounts: list[str]) -> Iterator[dict[str, list[bytes]]]:
+def beamhub_server(tmp: Path, users: list[str], accounts: list[str], workers: int) -> Iterator[dict[str, list[bytes]]]:
     """beamhub serve with the users, each with a token, and an admin user with one; the requests of every case.
     No system accounts (BEAMHUB_MANAGE_SYSTEM_ACCOUNTS=false): 1,000 useradd calls would be the setup's cost."""
     port, admin = free_port(), secrets.token_urlsafe(24)
@@ -75,7 +76,8 @@ def beamhub_server(tmp: Path, users: list[str], accounts: list[str]) -> Iterator
     accounts.append(everyone)
     env = {**os.environ, "BEAMHUB_STATE_DIR": str(state), "BEAMHUB_BIND": f"127.0.0.1:{port}",
            "BEAMHUB_ADMIN_TOKEN": admin, "BEAMHUB_MANAGE_SYSTEM_ACCOUNTS": "false", "BEAMHUB_UID_MIN": str(base),
-           "BEAMHUB_UID_MAX": str(base + 9999), "BEAMHUB_ALL_USERS_GROUP": everyone}
+           "BEAMHUB_UID_MAX": str(base + 9999), "BEAMHUB_ALL_USERS_GROUP": everyone,
+           "BEAMHUB_WORKERS": str(workers)}
     log = tmp / "beamhub.log"
     with process_group([str(BEAMHUB), "serve"], env, tmp, log) as proc:
         client_args = {"base_url": f"http://127.0.0.1:{port}", "timeout": 60,
@@ -156,7 +158,8 @@ def run_rounds(sides: dict[str, dict], args: argparse.Namespace) -> dict[tuple[s
 def print_table(results: dict[tuple[str, str], list[Result]], args: argparse.Namespace) -> None:
     print(f"\n{args.users} users with a database token each, {args.clients} concurrent keep-alive clients, "
           f"{args.rounds} interleaved rounds of {args.seconds:g} s per case (+0.5 s warm-up); client: bench/load.py "
-          f"(one uvloop process, raw sockets) for both; loopback on a shared 2-core host")
+          f"(one uvloop process, raw sockets) for both; loopback on a shared 2-core host; beamhub with "
+          f"{args.workers} worker process{'es' if args.workers > 1 else ''}, JupyterHub's hub one process")
     print(f"{'case':<30}{'server':<12}{'req/s':>8}{'(min-max)':>14}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
           f"{'client cpu':>11}")
     verdicts = []
@@ -202,12 +205,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=2.0, help="measured seconds per case, server and round")
     p.add_argument("--clients", type=int, default=200, help="concurrent connections (default 200)")
     p.add_argument("--users", type=int, default=1000, help="users on each side, a token each (default 1000)")
+    p.add_argument("--workers", type=int, default=1, help="beamhub's worker processes (default 1)")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the servers' logs")
     args = p.parse_args(argv)
     if args.rounds < 5:
         p.error("--rounds must be at least 5")
-    if not 0.5 <= args.seconds <= 30 or not 1 <= args.clients <= 1000 or not 10 <= args.users <= 5000:
-        p.error("--seconds takes 0.5 to 30, --clients 1 to 1000, --users 10 to 5000")
+    if (not 0.5 <= args.seconds <= 30 or not 1 <= args.clients <= 1000 or not 10 <= args.users <= 5000
+            or not 1 <= args.workers <= 16):
+        p.error("--seconds takes 0.5 to 30, --clients 1 to 1000, --users 10 to 5000, --workers 1 to 16")
     return args
 
 
@@ -222,7 +227,7 @@ def main(argv: list[str]) -> int:
     users, accounts = names(args.users, "bu"), []
     try:
         with ExitStack() as stack:
-            sides = {"beamhub": stack.enter_context(beamhub_server(tmp, users, accounts)),
+            sides = {"beamhub": stack.enter_context(beamhub_server(tmp, users, accounts, args.workers)),
                      "jupyterhub": stack.enter_context(jupyterhub_server(tmp, users))}
             print_table(run_rounds(sides, args), args)
     except Exception as exc:  # noqa: BLE001 -- one line and the logs, never a traceback

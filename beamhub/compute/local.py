@@ -129,6 +129,7 @@ class LocalBackend:
         return []
 
     def start(self, spec: LaunchSpec) -> Handle:
+        self._reap()
         try:
             make_private_dir(spec.runtime_dir, spec.account)
         except OSError as exc:
@@ -139,6 +140,20 @@ class LocalBackend:
         except BackendError:
             shutil.rmtree(spec.runtime_dir, ignore_errors=True)
             raise
+
+    def _reap(self) -> None:
+        """Collect the exit of this process's children that ended (zombies until then): with several worker
+        processes the leader polls sessions another started, by their PID. A child whose session was stopped by
+        any process (its handle removed) is forgotten; the others keep their exit status for poll."""
+        recorded = set()
+        for path in self.handles_dir.glob("*.json"):
+            try:
+                recorded.add(json.loads(path.read_text())["pid"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return  # a handle being written or removed by another process: forget nothing this time
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None and pid not in recorded:
+                del self._children[pid]
 
     def _limited_groups(self, spec: LaunchSpec) -> list[Path]:
         """The session's cgroups with its limits; what a refused limit left behind is removed at once."""

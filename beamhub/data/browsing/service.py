@@ -58,7 +58,7 @@ class DataBrowser:
     def __init__(self, data: DataService) -> None:
         self.data = data
         self.db = data.db
-        self.recent: TtlCache[str, Proposal] = TtlCache(PROPOSAL_SECONDS)
+        self.recent: TtlCache[str, Proposal] = TtlCache(PROPOSAL_SECONDS, epoch=data.identity.epoch)
         data.identity.on_revoke.append(self.recent.clear)
 
     def _caller(self, principal: Principal) -> Caller:

@@ -14,6 +14,7 @@ from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from beamhub.cache import SharedEpoch
 from beamhub.compute.backend import Account
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
@@ -61,6 +62,8 @@ class IdentityService:
         self.on_revoke: list[Callable[[], None]] = []
         """Called when a credential or a right may have ended (a revoked token, a changed user, a logout): the
         server forgets the decisions it keeps for a few seconds."""
+        self.epoch = SharedEpoch(settings.state_dir / "revocations")
+        """Moved at the same time, for the other worker processes of this host (their caches look at it)."""
 
     # --- users -------------------------------------------------------------------------
     def create_user(self, username: str, uid: int | None = None, groups: list[str] | None = None,
@@ -318,7 +321,8 @@ class IdentityService:
         self.revoked()
 
     def revoked(self) -> None:
-        """Tell on_revoke's listeners that some credential or right may have ended."""
+        """Tell on_revoke's listeners and the other processes that some credential or right may have ended."""
+        self.epoch.move()
         for hook in self.on_revoke:
             hook()
 
