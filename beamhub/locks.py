@@ -7,12 +7,15 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-HOST_ACCOUNTS = Path("/run/lock/beamhub-host-accounts.lock")
-"""The lock of the host's accounts and groups, one for every beamhub of the host (they share /etc/passwd)."""
+HOST_ACCOUNTS = Path("/run/beamhub-locks/host-accounts.lock")
+"""The lock of the host's accounts and groups, one for every beamhub of the host (they share /etc/passwd). Not in
+the world-writable /run/lock: a local user could make the file first there and hold its flock for ever."""
 
 
 class HostLock:
@@ -45,11 +48,26 @@ class HostLock:
             self._thread.release()
 
     def _file(self) -> int:
-        """The lock file, opened once (no symlink followed); its folder is made if missing."""
+        """The lock file, opened once (no symlink followed); its folder is made if missing. PermissionError if
+        someone else could have made, swapped or opened it (a folder others may write to, a file this process does
+        not own alone): whoever can open the file can hold its lock."""
         if self._fd is None:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            _check_own(os.lstat(self.path.parent), stat.S_ISDIR, stat.S_IWGRP | stat.S_IWOTH)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                _check_own(os.fstat(fd), stat.S_ISREG, 0o077)  # a flock needs only a descriptor open for reading
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
         return self._fd
+
+
+def _check_own(st: os.stat_result, kind: Callable[[int], bool], unwanted: int) -> None:
+    """PermissionError unless st is of this kind, owned by this process's user and has none of the unwanted bits."""
+    if not kind(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & unwanted:
+        raise PermissionError("a host lock's file or folder is not this user's alone")
 
 
 STRIPES = 64
