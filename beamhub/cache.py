@@ -53,10 +53,15 @@ class TtlCache(Generic[K, V]):
     def clear(self) -> None:
         self._values.clear()
 
-    def put(self, key: K, value: V, ttl: float | None = None) -> None:
-        """Remember a value for the cache's ttl, or for `ttl` seconds if shorter (nothing if it is not positive)."""
+    def version(self) -> int:
+        """Where the epoch stands now (0 without one): taken before a value is read, for put's `read_at`."""
+        return self.epoch.value() if self.epoch is not None else 0
+
+    def put(self, key: K, value: V, ttl: float | None = None, read_at: int | None = None) -> None:
+        """Remember a value for the cache's ttl, or for `ttl` seconds if shorter (nothing if it is not positive,
+        nor if the epoch moved since `read_at`: the value may have been read before a revocation)."""
         ttl = self.ttl if ttl is None else min(ttl, self.ttl)
-        if ttl <= 0:
+        if ttl <= 0 or (read_at is not None and read_at != self.version()):
             return
         now = time.monotonic()
         if len(self._values) >= self.size:

@@ -143,10 +143,13 @@ async def _accepted(connection: HTTPConnection, csrf: str | None, check_csrf: bo
     key = _credential_key(connection)
     kept = credentials.get(key) if key is not None else None
     if kept is None:
-        principal = await read_in_thread(connection, authenticate, connection, csrf, check_csrf)
+        before = credentials.version()
+        # AnyIO's pool, not read_in_thread's one SQLite thread: a check may write (a refusal's audit entry, the
+        # token's last use), and a write may wait on another process's transaction.
+        principal = await run_in_threadpool(authenticate, connection, csrf, check_csrf)
         if key is not None:
             left = (principal.expires_at - utcnow()).total_seconds() if principal.expires_at else None
-            credentials.put(key, (principal, getattr(connection.state, "login_csrf", None)), left)
+            credentials.put(key, (principal, getattr(connection.state, "login_csrf", None)), left, read_at=before)
         return principal
     if not has_bearer(connection):
         refuse_tossed_cookie(connection, SESSION_COOKIE)
@@ -196,8 +199,8 @@ async def credential_stands(request: Request) -> bool:
 
 T = TypeVar("T")
 READ_THREADS = {"sqlite": 1, "postgresql": 4}
-"""Threads that run the short database reads of the request path at once (credentials, one user, the users page,
-your sessions), by database. An SQLite read is the CPU's work and lets go of the GIL at every row: two threads
+"""Threads that run the short database reads of the busiest routes at once (one user, the users page, your
+sessions), by database. An SQLite read is the CPU's work and lets go of the GIL at every row: two threads
 reading hand it to and fro with the event loop at each step, and a 100-user page served 650-720 req/s at 200
 clients with one thread, 410-630 with two, 290-320 with four (on two cores); a PostgreSQL read waits on the
 network, where a few threads overlap their waits."""

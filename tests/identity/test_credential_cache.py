@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from beamhub.app import create_app
+from beamhub.cache import SharedEpoch, TtlCache
 from beamhub.config import Settings
 from beamhub.identity.accounts.models import UserState
 from beamhub.identity.principal import SYSTEM
@@ -81,3 +82,17 @@ def test_a_group_change_makes_the_next_request_read_its_credential_anew(
         services.groups.set_member("optics", "carol", member, by=SYSTEM)
         assert client.get("/api/v1/me").status_code == 200
         assert len(reads) == before + 1
+
+
+def test_a_credential_read_before_a_revocation_elsewhere_is_not_kept(tmp_path: Path) -> None:
+    """Another worker process revokes while this one reads: what this one read is not kept, nor kept answers."""
+    here, elsewhere = SharedEpoch(tmp_path / "revocations"), SharedEpoch(tmp_path / "revocations")
+    credentials: TtlCache[str, str] = TtlCache(60, epoch=here)
+    credentials.put("kept", "before")
+    before = credentials.version()
+    elsewhere.move()
+    credentials.put("read meanwhile", "stale", read_at=before)
+    assert credentials.get("read meanwhile") is None
+    assert credentials.get("kept") is None
+    credentials.put("read after", "fresh", read_at=credentials.version())
+    assert credentials.get("read after") == "fresh"
