@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from beamhub.config import Settings
 from beamhub.errors import Forbidden, Unauthenticated
 from beamhub.identity.accounts.models import UserState
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.identity.windows.service import sid_for_uid
 from beamhub.services import Services, build_services
+from helpers.settings import without_accounts
 
 BASE = 3_500_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on this host has
 
@@ -34,10 +34,8 @@ class World:
 @contextlib.contextmanager
 def world_in(state: Path) -> Iterator[World]:
     """alice (with a token, in group team) and bob, on services of a fresh SQLite database."""
-    settings = Settings(state_dir=state, manage_system_accounts=False, all_users_group=None,
-                        windows_domain_sid="S-1-5-21-1-2-3", idmap_range_low=BASE, idmap_range_high=BASE + 999,
-                        uid_min=BASE, uid_max=BASE + 499, gid_min=BASE + 500, gid_max=BASE + 999)
-    services = build_services(settings)
+    services = build_services(without_accounts(state, BASE, windows_domain_sid="S-1-5-21-1-2-3",
+                                               idmap_range_low=BASE, idmap_range_high=BASE + 999))
     alice = services.identity.create_user("alice", by=SYSTEM)
     bob = services.identity.create_user("bob", by=SYSTEM)
     services.groups.create("team", by=SYSTEM)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from beamhub.config import Settings
 from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.services import Services, build_services
+from helpers.settings import without_accounts
 
 BASE = 3_600_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on this host has
 
@@ -22,9 +22,7 @@ BASE = 3_600_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
     """alice in groups team and beta (GIDs in the opposite order of their names), bob in none."""
-    settings = Settings(state_dir=tmp_path, manage_system_accounts=False, all_users_group=None,
-                        uid_min=BASE, uid_max=BASE + 499, gid_min=BASE + 500, gid_max=BASE + 999)
-    built = build_services(settings)
+    built = build_services(without_accounts(tmp_path, BASE))
     built.identity.create_user("alice", by=SYSTEM)
     built.identity.create_user("bob", by=SYSTEM)
     for group in ("team", "beta"):

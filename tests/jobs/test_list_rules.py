@@ -9,19 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from beamhub.config import Settings
 from beamhub.errors import Forbidden, Invalid, NotFound
 from beamhub.identity.principal import SYSTEM, Principal
 from beamhub.services import Services, build_services
+from helpers.settings import without_accounts
 
 BASE = 3_800_000 + 10_000 * secrets.randbelow(100)  # numeric ids no account on this host has
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
-    settings = Settings(state_dir=tmp_path, manage_system_accounts=False, all_users_group=None,
-                        uid_min=BASE, uid_max=BASE + 499, gid_min=BASE + 500, gid_max=BASE + 999)
-    built = build_services(settings)
+    built = build_services(without_accounts(tmp_path, BASE))
     for name in ("alice", "bob"):
         built.identity.create_user(name, by=SYSTEM)
     yield built
