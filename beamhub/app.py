@@ -128,15 +128,12 @@ def create_app(settings: Settings, run_reconciler: bool = True) -> FastAPI:
     app.state.reconciler = reconciler
     app.state.admissions = Admissions(ADMISSION_SECONDS, epoch=services.identity.epoch)
     app.state.credentials = Credentials(CREDENTIAL_SECONDS, epoch=services.identity.epoch)
-    services.identity.on_revoke += [app.state.credentials.clear, app.state.admissions.clear]
-    services.sessions.on_leaving_running.append(app.state.admissions.clear)
+    services.sessions.on_leaving_running.append(services.identity.epoch.move)
     app.state.events = EventBroadcaster(services.db)
     app.state.job_events = JobEventBroadcaster(services.db)
     app.state.relay = Relay(settings.stream_queue_frames, settings.stream_policy)
     ingress = (Ingress(settings.stream_bind, app.state.relay, services.streams, settings.stream_max_frame_bytes)
                if settings.stream_bind else None)
-    if ingress is not None:
-        services.identity.on_revoke.append(ingress.decisions.clear)
     app.state.egress = (Egress(settings.stream_subscribe_bind, app.state.relay, services.streams)
                         if settings.stream_subscribe_bind else None)
     SESSIONS.db = services.db

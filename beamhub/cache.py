@@ -50,9 +50,6 @@ class TtlCache(Generic[K, V]):
         kept = self._values.get(key)
         return kept[1] if kept is not None and kept[0] > time.monotonic() else None
 
-    def clear(self) -> None:
-        self._values.clear()
-
     def version(self) -> int:
         """Where the epoch stands now (0 without one): taken before a value is read, for put's `read_at`."""
         return self.epoch.value() if self.epoch is not None else 0

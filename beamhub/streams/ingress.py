@@ -43,7 +43,8 @@ class Ingress:
         self.relay = relay
         self.streams = streams
         self.max_frame_bytes = max_frame_bytes
-        self.decisions: TtlCache[tuple[str, str], tuple[Decision]] = TtlCache(DECISION_SECONDS)
+        self.decisions: TtlCache[tuple[str, str], tuple[Decision]] = TtlCache(DECISION_SECONDS,
+                                                                              epoch=streams.identity.epoch)
 
     def bind(self) -> None:
         """Bind the DAQ's endpoint (zmq.ZMQError if it cannot be had); freed frames' memory is kept for the next."""

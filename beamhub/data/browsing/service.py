@@ -59,7 +59,6 @@ class DataBrowser:
         self.data = data
         self.db = data.db
         self.recent: TtlCache[str, Proposal] = TtlCache(PROPOSAL_SECONDS, epoch=data.identity.epoch)
-        data.identity.on_revoke.append(self.recent.clear)
 
     def _caller(self, principal: Principal) -> Caller:
         caller = self.data.caller(principal)

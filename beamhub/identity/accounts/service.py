@@ -59,11 +59,9 @@ class IdentityService:
         self.groups = groups
         self.audit = audit
         self.on_disable: list[Callable[[User], None]] = []
-        self.on_revoke: list[Callable[[], None]] = []
-        """Called when a credential or a right may have ended (a revoked token, a changed user, a logout): the
-        server forgets the decisions it keeps for a few seconds."""
         self.epoch = SharedEpoch(settings.state_dir / "revocations")
-        """Moved at the same time, for the other worker processes of this host (their caches look at it)."""
+        """Moved when a credential or a right may have ended (a revoked token, a changed user, a logout): every
+        cache of decisions built on it, in every process of this host, forgets them at its next look."""
 
     # --- users -------------------------------------------------------------------------
     def create_user(self, username: str, uid: int | None = None, groups: list[str] | None = None,
@@ -321,10 +319,8 @@ class IdentityService:
         self.revoked()
 
     def revoked(self) -> None:
-        """Tell on_revoke's listeners and the other processes that some credential or right may have ended."""
+        """Some credential or right may have ended: every process forgets the decisions it keeps."""
         self.epoch.move()
-        for hook in self.on_revoke:
-            hook()
 
     def authenticate(self, token: str | None, address: str = "") -> Principal:
         """The principal a bearer token stands for; Unauthenticated (401) or Forbidden (403) if none.
