@@ -19,9 +19,9 @@ from beamhub.compute.backend import Account
 from beamhub.config import Settings
 from beamhub.db import Database, utcnow
 from beamhub.errors import Conflict, Forbidden, HostRefused, Invalid, NotFound, Unauthenticated
-from beamhub.identity.accounts import host, reads, sources
+from beamhub.identity.accounts import host, ids, reads, sources
 from beamhub.identity.accounts.groups import GroupService
-from beamhub.identity.accounts.models import ApiToken, Group, Role, User, UserState
+from beamhub.identity.accounts.models import ApiToken, Role, User, UserState
 from beamhub.identity.audit.service import AuditService
 from beamhub.identity.fields import beamline_names
 from beamhub.identity.principal import SCOPES, Principal, role_scopes
@@ -98,9 +98,9 @@ class IdentityService:
                 raise Conflict("user %(username)s already exists", username=username)
             if self.settings.identity_source == "nss":
                 uid, gid, groups = sources.nss_identity(username, uid, groups)
-                self._check_host_account(username, uid)
+                ids.check_host_account(self.settings, username, uid)
             else:
-                uid = self._new_uid(db, username, uid)
+                uid = ids.new_uid(db, self.settings, username, uid)
                 gid = uid
                 groups = self._new_groups(db, groups or [])
             user = User(**profile, uid=uid, gid=gid)
@@ -123,57 +123,12 @@ class IdentityService:
                 db.execute(delete(User).where(User.id == user.id))
             raise
 
-    def _check_host_account(self, username: str, uid: int) -> None:
-        """On the nss source, refuse an account outside beamhub's UID range (root, daemon, the host's users)."""
-        if not self.settings.uid_min <= uid <= self.settings.uid_max:
-            raise Forbidden("%(username)s has UID %(uid)s on this host, outside beamhub's UID range "
-                            "%(uid_min)s-%(uid_max)s: beamhub does not take over host accounts",
-                            username=username, uid=uid, uid_min=self.settings.uid_min, uid_max=self.settings.uid_max)
-
-    def _check_free_name(self, db: Session, username: str) -> None:
-        """Refuse a name whose account or private group beamhub could not create as its own (on the host when it
-        manages system accounts; a name without one is only a label, e.g. for PAM logins)."""
-        managed = self.settings.manage_system_accounts
-        held = host.account_named(username) if managed else None
-        if held is not None:
-            raise Conflict("%(username)s is already an account on this host (UID %(pw_uid)s): beamhub creates its own "
-                           "accounts and takes over none", username=username, pw_uid=held.pw_uid)
-        system = host.group_named(username) if managed else None
-        if system is not None or db.scalar(select(Group.id).where(Group.name == username)) is not None:
-            raise Conflict("a group named %(username)s already exists, so %(username)s cannot have a private group",
-                           username=username)
-
-    def _new_uid(self, db: Session, username: str, uid: int | None) -> int:
-        """The UID of a new user on the db source (and its private group's GID); refuses what the host holds."""
-        self._check_free_name(db, username)
-        if uid is None:
-            return self._free_uid(db)
-        if not self.settings.uid_min <= uid <= self.settings.uid_max:
-            raise Invalid("UID %(uid)s is outside beamhub's UID range %(uid_min)s-%(uid_max)s",
-                          uid=uid, uid_min=self.settings.uid_min, uid_max=self.settings.uid_max)
-        if uid in self._used_ids(db) or host.uid_taken(uid) or host.gid_taken(uid):
-            raise Conflict("UID %(uid)s is already taken (by a user, or as the GID of a group)", uid=uid)
-        return uid
-
     def _new_groups(self, db: Session, names: list[str]) -> list[str]:
         """The groups a new user joins (with the all-users group), each one beamhub may give members."""
         wanted = set(names) | ({self.settings.all_users_group} if self.settings.all_users_group else set())
         for name in sorted(wanted):
             self.groups.check_grantable(db, name)
         return sorted(wanted)
-
-    def _used_ids(self, db: Session) -> set[int]:
-        """UIDs of beamhub's users and GIDs of its groups: a new user's UID is also its private group's GID."""
-        return set(db.scalars(select(User.uid))) | set(db.scalars(select(Group.gid)))
-
-    def _free_uid(self, db: Session) -> int:
-        """The first UID of the range that no user, and no group as its GID, has here or on the host."""
-        used = self._used_ids(db)
-        for uid in range(self.settings.uid_min, self.settings.uid_max + 1):
-            if uid not in used and not host.uid_taken(uid) and not host.gid_taken(uid):
-                return uid
-        raise Conflict("no free UID left in %(uid_min)s-%(uid_max)s",
-                       uid_min=self.settings.uid_min, uid_max=self.settings.uid_max)
 
     def home(self, username: str) -> Path:
         return self.settings.home_root / username
